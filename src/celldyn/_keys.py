@@ -1,0 +1,56 @@
+"""The one place where AnnData key strings are built.
+
+Every ``varp`` matrix written by celldyn is oriented regulator (row) x target (column).
+"""
+
+from __future__ import annotations
+
+TIME = "celldyn_time"
+"""Default ``obs`` column of ordered time groups (:func:`celldyn.pp.time_groups`)."""
+COUPLINGS = "celldyn_couplings"
+"""Default ``obsp``/``uns`` key of OT couplings (:func:`celldyn.pp.couplings`)."""
+TRAJECTORIES = "celldyn_trajectories"
+"""Default ``uns`` key of extracted trajectories (:func:`celldyn.pp.trajectories`)."""
+PRIOR = "celldyn_prior"
+"""Default ``varp``/``uns`` key of the prior network (:func:`celldyn.pp.prior_network`)."""
+COUNTS = "counts"
+"""Layer holding raw counts after :func:`celldyn.pp.recipe`."""
+GROUND_TRUTH_NETWORK = "ground_truth_network"
+"""``uns`` key of a simulator's or dataset's known network (source, target, sign/weight)."""
+TRUE_VELOCITY = "true_velocity"
+"""Layer of known velocities written by the simulators."""
+
+
+def velocity(method: str) -> str:
+    """``layers`` key of a method's gene-space velocity, e.g. ``'flecs_velocity'``."""
+    return f"{method}_velocity"
+
+
+def velocity_genes(method: str) -> str:
+    """``var`` key of the boolean mask of genes a method models."""
+    return f"{velocity(method)}_genes"
+
+
+def velocity_params(method: str) -> str:
+    """``uns`` key of the velocity parameters scvelo reads (``'embeddings'``)."""
+    return f"{velocity(method)}_params"
+
+
+def velocity_embedding(vkey: str, basis: str) -> str:
+    """``obsm`` key of a velocity projected on ``X_<basis>``."""
+    return f"{vkey}_{basis}"
+
+
+def weights(method: str) -> str:
+    """``varp`` key of a method's regulator x target weight matrix."""
+    return f"{method}_weights"
+
+
+def weights_std(method: str) -> str:
+    """``varp`` key of the ensemble standard deviation of a method's weights."""
+    return f"{weights(method)}_std"
+
+
+def var_param(method: str, name: str) -> str:
+    """``var`` key of a per-gene model parameter, e.g. ``'flecs_decay'``."""
+    return f"{method}_{name}"

@@ -1,0 +1,101 @@
+"""Input checks that raise clear errors before anything is written into AnnData."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import scipy.sparse as sp
+from anndata import AnnData
+
+
+def check_adata(adata: object) -> AnnData:
+    """Raise a :class:`TypeError` unless ``adata`` is an :class:`~anndata.AnnData`."""
+    if not isinstance(adata, AnnData):
+        raise TypeError(f"Expected an AnnData object, got {type(adata).__name__}.")
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        raise ValueError(f"AnnData is empty (shape {adata.shape}).")
+    return adata
+
+
+def check_obs_key(adata: AnnData, key: str) -> None:
+    """Raise a :class:`KeyError` naming ``key`` if it is not a column of ``adata.obs``."""
+    if key not in adata.obs.columns:
+        raise KeyError(
+            f"adata.obs has no column {key!r}. Available columns: {list(adata.obs.columns)}."
+        )
+
+
+def check_uns_key(adata: AnnData, key: str, hint: str = "") -> None:
+    """Raise a :class:`KeyError` if ``key`` is not in ``adata.uns``."""
+    if key not in adata.uns:
+        raise KeyError(f"adata.uns has no entry {key!r}. {hint}".strip())
+
+
+def check_varp_key(adata: AnnData, key: str, hint: str = "") -> None:
+    """Raise a :class:`KeyError` if ``key`` is not in ``adata.varp``."""
+    if key not in adata.varp:
+        raise KeyError(f"adata.varp has no entry {key!r}. {hint}".strip())
+
+
+def check_layer(adata: AnnData, layer: str | None) -> None:
+    """Raise a :class:`KeyError` if ``layer`` is given but absent from ``adata.layers``."""
+    if layer is not None and layer not in adata.layers:
+        raise KeyError(f"adata.layers has no layer {layer!r}. Available: {list(adata.layers)}.")
+
+
+def get_rep(adata: AnnData, rep: str, *, min_dims: int = 1) -> np.ndarray:
+    """Return ``adata.obsm[rep]`` as a dense float array after checking it.
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix.
+    rep
+        Key in ``adata.obsm`` (``'X'`` means ``adata.X``).
+    min_dims
+        Minimum number of columns required.
+
+    Returns
+    -------
+    Dense ``float64`` array of shape ``(n_obs, n_dims)``.
+    """
+    if rep == "X":
+        x = adata.X
+    elif rep in adata.obsm:
+        x = adata.obsm[rep]
+    else:
+        raise KeyError(
+            f"adata.obsm has no representation {rep!r}. Available: {list(adata.obsm)}. "
+            "Run `sc.pp.pca` (or `celldyn.pp.recipe`) first or pass another `rep`."
+        )
+    x = x.toarray() if sp.issparse(x) else np.asarray(x)
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] < min_dims:
+        raise ValueError(
+            f"Representation {rep!r} has shape {x.shape}; at least {min_dims} columns are needed."
+        )
+    check_finite(x, f"adata.obsm[{rep!r}]" if rep != "X" else "adata.X")
+    return x
+
+
+def check_finite(x: np.ndarray | sp.spmatrix, name: str) -> None:
+    """Raise a :class:`ValueError` naming ``name`` if ``x`` holds NaN or infinite values."""
+    data = x.data if sp.issparse(x) else np.asarray(x)
+    if data.dtype.kind in "fc" and not np.all(np.isfinite(data)):
+        n_bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
+        raise ValueError(f"{name} contains {n_bad} NaN or infinite values.")
+
+
+def check_in(value: object, allowed: Iterable[object], name: str) -> None:
+    """Raise a :class:`ValueError` unless ``value`` is one of ``allowed``."""
+    allowed = tuple(allowed)
+    if value not in allowed:
+        raise ValueError(f"`{name}` must be one of {allowed}, got {value!r}.")
+
+
+def check_positive(value: float, name: str, *, strict: bool = True) -> None:
+    """Raise a :class:`ValueError` unless ``value`` is positive (or non-negative)."""
+    if not np.isfinite(value) or (value <= 0 if strict else value < 0):
+        kind = "positive" if strict else "non-negative"
+        raise ValueError(f"`{name}` must be a finite {kind} number, got {value!r}.")

@@ -1,0 +1,18 @@
+"""Metrics: distances between cell populations, velocity confidence, GRN recovery scores.
+
+Metrics return values; they write into AnnData only when ``key_added`` is given.
+"""
+
+from ._distances import energy_distance, mmd, wasserstein
+from ._grn import grn_scores
+from ._trajectory_quality import trajectory_quality
+from ._velocity import velocity_confidence
+
+__all__ = [
+    "energy_distance",
+    "grn_scores",
+    "mmd",
+    "trajectory_quality",
+    "velocity_confidence",
+    "wasserstein",
+]

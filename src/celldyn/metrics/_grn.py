@@ -1,0 +1,2 @@
+def grn_scores(*a, **k):
+    raise NotImplementedError

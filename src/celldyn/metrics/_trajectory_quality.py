@@ -1,0 +1,2 @@
+def trajectory_quality(*a, **k):
+    raise NotImplementedError

@@ -1,0 +1,2 @@
+def couplings(*args, **kwargs):  # placeholder, replaced by its owner
+    raise NotImplementedError
