@@ -1,1 +1,5 @@
-"""tl."""
+"""Tools: fit models and write their results into AnnData (scanpy's ``tl``)."""
+
+from ._velocity_embedding import velocity_embedding
+
+__all__ = ["velocity_embedding"]

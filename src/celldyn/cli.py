@@ -1,0 +1,183 @@
+"""``celldyn`` command line: h5ad in, h5ad out, for scverse pipelines.
+
+Logs go to stderr, there are no prompts, and the exit code is 0 on success, 1 when the
+input is invalid (missing file, key or column) and 2 on bad command-line usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from . import _keys
+from ._logging import logger
+
+EXIT_OK, EXIT_INVALID_INPUT = 0, 1
+
+
+def _read(path: Path):
+    import anndata as ad
+
+    if not path.is_file():
+        raise FileNotFoundError(f"Input file {str(path)!r} does not exist.")
+    return ad.read_h5ad(path)
+
+
+def _write(adata, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    adata.write_h5ad(path)
+    logger.info("wrote %s", path)
+
+
+def _pp_recipe(args, adata) -> None:
+    from . import pp
+
+    pp.recipe(adata, n_top_genes=args.n_top_genes, denoise=None if args.no_denoise else "knn")
+
+
+def _pp_time_groups(args, adata) -> None:
+    from . import pp
+
+    pp.time_groups(
+        adata,
+        time_key=args.time_key,
+        pseudotime_key=args.pseudotime_key,
+        n_groups=args.n_groups,
+        key_added=args.key_added,
+    )
+
+
+def _pp_couplings(args, adata) -> None:
+    from . import pp
+
+    pp.couplings(adata, time_key=args.time_key, rep=args.rep, method=args.method)
+
+
+def _pp_trajectories(args, adata) -> None:
+    from . import pp
+
+    pp.trajectories(
+        adata,
+        time_key=args.time_key,
+        method=args.method,
+        rep=args.rep,
+        n_trajectories=args.n_trajectories,
+        length=args.length,
+        random_state=args.random_state,
+    )
+
+
+def _pp_prior_network(args, adata) -> None:
+    import pandas as pd
+
+    from . import pp
+
+    path = Path(args.network)
+    if not path.is_file():
+        raise FileNotFoundError(f"Network file {str(path)!r} does not exist.")
+    sep = "\t" if path.suffix in {".tsv", ".txt"} else ","
+    net = pd.read_csv(path, sep=sep)
+    pp.prior_network(
+        adata, net, weight=args.weight, case_sensitive=not args.case_insensitive
+    )
+
+
+def _add_io(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input", "-i", type=Path, required=True, help="input .h5ad")
+    parser.add_argument("--output", "-o", type=Path, required=True, help="output .h5ad")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="celldyn", description="Explicit dynamical models of single cells."
+    )
+    parser.add_argument("--quiet", "-q", action="store_true", help="only log warnings")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run the end-to-end job on built-in simulated data")
+    demo.add_argument("--output", "-o", type=Path, default=Path("celldyn_demo"))
+    demo.add_argument("--n-cells", type=int, default=2000)
+    demo.add_argument("--random-state", type=int, default=0)
+    demo.set_defaults(handler=None)
+
+    pp = sub.add_parser("pp", help="preprocessing steps").add_subparsers(
+        dest="step", required=True
+    )
+    recipe = pp.add_parser("recipe", help="normalize, HVG, denoise, PCA")
+    _add_io(recipe)
+    recipe.add_argument("--n-top-genes", type=int, default=4000)
+    recipe.add_argument("--no-denoise", action="store_true")
+    recipe.set_defaults(handler=_pp_recipe)
+
+    groups = pp.add_parser("time-groups", help="ordered time groups per cell")
+    _add_io(groups)
+    groups.add_argument("--time-key")
+    groups.add_argument("--pseudotime-key")
+    groups.add_argument("--n-groups", type=int, default=10)
+    groups.add_argument("--key-added", default=_keys.TIME)
+    groups.set_defaults(handler=_pp_time_groups)
+
+    coupl = pp.add_parser("couplings", help="OT couplings between consecutive time groups")
+    _add_io(coupl)
+    coupl.add_argument("--time-key", default=_keys.TIME)
+    coupl.add_argument("--rep", default="X_pca")
+    coupl.add_argument("--method", choices=["exact", "sinkhorn"], default="exact")
+    coupl.set_defaults(handler=_pp_couplings)
+
+    traj = pp.add_parser("trajectories", help="extract cell trajectories (FLeCS)")
+    _add_io(traj)
+    traj.add_argument("--time-key", default=_keys.TIME)
+    traj.add_argument("--method", choices=["knn", "quantile"], default="knn")
+    traj.add_argument("--rep", default="X_pca")
+    traj.add_argument("--n-trajectories", type=int, default=1000)
+    traj.add_argument("--length", type=int, default=10)
+    traj.add_argument("--random-state", type=int, default=0)
+    traj.set_defaults(handler=_pp_trajectories)
+
+    prior = pp.add_parser("prior-network", help="prior network from a source/target table")
+    _add_io(prior)
+    prior.add_argument("--network", required=True, help="csv/tsv with source,target[,weight]")
+    prior.add_argument("--weight", default=None, help="weight column name")
+    prior.add_argument("--case-insensitive", action="store_true")
+    prior.set_defaults(handler=_pp_prior_network)
+    return parser
+
+
+def _run_step(handler: Callable, args: argparse.Namespace) -> None:
+    adata = _read(args.input)
+    handler(args, adata)
+    _write(adata, args.output)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``celldyn`` command line.
+
+    Parameters
+    ----------
+    argv
+        Arguments without the program name (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    The process exit code.
+    """
+    args = _build_parser().parse_args(argv)
+    logger.setLevel(logging.WARNING if args.quiet else logging.INFO)
+    try:
+        if args.command == "demo":
+            from ._demo import run_demo
+
+            run_demo(args.output, n_cells=args.n_cells, random_state=args.random_state)
+        else:
+            _run_step(args.handler, args)
+    except (FileNotFoundError, KeyError, ValueError, TypeError) as err:
+        logger.error("celldyn: error: %s", err)
+        return EXIT_INVALID_INPUT
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""Velocity stream plots, delegated to scvelo."""
+
+from __future__ import annotations
+
+from anndata import AnnData
+
+from .. import _keys
+from ..tl import velocity_embedding
+
+
+def velocity_stream(
+    adata: AnnData,
+    vkey: str,
+    *,
+    basis: str = "umap",
+    xkey: str | None = None,
+    **kwargs,
+):
+    """Plot a velocity layer as streamlines on an embedding (:func:`scvelo.pl.velocity_embedding_stream`).
+
+    If ``obsm['<vkey>_<basis>']`` is missing it is computed on a copy with
+    :func:`celldyn.tl.velocity_embedding`; ``adata`` itself is not modified.
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix with ``layers[vkey]`` and ``obsm['X_<basis>']``.
+    vkey
+        Velocity layer, e.g. ``'flecs_velocity'``.
+    basis
+        Embedding to plot on.
+    xkey
+        Layer of cell states for the projection (``None``: ``adata.X``).
+    **kwargs
+        Passed to :func:`scvelo.pl.velocity_embedding_stream` (``color``, ``ax``, ``show``,
+        ``save``, ...).
+
+    Returns
+    -------
+    What scvelo returns (the axes when ``show=False``).
+    """
+    import scvelo as scv
+
+    if _keys.velocity_embedding(vkey, basis) not in adata.obsm:
+        adata = velocity_embedding(adata, vkey, basis=basis, xkey=xkey, copy=True)
+    kwargs.setdefault("show", False)
+    return scv.pl.velocity_embedding_stream(adata, vkey=vkey, basis=basis, **kwargs)

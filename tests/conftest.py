@@ -1,0 +1,30 @@
+import os
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import anndata as ad
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="session")
+def _curve_adata():
+    """Cells on a 4-gene curve with their exact velocity, a UMAP stand-in and neighbors."""
+    import scanpy as sc
+
+    rng = np.random.default_rng(0)
+    t = rng.uniform(0, 1, 300)
+    x = np.stack([t, np.sin(3 * t), 0.1 * rng.normal(size=300), t**2], 1)
+    x += 0.01 * rng.normal(size=x.shape)
+    v = np.stack([np.ones(300), 3 * np.cos(3 * t), np.zeros(300), 2 * t], 1)
+    adata = ad.AnnData(x.astype(np.float32))
+    adata.layers["true_velocity"] = v.astype(np.float32)
+    adata.obsm["X_umap"] = x[:, :2].copy()
+    adata.obs["t"] = t
+    sc.pp.neighbors(adata, use_rep="X", n_neighbors=15)
+    return adata
+
+
+@pytest.fixture
+def curve_adata(_curve_adata):
+    return _curve_adata.copy()
