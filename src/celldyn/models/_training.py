@@ -1,0 +1,65 @@
+"""Lightning training shared by every celldyn model (through scvi-tools' TrainRunner)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .._compat import TrainingPlan, TrainRunner
+from ..nn import SolverDivergedError
+from ._data import TensorDataModule
+
+
+class TrainingMixin:
+    """``_fit`` for :class:`~scvi.model.base.BaseModelClass` subclasses trained on tensors."""
+
+    def _fit(
+        self,
+        datamodule: TensorDataModule,
+        *,
+        max_epochs: int,
+        lr: float,
+        weight_decay: float = 0.0,
+        accelerator: str = "auto",
+        devices: int | list[int] | str = "auto",
+        early_stopping: bool = False,
+        early_stopping_patience: int = 10,
+        progress: bool = True,
+        plan_kwargs: dict | None = None,
+        **trainer_kwargs,
+    ) -> None:
+        """Train ``self.module`` with Lightning on the samples of ``datamodule``.
+
+        The module's ``loss`` must return a :class:`~scvi.module.base.LossOutput`. After
+        training, non-finite parameters raise :class:`~celldyn.nn.SolverDivergedError`.
+        """
+        if max_epochs < 1:
+            raise ValueError(f"`max_epochs` must be at least 1, got {max_epochs}.")
+        if lr <= 0 or not math.isfinite(lr):
+            raise ValueError(f"`lr` must be a positive number, got {lr}.")
+        if early_stopping and datamodule.n_val == 0:
+            raise ValueError("Early stopping needs a validation split (`validation_size` > 0).")
+        plan = TrainingPlan(self.module, lr=lr, weight_decay=weight_decay, **(plan_kwargs or {}))
+        if datamodule.n_val > 0:
+            trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
+        runner = TrainRunner(
+            self,
+            training_plan=plan,
+            data_splitter=datamodule,
+            max_epochs=max_epochs,
+            accelerator=accelerator,
+            devices=devices,
+            early_stopping=early_stopping,
+            early_stopping_monitor="validation_loss",
+            early_stopping_patience=early_stopping_patience,
+            enable_progress_bar=progress,
+            **trainer_kwargs,
+        )
+        runner()
+        bad = [name for name, p in self.module.named_parameters() if not torch.isfinite(p).all()]
+        if bad:
+            raise SolverDivergedError(
+                f"Training diverged: parameters {bad} hold NaN or infinite values. "
+                "Lower `lr` or tighten the solver tolerances."
+            )

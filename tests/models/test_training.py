@@ -1,0 +1,113 @@
+"""The shared Lightning training path, on a model whose optimum is known (least squares)."""
+
+import anndata as ad
+import numpy as np
+import pytest
+import torch
+from scvi import REGISTRY_KEYS
+from scvi.data import AnnDataManager
+from scvi.data.fields import LayerField
+from scvi.model.base import BaseModelClass
+from scvi.module.base import BaseModuleClass, LossOutput
+
+from celldyn.models._data import TensorDataModule
+from celldyn.models._training import TrainingMixin
+from celldyn.nn import SolverDivergedError
+
+
+class _LinearModule(BaseModuleClass):
+    def __init__(self, n_in):
+        super().__init__()
+        self.beta = torch.nn.Parameter(torch.zeros(n_in))
+
+    def _get_inference_input(self, tensors):
+        return {"x": tensors["x"]}
+
+    def inference(self, x):
+        return {"pred": x @ self.beta}
+
+    def _get_generative_input(self, tensors, inference_outputs):
+        return {}
+
+    def generative(self):
+        return {}
+
+    def loss(self, tensors, inference_outputs, generative_outputs):
+        per_sample = (inference_outputs["pred"] - tensors["y"]) ** 2
+        return LossOutput(loss=per_sample.mean(), reconstruction_loss=per_sample)
+
+
+class _LinearModel(TrainingMixin, BaseModelClass):
+    def __init__(self, adata):
+        super().__init__(adata)
+        self.module = _LinearModule(adata.n_vars)
+        self.init_params_ = self._get_init_params(locals())
+
+    @classmethod
+    def setup_anndata(cls, adata):
+        args = cls._get_setup_method_args(**locals())
+        manager = AnnDataManager(
+            fields=[LayerField(REGISTRY_KEYS.X_KEY, None, is_count_data=False)],
+            setup_method_args=args,
+        )
+        manager.register_fields(adata)
+        cls.register_manager(manager)
+
+    def train(self, x, y, **kwargs):
+        data = TensorDataModule({"x": x, "y": y}, batch_size=64, validation_size=0.2)
+        self._fit(data, progress=False, **kwargs)
+
+
+@pytest.fixture
+def regression():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 3)).astype(np.float32)
+    beta = np.array([1.5, -2.0, 0.5], dtype=np.float32)
+    y = x @ beta + 0.01 * rng.normal(size=400).astype(np.float32)
+    adata = ad.AnnData(x)
+    _LinearModel.setup_anndata(adata)
+    return _LinearModel(adata), torch.from_numpy(x), torch.from_numpy(y), beta
+
+
+def test_fit_recovers_least_squares_solution(regression):
+    model, x, y, beta = regression
+    model.train(x, y, max_epochs=60, lr=0.05, accelerator="cpu")
+    np.testing.assert_allclose(model.module.beta.detach().numpy(), beta, atol=0.02)
+    history = model.history["validation_loss"].to_numpy().ravel()
+    assert history[-1] < 0.01 * history[0]
+    assert model.is_trained
+
+
+def test_early_stopping_stops_before_max_epochs(regression):
+    model, x, y, _ = regression
+    model.train(
+        x, y, max_epochs=500, lr=0.05, accelerator="cpu",
+        early_stopping=True, early_stopping_patience=3,
+    )
+    assert len(model.history["train_loss"]) < 500
+
+
+def test_divergence_is_reported(regression):
+    model, x, y, _ = regression
+    y = y.clone()
+    y[0] = float("nan")
+    with pytest.raises(SolverDivergedError, match="beta"):
+        model.train(x, y, max_epochs=2, lr=0.05, accelerator="cpu")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"max_epochs": 0, "lr": 0.1}, "max_epochs"), ({"max_epochs": 1, "lr": -1.0}, "lr")],
+)
+def test_bad_training_arguments(regression, kwargs, match):
+    model, x, y, _ = regression
+    with pytest.raises(ValueError, match=match):
+        model.train(x, y, accelerator="cpu", **kwargs)
+
+
+def test_datamodule_split_and_errors():
+    data = TensorDataModule({"a": torch.arange(10), "b": torch.zeros(10, 2)}, validation_size=0.3)
+    assert (data.n_train, data.n_val) == (7, 3)
+    assert set(data.train_idx) | set(data.val_idx) == set(range(10))
+    with pytest.raises(ValueError, match="same length"):
+        TensorDataModule({"a": torch.zeros(3), "b": torch.zeros(4)})
