@@ -188,3 +188,12 @@ def test_bad_input_leaves_adata_unchanged(two_clusters, corrupt, kwargs, error, 
 def test_not_anndata():
     with pytest.raises(TypeError, match="AnnData"):
         cd.pp.recipe(np.ones((3, 3)))
+
+
+def test_asking_for_all_genes_keeps_all_genes():
+    import celldyn as cd
+
+    adata = cd.datasets.simulate_grn(n_genes=20, n_cells=300, n_timepoints=3, counts=True)
+    cd.pp.recipe(adata, n_top_genes=20, denoise=None)
+    assert adata.n_vars == 20
+    assert adata.var["highly_variable"].all()

@@ -54,7 +54,7 @@ def recipe(
     adata
         Annotated data matrix with raw counts (sparse or dense).
     n_top_genes
-        Number of highly variable genes; capped at ``n_vars``.
+        Number of highly variable genes; capped at ``n_vars`` (then every gene is kept).
     denoise
         ``'knn'`` for diffusion denoising, ``None`` to skip it.
     layer
@@ -130,6 +130,10 @@ def recipe(
     sc.pp.normalize_total(work, target_sum=used_target_sum)
     sc.pp.log1p(work)
     sc.pp.highly_variable_genes(work, flavor="cell_ranger", n_top_genes=n_hvg_requested)
+    if n_hvg_requested == adata.n_vars:
+        # cell_ranger's binned dispersions leave genes alone in a bin unranked (NaN);
+        # asking for every gene must keep every gene.
+        work.var["highly_variable"] = True
     hvg = work.var["highly_variable"].to_numpy()
     if subset:
         work = work[:, hvg].copy()

@@ -1,0 +1,62 @@
+import json
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+import celldyn as cd
+from celldyn.cli import main
+
+
+@pytest.fixture(scope="module")
+def raw_h5ad(tmp_path_factory):
+    adata = cd.datasets.simulate_grn(n_genes=20, n_cells=400, n_timepoints=4, counts=True)
+    net = adata.uns.pop("ground_truth_network")
+    adata.uns.pop("simulation")
+    folder = tmp_path_factory.mktemp("cli")
+    adata.write_h5ad(folder / "raw.h5ad")
+    net.to_csv(folder / "net.csv", index=False)
+    return folder
+
+
+def test_pp_pipeline(raw_h5ad):
+    f = raw_h5ad
+    assert main(["-q", "pp", "recipe", "-i", str(f / "raw.h5ad"), "-o", str(f / "a.h5ad"),
+                 "--n-top-genes", "20", "--no-denoise"]) == 0
+    assert main(["-q", "pp", "time-groups", "-i", str(f / "a.h5ad"), "-o", str(f / "a.h5ad"),
+                 "--time-key", "time"]) == 0
+    assert main(["-q", "pp", "trajectories", "-i", str(f / "a.h5ad"), "-o", str(f / "a.h5ad"),
+                 "--n-trajectories", "50", "--length", "5"]) == 0
+    assert main(["-q", "pp", "prior-network", "-i", str(f / "a.h5ad"), "-o", str(f / "a.h5ad"),
+                 "--network", str(f / "net.csv"), "--weight", "weight"]) == 0
+    out = ad.read_h5ad(f / "a.h5ad")
+    assert out.uns["celldyn_trajectories"]["indices"].shape == (50, 5)
+    assert np.array_equal(np.unique(out.obs["celldyn_time"]), np.unique(out.obs["time"]))
+    net = pd.read_csv(f / "net.csv")
+    kept = net[net.source.isin(out.var_names) & net.target.isin(out.var_names)]
+    assert out.varp["celldyn_prior"].nnz == len(kept.drop_duplicates(["source", "target"]))
+
+
+def test_invalid_input_exit_code(raw_h5ad, tmp_path, caplog):
+    code = main(["pp", "time-groups", "-i", str(raw_h5ad / "raw.h5ad"), "-o",
+                 str(tmp_path / "x.h5ad"), "--time-key", "no_such_column"])
+    assert code == 1
+    assert "no_such_column" in caplog.text
+    assert not (tmp_path / "x.h5ad").exists()
+    assert main(["pp", "recipe", "-i", str(tmp_path / "missing.h5ad"), "-o", "y.h5ad"]) == 1
+
+
+def test_bad_usage_exits_2():
+    with pytest.raises(SystemExit) as err:
+        main(["pp", "trajectories", "--method", "bogus", "-i", "a", "-o", "b"])
+    assert err.value.code == 2
+
+
+def test_demo_writes_results(tmp_path):
+    assert main(["-q", "demo", "--output", str(tmp_path), "--n-cells", "600"]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    adata = ad.read_h5ad(tmp_path / "demo.h5ad")
+    assert summary["n_cells"] == adata.n_obs == 600
+    assert adata.uns["celldyn_trajectories"]["indices"].shape == (1000, 10)
+    assert (tmp_path / "demo.png").stat().st_size > 10_000
