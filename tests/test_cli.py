@@ -22,14 +22,75 @@ def raw_h5ad(tmp_path_factory):
 
 def test_pp_pipeline(raw_h5ad):
     f = raw_h5ad
-    assert main(["-q", "pp", "recipe", "-i", str(f / "raw.h5ad"), "-o", str(f / "a.h5ad"),
-                 "--n-top-genes", "20", "--no-denoise"]) == 0
-    assert main(["-q", "pp", "time-groups", "-i", str(f / "a.h5ad"), "-o", str(f / "a.h5ad"),
-                 "--time-key", "time"]) == 0
-    assert main(["-q", "pp", "trajectories", "-i", str(f / "a.h5ad"), "-o", str(f / "a.h5ad"),
-                 "--n-trajectories", "50", "--length", "5"]) == 0
-    assert main(["-q", "pp", "prior-network", "-i", str(f / "a.h5ad"), "-o", str(f / "a.h5ad"),
-                 "--network", str(f / "net.csv"), "--weight", "weight"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "pp",
+                "recipe",
+                "-i",
+                str(f / "raw.h5ad"),
+                "-o",
+                str(f / "a.h5ad"),
+                "--n-top-genes",
+                "20",
+                "--no-denoise",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "-q",
+                "pp",
+                "time-groups",
+                "-i",
+                str(f / "a.h5ad"),
+                "-o",
+                str(f / "a.h5ad"),
+                "--time-key",
+                "time",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "-q",
+                "pp",
+                "trajectories",
+                "-i",
+                str(f / "a.h5ad"),
+                "-o",
+                str(f / "a.h5ad"),
+                "--n-trajectories",
+                "50",
+                "--length",
+                "5",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "-q",
+                "pp",
+                "prior-network",
+                "-i",
+                str(f / "a.h5ad"),
+                "-o",
+                str(f / "a.h5ad"),
+                "--network",
+                str(f / "net.csv"),
+                "--weight",
+                "weight",
+            ]
+        )
+        == 0
+    )
     out = ad.read_h5ad(f / "a.h5ad")
     assert out.uns["celldyn_trajectories"]["indices"].shape == (50, 5)
     assert np.array_equal(np.unique(out.obs["celldyn_time"]), np.unique(out.obs["time"]))
@@ -39,8 +100,18 @@ def test_pp_pipeline(raw_h5ad):
 
 
 def test_invalid_input_exit_code(raw_h5ad, tmp_path, caplog):
-    code = main(["pp", "time-groups", "-i", str(raw_h5ad / "raw.h5ad"), "-o",
-                 str(tmp_path / "x.h5ad"), "--time-key", "no_such_column"])
+    code = main(
+        [
+            "pp",
+            "time-groups",
+            "-i",
+            str(raw_h5ad / "raw.h5ad"),
+            "-o",
+            str(tmp_path / "x.h5ad"),
+            "--time-key",
+            "no_such_column",
+        ]
+    )
     assert code == 1
     assert "no_such_column" in caplog.text
     assert not (tmp_path / "x.h5ad").exists()

@@ -37,7 +37,11 @@ def run_demo(output: Path, *, n_cells: int = 2000, random_state: int = 0) -> Pat
     output.mkdir(parents=True, exist_ok=True)
     logger.info("simulating %d cells of a branching 30-gene network", n_cells)
     adata = datasets.simulate_grn(
-        n_genes=30, n_cells=n_cells, n_timepoints=8, branching=True, counts=True,
+        n_genes=30,
+        n_cells=n_cells,
+        n_timepoints=8,
+        branching=True,
+        counts=True,
         random_state=random_state,
     )
     truth = adata.uns[_keys.GROUND_TRUTH_NETWORK]
@@ -53,8 +57,13 @@ def run_demo(output: Path, *, n_cells: int = 2000, random_state: int = 0) -> Pat
     sc.pl.umap(adata, color=_keys.LINEAGE, legend_loc="on data", ax=axes[0], show=False)
     pl.trajectories(adata, basis="umap", ax=axes[1])
     pl.velocity_stream(
-        adata, vkey=_keys.TRUE_VELOCITY, basis="umap", xkey=_keys.LOG_NORMALIZED,
-        color=_keys.TIME, ax=axes[2], title="true velocity",
+        adata,
+        vkey=_keys.TRUE_VELOCITY,
+        basis="umap",
+        xkey=_keys.LOG_NORMALIZED,
+        color=_keys.TIME,
+        ax=axes[2],
+        title="true velocity",
     )
     fig.savefig(output / "demo.png", dpi=120, bbox_inches="tight")
     plt.close(fig)

@@ -77,7 +77,8 @@ def read_time_groups(adata: AnnData, time_key: str, *, min_groups: int = 2) -> T
             pass
     else:
         try:
-            numeric = pd.to_numeric(col.astype(object) if isinstance(col.dtype, pd.CategoricalDtype) else col)
+            is_categorical = isinstance(col.dtype, pd.CategoricalDtype)
+            numeric = pd.to_numeric(col.astype(object) if is_categorical else col)
         except (TypeError, ValueError) as err:
             raise ValueError(
                 f"adata.obs[{time_key!r}] is neither numeric nor an ordered categorical; "

@@ -80,9 +80,7 @@ def _pp_prior_network(args, adata) -> None:
         raise FileNotFoundError(f"Network file {str(path)!r} does not exist.")
     sep = "\t" if path.suffix in {".tsv", ".txt"} else ","
     net = pd.read_csv(path, sep=sep)
-    pp.prior_network(
-        adata, net, weight=args.weight, case_sensitive=not args.case_insensitive
-    )
+    pp.prior_network(adata, net, weight=args.weight, case_sensitive=not args.case_insensitive)
 
 
 def _add_io(parser: argparse.ArgumentParser) -> None:
@@ -103,9 +101,7 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--random-state", type=int, default=0)
     demo.set_defaults(handler=None)
 
-    pp = sub.add_parser("pp", help="preprocessing steps").add_subparsers(
-        dest="step", required=True
-    )
+    pp = sub.add_parser("pp", help="preprocessing steps").add_subparsers(dest="step", required=True)
     recipe = pp.add_parser("recipe", help="normalize, HVG, denoise, PCA")
     _add_io(recipe)
     recipe.add_argument("--n-top-genes", type=int, default=4000)

@@ -81,8 +81,13 @@ def test_fit_recovers_least_squares_solution(regression):
 def test_early_stopping_stops_before_max_epochs(regression):
     model, x, y, _ = regression
     model.train(
-        x, y, max_epochs=500, lr=0.05, accelerator="cpu",
-        early_stopping=True, early_stopping_patience=3,
+        x,
+        y,
+        max_epochs=500,
+        lr=0.05,
+        accelerator="cpu",
+        early_stopping=True,
+        early_stopping_patience=3,
     )
     assert len(model.history["train_loss"]) < 500
 

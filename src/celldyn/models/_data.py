@@ -69,7 +69,7 @@ class TensorDataModule(LightningDataModule):
         return DataLoader(dataset, batch_size=min(self.batch_size, self.n_train), shuffle=True)
 
     def val_dataloader(self) -> DataLoader | list:
-        """Validation minibatches (empty when ``validation_size=0``)."""
+        """Return validation minibatches (empty when ``validation_size=0``)."""
         if self.n_val == 0:
             return []
         dataset = _TensorDictDataset(self.tensors, self.val_idx)

@@ -16,7 +16,9 @@ def velocity_stream(
     xkey: str | None = None,
     **kwargs,
 ):
-    """Plot a velocity layer as streamlines on an embedding (:func:`scvelo.pl.velocity_embedding_stream`).
+    """Plot a velocity layer as streamlines on an embedding, with scvelo.
+
+    Delegates to :func:`scvelo.pl.velocity_embedding_stream`.
 
     If ``obsm['<vkey>_<basis>']`` is missing it is computed on a copy with
     :func:`celldyn.tl.velocity_embedding`; ``adata`` itself is not modified.
