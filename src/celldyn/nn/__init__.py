@@ -1,1 +1,7 @@
-"""nn."""
+"""Torch building blocks: GRN product kernels, the FLeCS vector field, ODE integration."""
+
+from ._grn_linear import GRNLinear, select_kernel
+from ._ode import SolverDivergedError, integrate
+from ._vector_field import GRNVectorField
+
+__all__ = ["GRNLinear", "GRNVectorField", "SolverDivergedError", "integrate", "select_kernel"]
