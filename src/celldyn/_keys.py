@@ -76,3 +76,22 @@ def weights_std(method: str) -> str:
 def var_param(method: str, name: str) -> str:
     """``var`` key of a per-gene model parameter, e.g. ``'flecs_decay'``."""
     return f"{method}_{name}"
+
+
+CELLMNN = "cellmnn"
+"""Default ``key_added`` of :func:`celldyn.tl.cellmnn`."""
+
+
+def operator(method: str) -> str:
+    """``obsm`` key of a method's flattened per-cell local operator, e.g. ``'cellmnn_operator'``."""
+    return f"{method}_operator"
+
+
+def latent_velocity(method: str) -> str:
+    """``obsm`` key of a method's latent-space velocity, e.g. ``'velocity_cellmnn'``."""
+    return f"velocity_{method}"
+
+
+def interactions(method: str) -> str:
+    """``varp`` key of a method's regulator x target gene interaction matrix."""
+    return f"{method}_interactions"

@@ -5,6 +5,7 @@ Metrics return values; they write into AnnData only when ``key_added`` is given.
 
 from ._distances import energy_distance, mmd, wasserstein
 from ._grn import grn_scores
+from ._sign_agreement import sign_agreement
 from ._trajectory_quality import trajectory_quality
 from ._velocity import velocity_confidence
 
@@ -12,6 +13,7 @@ __all__ = [
     "energy_distance",
     "grn_scores",
     "mmd",
+    "sign_agreement",
     "trajectory_quality",
     "velocity_confidence",
     "wasserstein",

@@ -2,6 +2,15 @@
 
 from ._grn_linear import GRNLinear, select_kernel
 from ._ode import SolverDivergedError, integrate
+from ._operator_mlp import OperatorMLP, propagate
 from ._vector_field import GRNVectorField
 
-__all__ = ["GRNLinear", "GRNVectorField", "SolverDivergedError", "integrate", "select_kernel"]
+__all__ = [
+    "GRNLinear",
+    "GRNVectorField",
+    "OperatorMLP",
+    "SolverDivergedError",
+    "integrate",
+    "propagate",
+    "select_kernel",
+]

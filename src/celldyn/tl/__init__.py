@@ -1,5 +1,6 @@
 """Tools: fit models and write their results into AnnData (scanpy's ``tl``)."""
 
+from ._cellmnn import cellmnn
 from ._velocity_embedding import velocity_embedding
 
-__all__ = ["velocity_embedding"]
+__all__ = ["cellmnn", "velocity_embedding"]

@@ -1,0 +1,586 @@
+"""Cell-MNN model (von Bassewitz et al. 2025): locally linear latent ODE on scvi-tools."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from anndata import AnnData
+from lightning.pytorch import Callback, LightningDataModule
+from scvi import REGISTRY_KEYS
+from scvi.data import AnnDataManager
+from scvi.data.fields import CategoricalObsField, ObsmField
+from scvi.model.base import BaseModelClass
+from torch.utils.data import DataLoader
+
+from .._time import TimeGroups, read_time_groups
+from .._validate import check_adata, check_obs_key, check_positive, get_rep
+from ..module._cellmnn import CellMNNModule
+from ..nn import SolverDivergedError
+from ..nn._operator_mlp import propagate
+from ._training import TrainingMixin
+
+_REP_KEY = "rep"
+_MIN_TIMES = 3
+_INFERENCE_BATCH = 4096
+
+
+def read_numeric_times(adata: AnnData, time_key: str) -> TimeGroups:
+    """Time groups of ``obs[time_key]``; at least 3, with numeric values (not just ordered)."""
+    groups = read_time_groups(adata, time_key, min_groups=_MIN_TIMES)
+    try:
+        numeric = np.asarray(groups.labels, dtype=np.float64)
+    except (TypeError, ValueError):
+        numeric = None
+    if numeric is None or not np.allclose(numeric, groups.values):
+        raise ValueError(
+            f"adata.obs[{time_key!r}] must hold numeric times (Cell-MNN uses the time "
+            f"differences); got labels {list(groups.labels)[:5]}."
+        )
+    return groups
+
+
+def check_time_range(groups: TimeGroups, time_range: Sequence[float] | None) -> np.ndarray:
+    """Boolean mask of cells whose time lies in the closed ``time_range`` (all if ``None``)."""
+    times = groups.values[groups.codes]
+    if time_range is None:
+        return np.ones(len(times), dtype=bool)
+    lo, hi = (float(x) for x in time_range)
+    mask = (times >= lo) & (times <= hi)
+    if not mask.any():
+        raise ValueError(
+            f"No cells with time in {(lo, hi)}; observed times are {groups.values.tolist()}."
+        )
+    return mask
+
+
+def _find_time(groups: TimeGroups, value: float, name: str) -> int:
+    hits = np.flatnonzero(np.isclose(groups.values, float(value)))
+    if len(hits) == 0:
+        raise ValueError(
+            f"`{name}`={value!r} is not an observed time; observed: {groups.values.tolist()}."
+        )
+    return int(hits[0])
+
+
+class _SnapshotDataModule(LightningDataModule):
+    """Minibatches of start cells plus observed partner cells at every training time.
+
+    Cells of every training time (and condition) are split into a training and a validation
+    part (``validation_size``); validation start cells are compared with validation partners
+    only, so model selection never sees the held-out times nor the training cells.
+    """
+
+    def __init__(
+        self,
+        z: np.ndarray,
+        codes: np.ndarray,
+        condition: np.ndarray,
+        times: np.ndarray,
+        train_groups: np.ndarray,
+        *,
+        batch_size: int,
+        n_partners: int,
+        validation_size: float,
+        random_state: int,
+    ):
+        super().__init__()
+        n_cond, n_groups = int(condition.max()) + 1, len(times)
+        self.z = torch.as_tensor(z, dtype=torch.float32)
+        self.t = torch.as_tensor(times[codes], dtype=torch.float32)
+        self.codes, self.condition = torch.as_tensor(codes), torch.as_tensor(condition)
+        self.times = torch.as_tensor(times, dtype=torch.float32)
+        self.batch_size, self.n_partners = batch_size, n_partners
+        rng = np.random.default_rng(random_state)
+        self._rng = np.random.default_rng(rng.integers(2**32))
+        self.rank = torch.full((n_cond, n_groups), -1, dtype=torch.long)
+        pools = {"train": {}, "val": {}}
+        starts = {"train": [], "val": []}
+        for c in range(n_cond):
+            present = [
+                g for g in np.flatnonzero(train_groups) if np.any((codes == g) & (condition == c))
+            ]
+            self.rank[c, present] = torch.arange(len(present))
+            for g in present:
+                cells = rng.permutation(np.flatnonzero((codes == g) & (condition == c)))
+                n_val = min(int(round(validation_size * len(cells))), len(cells) - 1)
+                split = {"val": np.sort(cells[:n_val]), "train": np.sort(cells[n_val:])}
+                for part, idx in split.items():
+                    if len(idx):
+                        pools[part][c, g] = idx
+                        if g != present[-1]:
+                            starts[part].append(idx)
+        self.pools = pools
+        self.train_idx, self.val_idx = (
+            np.sort(np.concatenate(starts[p])) if starts[p] else np.zeros(0, dtype=np.int64)
+            for p in ("train", "val")
+        )
+        self.n_train, self.n_val = len(self.train_idx), len(self.val_idx)
+        if self.n_train == 0:
+            raise ValueError("No training cells have a later training time to be compared with.")
+        self._val_batches = [
+            self._collate(self.val_idx[s : s + batch_size], "val", rng)
+            for s in range(0, self.n_val, batch_size)
+        ]
+
+    def _collate(self, indices, part: str, rng: np.random.Generator) -> dict:
+        idx = torch.as_tensor(np.asarray(indices, dtype=np.int64))
+        n_cond, n_groups = self.rank.shape
+        partners = torch.zeros(n_cond, n_groups, self.n_partners, self.z.shape[1])
+        available = torch.zeros(n_cond, n_groups, dtype=torch.bool)
+        for (c, g), pool in self.pools[part].items():
+            partners[c, g] = self.z[rng.choice(pool, self.n_partners, replace=True)]
+            available[c, g] = True
+        return {
+            "z": self.z[idx],
+            "t": self.t[idx],
+            "group": self.codes[idx],
+            "condition": self.condition[idx],
+            "partners": partners,
+            "partner_times": self.times,
+            "rank": self.rank,
+            "available": available,
+        }
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled start cells; partners are drawn afresh for every minibatch."""
+        return DataLoader(
+            self.train_idx,
+            batch_size=min(self.batch_size, self.n_train),
+            shuffle=True,
+            collate_fn=lambda idx: self._collate(idx, "train", self._rng),
+        )
+
+    def val_dataloader(self) -> DataLoader | list:
+        """Return the fixed validation minibatches (same partners every epoch)."""
+        if self.n_val == 0:
+            return []
+        return DataLoader(self._val_batches, batch_size=None)
+
+
+class _RestoreBest(Callback):
+    """Keep the module state with the lowest validation loss and restore it at the end."""
+
+    def __init__(self, monitor: str = "validation_loss"):
+        self.monitor, self.best, self.state = monitor, float("inf"), None
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        value = trainer.callback_metrics.get(self.monitor)
+        if trainer.sanity_checking or value is None or not float(value) < self.best:
+            return
+        self.best = float(value)
+        self.state = {k: v.detach().clone() for k, v in pl_module.module.state_dict().items()}
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.state is not None:
+            pl_module.module.load_state_dict(self.state)
+
+
+class CellMNN(TrainingMixin, BaseModelClass):
+    """Cell-MNN: a locally linear latent ODE learned from time-course snapshots.
+
+    An MLP maps a cell's latent state ``z`` (the first ``n_components`` columns of
+    ``obsm[rep]``), its time ``t`` and optionally its dataset (``batch_key``) to a local
+    operator ``A``; the cell moves as ``z(t') = expm(A (t' - t)) z``, the closed-form
+    solution of ``dz/dt = A z``. Training matches pushed and observed cell populations by MMD
+    (Laplace and Gaussian kernels) at every later training time, without optimal transport
+    (von Bassewitz et al., arXiv:2510.02903).
+
+    Operators are reported in the coordinates of ``obsm[rep]`` and per unit of
+    ``obs[time_key]``, column-vector convention: ``A[i, j]`` is the effect of component
+    ``j`` on ``dz_i/dt``. Internally ``z`` is divided by its per-component standard
+    deviation ``s`` (no centering: the origin of ``rep`` is the fixed point of every linear
+    map; PCA coordinates are centred), so ``A = S A_int S⁻¹ / t_scale`` with ``S = diag(s)``.
+
+    Parameters
+    ----------
+    adata
+        AnnData registered with :meth:`setup_anndata`.
+    n_hidden, n_layers
+        Width and depth of the operator MLP.
+    parametrization
+        ``'direct'`` (MLP outputs ``A``) or ``'eigen'`` (``A = P diag(λ) P⁻¹``, real ``λ``).
+    n_zero_eigenvalues
+        ``'eigen'`` only: eigenvalues fixed at 0.
+    max_rate
+        Operator bound in internal units (observed time range = 1): ``‖A_int‖_F < max_rate``
+        (``'direct'``) or ``|λ| < max_rate`` (``'eigen'``). Pushing a cell across the whole
+        observed range grows it at most ``exp(max_rate)``-fold (times ``cond(P)`` for
+        ``'eigen'``), so predictions stay finite.
+    gamma
+        Weight ``gamma**(k - 1)`` of the MMD to the time ``k`` training times ahead.
+    lambda_kinetic
+        Weight of the kinetic energy ``‖A z‖²`` (internal units).
+    lambda_invertibility
+        Weight of the invertibility penalty of ``P`` (``'eigen'`` only).
+    init_scale
+        Scale of the MLP's output layer at initialisation (``A`` starts near 0).
+    """
+
+    def __init__(
+        self,
+        adata: AnnData,
+        *,
+        n_hidden: int = 64,
+        n_layers: int = 3,
+        parametrization: str = "direct",
+        n_zero_eigenvalues: int = 0,
+        max_rate: float = 10.0,
+        gamma: float = 0.7,
+        lambda_kinetic: float = 1e-3,
+        lambda_invertibility: float = 0.01,
+        init_scale: float = 0.01,
+    ):
+        super().__init__(adata)
+        args = self.adata_manager.registry["setup_args"]
+        self.time_key, self.n_components = args["time_key"], int(args["n_components"])
+        n_batch = self.summary_stats.n_batch
+        check_positive(max_rate, "max_rate")
+        self.module = CellMNNModule(
+            self.n_components,
+            n_conditions=n_batch if n_batch > 1 else 0,
+            gamma=gamma,
+            lambda_kinetic=lambda_kinetic,
+            lambda_invertibility=lambda_invertibility,
+            n_hidden=n_hidden,
+            n_layers=n_layers,
+            parametrization=parametrization,
+            n_zero_eigenvalues=n_zero_eigenvalues,
+            max_rate=max_rate,
+            init_scale=init_scale,
+        )
+        values = read_numeric_times(adata, self.time_key).values
+        z = self._latent(adata)
+        self.module.set_units(
+            z.std(0) + 1e-8, z.mean(0) / (z.std(0) + 1e-8), values[0], values[-1] - values[0]
+        )
+        self.holdout_: list[float] = []
+        self._model_summary_string = (
+            f"CellMNN: {self.n_components} latent dims, {parametrization} operator, "
+            f"{n_batch} condition(s)"
+        )
+        self.init_params_ = self._get_init_params(locals())
+
+    @classmethod
+    def setup_anndata(
+        cls,
+        adata: AnnData,
+        *,
+        time_key: str,
+        rep: str = "X_pca",
+        n_components: int = 5,
+        batch_key: str | None = None,
+        **kwargs,
+    ) -> None:
+        """Register ``adata`` for Cell-MNN.
+
+        Parameters
+        ----------
+        adata
+            Annotated data matrix.
+        time_key
+            Numeric column of ``adata.obs`` (at least 3 distinct times).
+        rep
+            Key of ``adata.obsm``; its first ``n_components`` columns are the latent state.
+        n_components
+            Latent dimension.
+        batch_key
+            Column of ``adata.obs`` with the dataset of each cell; one model then covers all
+            datasets (the operator MLP is conditioned on the dataset).
+        **kwargs
+            Passed to :meth:`~scvi.data.AnnDataManager.register_fields` (used by ``load``).
+        """
+        setup_method_args = cls._get_setup_method_args(**locals())
+        check_adata(adata)
+        if isinstance(n_components, bool) or int(n_components) != n_components:
+            raise ValueError(f"`n_components` must be a positive integer, got {n_components!r}.")
+        check_positive(n_components, "n_components")
+        read_numeric_times(adata, time_key)
+        if rep == "X" or rep not in adata.obsm:
+            raise KeyError(
+                f"adata.obsm has no representation {rep!r}. Available: {list(adata.obsm)}. "
+                "Run `sc.pp.pca` first or pass another `rep`."
+            )
+        get_rep(adata, rep, min_dims=int(n_components))
+        if batch_key is not None:
+            check_obs_key(adata, batch_key)
+            if adata.obs[batch_key].isna().any():
+                raise ValueError(f"adata.obs[{batch_key!r}] has missing values.")
+        manager = AnnDataManager(
+            fields=[
+                ObsmField(_REP_KEY, rep),
+                CategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key),
+            ],
+            setup_method_args=setup_method_args,
+        )
+        manager.register_fields(adata, **kwargs)
+        cls.register_manager(manager)
+
+    # ------------------------------------------------------------------ data access
+    def _latent(self, adata: AnnData) -> np.ndarray:
+        manager = self.get_anndata_manager(adata, required=True)
+        z = np.asarray(manager.get_from_registry(_REP_KEY), dtype=np.float64)
+        return z[:, : self.n_components]
+
+    def _inputs(self, adata: AnnData | None):
+        """Return internal states, internal times, conditions and time groups of all cells."""
+        adata = self._validate_anndata(adata)
+        manager = self.get_anndata_manager(adata, required=True)
+        groups = read_numeric_times(adata, self.time_key)
+        z = self._latent(adata) / self.module.z_scale.cpu().numpy()
+        t = (groups.values[groups.codes] - float(self.module.t_origin)) / float(self.module.t_scale)
+        condition = np.asarray(manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY)).ravel()
+        return z, t, condition.astype(np.int64), groups
+
+    @torch.no_grad()
+    def _internal_operators(self, z, t, condition) -> np.ndarray:
+        self.module.eval()
+        out = []
+        for s in range(0, len(z), _INFERENCE_BATCH):
+            tensors = (
+                torch.as_tensor(a[s : s + _INFERENCE_BATCH], device=self.device)
+                for a in (z, t, condition)
+            )
+            zb, tb, cb = tensors
+            out.append(self.module.operator(zb.float(), tb.float(), cb).matrix.cpu().numpy())
+        return np.concatenate(out).astype(np.float64)
+
+    def _to_rep(self, internal: np.ndarray) -> np.ndarray:
+        """Convert internal operators ``(n, d, d)`` to ``rep`` coordinates per unit time."""
+        s = self.module.z_scale.cpu().numpy().astype(np.float64)
+        return s[:, None] * internal / s[None, :] / float(self.module.t_scale)
+
+    # ------------------------------------------------------------------ training
+    def train(
+        self,
+        holdout: float | Sequence[float] | None = None,
+        *,
+        max_epochs: int = 200,
+        batch_size: int = 256,
+        n_partners: int | None = None,
+        lr: float = 1e-2,
+        weight_decay: float = 1e-5,
+        validation_size: float = 0.1,
+        accelerator: str = "auto",
+        devices: int | list[int] | str = "auto",
+        early_stopping: bool = False,
+        early_stopping_patience: int = 20,
+        restore_best: bool = True,
+        random_state: int = 0,
+        progress: bool = True,
+        plan_kwargs: dict | None = None,
+        **trainer_kwargs,
+    ) -> None:
+        """Train with Lightning, leaving the ``holdout`` times out entirely.
+
+        Each minibatch holds ``batch_size`` start cells (all training times but the last)
+        and ``n_partners`` observed cells of every training time (and condition). A fraction
+        ``validation_size`` of the cells of every training time is kept for validation
+        (start cells and partners), which drives early stopping and, with ``restore_best``,
+        the choice of the returned weights; the held-out times are never looked at.
+
+        Parameters
+        ----------
+        holdout
+            Observed time(s) to leave out (e.g. to test interpolation with :meth:`predict`).
+        max_epochs
+            Maximum number of passes over the start cells.
+        batch_size
+            Number of start cells per minibatch.
+        n_partners
+            Observed cells per time and minibatch (default ``batch_size``).
+        lr, weight_decay
+            Adam learning rate and weight decay.
+        validation_size
+            Fraction of the cells of every training time used for validation.
+        accelerator, devices
+            Lightning device settings.
+        early_stopping, early_stopping_patience
+            Stop when the validation loss has not improved for that many epochs.
+        restore_best
+            Restore the weights of the epoch with the lowest validation loss.
+        random_state
+            Seed of the validation split and of the partner sampling.
+        progress
+            Show Lightning's progress bar.
+        plan_kwargs, **trainer_kwargs
+            Passed to scvi-tools' ``TrainingPlan`` and Lightning's ``Trainer``.
+        """
+        groups = read_numeric_times(self.adata, self.time_key)
+        holdout = [] if holdout is None else np.atleast_1d(np.asarray(holdout, dtype=float))
+        held = [_find_time(groups, h, "holdout") for h in holdout]
+        train_groups = np.ones(groups.n_groups, dtype=bool)
+        train_groups[held] = False
+        if train_groups.sum() < 2:
+            raise ValueError("At least 2 observed times must remain for training after `holdout`.")
+        check_positive(batch_size, "batch_size")
+        if not 0.0 <= validation_size < 1.0:
+            raise ValueError(f"`validation_size` must be in [0, 1), got {validation_size}.")
+        z_rep = self._latent(self.adata)
+        in_train = train_groups[groups.codes]
+        scale = z_rep[in_train].std(0) + 1e-8
+        self.module.set_units(
+            scale,
+            z_rep[in_train].mean(0) / scale,
+            float(self.module.t_origin),
+            float(self.module.t_scale),
+        )
+        z, t, condition, _ = self._inputs(self.adata)
+        times = (groups.values - float(self.module.t_origin)) / float(self.module.t_scale)
+        datamodule = _SnapshotDataModule(
+            z,
+            groups.codes,
+            condition,
+            times,
+            train_groups,
+            batch_size=int(batch_size),
+            n_partners=int(n_partners or batch_size),
+            validation_size=validation_size,
+            random_state=random_state,
+        )
+        if restore_best and datamodule.n_val > 0:
+            trainer_kwargs["callbacks"] = [*trainer_kwargs.get("callbacks", []), _RestoreBest()]
+        self._fit(
+            datamodule,
+            max_epochs=max_epochs,
+            lr=lr,
+            weight_decay=weight_decay,
+            accelerator=accelerator,
+            devices=devices,
+            early_stopping=early_stopping,
+            early_stopping_patience=early_stopping_patience,
+            progress=progress,
+            plan_kwargs=plan_kwargs,
+            **trainer_kwargs,
+        )
+        self.holdout_ = groups.values[held].tolist()
+
+    # ------------------------------------------------------------------ getters
+    @torch.no_grad()
+    def predict(self, time_from: float, time_to: float, adata: AnnData | None = None) -> np.ndarray:
+        """Push every cell observed at ``time_from`` to ``time_to``.
+
+        Parameters
+        ----------
+        time_from
+            An observed time.
+        time_to
+            Any time (earlier times integrate backwards).
+        adata
+            AnnData registered with the model (default: the training data).
+
+        Returns
+        -------
+        Array ``(n_cells_at_time_from, n_components)`` in the coordinates of ``obsm[rep]``.
+        """
+        z, t, condition, groups = self._inputs(adata)
+        cells = groups.codes == _find_time(groups, time_from, "time_from")
+        if not np.isfinite(float(time_to)):
+            raise ValueError(f"`time_to` must be finite, got {time_to!r}.")
+        internal = self._internal_operators(z[cells], t[cells], condition[cells])
+        dt = (float(time_to) - float(time_from)) / float(self.module.t_scale)
+        pushed = propagate(
+            torch.as_tensor(internal),
+            torch.as_tensor(z[cells]),
+            torch.full((int(cells.sum()), 1), dt, dtype=torch.float64),
+        )[:, 0].numpy()
+        if not np.all(np.isfinite(pushed)):
+            raise SolverDivergedError(
+                f"Pushing cells from {time_from} to {time_to} produced NaN or infinite states."
+            )
+        return pushed * self.module.z_scale.cpu().numpy()
+
+    def get_operators(
+        self, adata: AnnData | None = None, *, time_range: Sequence[float] | None = None
+    ) -> np.ndarray:
+        """Local operator of every cell, in ``obsm[rep]`` coordinates per unit time.
+
+        Parameters
+        ----------
+        adata
+            AnnData registered with the model (default: the training data).
+        time_range
+            ``(lo, hi)``: only cells with ``lo <= time <= hi``.
+
+        Returns
+        -------
+        Array ``(n_cells, d, d)``; ``A[c, i, j]`` is the effect of component ``j`` on
+        ``dz_i/dt`` of cell ``c``.
+        """
+        z, t, condition, groups = self._inputs(adata)
+        cells = check_time_range(groups, time_range)
+        return self._to_rep(self._internal_operators(z[cells], t[cells], condition[cells]))
+
+    def get_latent_velocity(self, adata: AnnData | None = None) -> np.ndarray:
+        """Velocity ``A z`` of every cell, ``(n_cells, d)``, in ``obsm[rep]`` units per time."""
+        operators = self.get_operators(adata)
+        return np.einsum("cij,cj->ci", operators, self._latent(self._validate_anndata(adata)))
+
+    def _loadings(self, adata: AnnData, loadings: str) -> np.ndarray:
+        if loadings not in adata.varm:
+            raise KeyError(
+                f"adata.varm has no loadings {loadings!r} (e.g. 'PCs' from `sc.pp.pca`)."
+            )
+        matrix = np.asarray(adata.varm[loadings], dtype=np.float64)
+        if matrix.ndim != 2 or matrix.shape[1] < self.n_components:
+            raise ValueError(
+                f"adata.varm[{loadings!r}] has shape {matrix.shape}; "
+                f"at least {self.n_components} columns are needed."
+            )
+        return matrix[:, : self.n_components]
+
+    def get_gene_velocity(
+        self, adata: AnnData | None = None, *, loadings: str = "PCs"
+    ) -> np.ndarray:
+        """Latent velocity decoded to genes with linear loadings: ``v_genes = v_rep · Vᵀ``.
+
+        Parameters
+        ----------
+        adata
+            AnnData registered with the model (default: the training data).
+        loadings
+            Key of ``adata.varm`` with the loadings ``V`` (genes × components) of ``rep``.
+
+        Returns
+        -------
+        Array ``(n_cells, n_genes)``; 0 for genes with zero loadings.
+        """
+        adata = self._validate_anndata(adata)
+        return self.get_latent_velocity(adata) @ self._loadings(adata, loadings).T
+
+    def get_interactions(
+        self,
+        adata: AnnData | None = None,
+        *,
+        time_range: Sequence[float] | None = None,
+        loadings: str = "PCs",
+    ) -> pd.DataFrame:
+        """Gene-gene interactions of the mean operator, regulator (row) × target (column).
+
+        With ``Ā`` the mean operator (``rep`` coordinates) of the cells in ``time_range``
+        and ``V`` the loadings, genes follow ``dx/dt ≈ V Ā Vᵀ x``; entry ``[j, i]`` of the
+        returned matrix ``V Āᵀ Vᵀ = (V S Ā_int S⁻¹ Vᵀ)ᵀ / t_scale`` is the effect of gene
+        ``j`` on the rate of gene ``i``.
+
+        Parameters
+        ----------
+        adata
+            AnnData registered with the model (default: the training data).
+        time_range
+            ``(lo, hi)``: average the operators of cells with ``lo <= time <= hi``.
+        loadings
+            Key of ``adata.varm`` with the loadings of ``rep``.
+
+        Returns
+        -------
+        DataFrame over the genes with non-zero loadings (rows regulators, columns targets).
+        """
+        adata = self._validate_anndata(adata)
+        v = self._loadings(adata, loadings)
+        mean_operator = self.get_operators(adata, time_range=time_range).mean(0)
+        covered = np.any(v != 0, axis=1)
+        v = v[covered]
+        names = adata.var_names[covered]
+        return pd.DataFrame(v @ mean_operator.T @ v.T, index=names, columns=names)

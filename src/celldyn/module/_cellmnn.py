@@ -1,0 +1,152 @@
+"""Cell-MNN torch module: locally linear latent dynamics trained by MMD on snapshots."""
+
+from __future__ import annotations
+
+import torch
+from scvi.module.base import BaseModuleClass, LossOutput
+
+from ..metrics._kernels import KERNELS, mmd_torch
+from ..nn._operator_mlp import OperatorMLP, invertibility_penalty, propagate
+
+BANDWIDTH_FACTOR = 0.5
+"""MMD bandwidth: this factor times the median distance between pushed and partner cells."""
+
+
+class CellMNNModule(BaseModuleClass):
+    """Cell-MNN: an MLP maps a cell's state and time to a local operator ``A``.
+
+    Works in internal units: states ``z / z_scale`` (per-component scaling, no centering, so
+    linear maps keep the origin of the representation fixed) and times
+    ``(t - t_origin) / t_scale`` (the observed time range becomes ``[0, 1]``). A cell at
+    ``(z0, t0)`` is pushed in closed form, ``z(t) = expm(A(z0, t0) (t - t0)) z0``.
+
+    The loss sums, over conditions, start times ``s`` and later training times ``g``, the
+    squared MMD (one term per kernel in ``kernels``) between the minibatch cells of time
+    ``s`` pushed to ``g`` and observed partner cells of time ``g``, weighted by
+    ``gamma**(k - 1)`` for ``g`` ``k`` training times after ``s`` and normalised by the sum of
+    weights; plus ``lambda_kinetic`` times the mean kinetic energy ``‖A z‖²`` at the start
+    and pushed states, plus (``'eigen'`` only) ``lambda_invertibility`` times
+    :func:`~celldyn.nn._operator_mlp.invertibility_penalty`.
+
+    Parameters
+    ----------
+    n_latent
+        Dimension of the latent state.
+    n_conditions
+        Number of conditions (datasets) the operator is conditioned on (``0``: none).
+    gamma
+        Discount of targets further ahead.
+    lambda_kinetic
+        Weight of the kinetic-energy penalty.
+    lambda_invertibility
+        Weight of the eigenbasis invertibility penalty (``'eigen'`` only).
+    kernels
+        MMD kernels (:func:`~celldyn.metrics._kernels.mmd_torch`); the bandwidth is
+        :data:`BANDWIDTH_FACTOR` times the median distance between pushed and observed cells
+        (no gradient), so it follows both the spread of the target and its distance.
+    **mlp_kwargs
+        Passed to :class:`~celldyn.nn._operator_mlp.OperatorMLP` (``n_hidden``, ``n_layers``,
+        ``parametrization``, ``n_zero_eigenvalues``, ``max_rate``, ``init_scale``).
+    """
+
+    def __init__(
+        self,
+        n_latent: int,
+        *,
+        n_conditions: int = 0,
+        gamma: float = 0.7,
+        lambda_kinetic: float = 1e-3,
+        lambda_invertibility: float = 0.01,
+        kernels: tuple[str, ...] = ("laplace", "rbf"),
+        **mlp_kwargs,
+    ):
+        super().__init__()
+        unknown = set(kernels) - set(KERNELS)
+        if not kernels or unknown:
+            raise ValueError(f"`kernels` must be a non-empty subset of {KERNELS}, got {kernels}.")
+        if not 0 < gamma <= 1:
+            raise ValueError(f"`gamma` must be in (0, 1], got {gamma}.")
+        self.operator_net = OperatorMLP(n_latent, n_conditions=n_conditions, **mlp_kwargs)
+        self.gamma = float(gamma)
+        self.lambda_kinetic = float(lambda_kinetic)
+        self.lambda_invertibility = float(lambda_invertibility)
+        self.kernels = tuple(kernels)
+        self.register_buffer("z_scale", torch.ones(n_latent))
+        self.register_buffer("input_shift", torch.zeros(n_latent))
+        self.register_buffer("t_origin", torch.zeros(()))
+        self.register_buffer("t_scale", torch.ones(()))
+
+    def set_units(self, z_scale, input_shift, t_origin: float, t_scale: float) -> None:
+        """Set the internal units (see the class docstring); ``input_shift`` centres MLP input."""
+        self.z_scale.copy_(torch.as_tensor(z_scale))
+        self.input_shift.copy_(torch.as_tensor(input_shift))
+        self.t_origin.fill_(float(t_origin))
+        self.t_scale.fill_(float(t_scale))
+
+    def operator(self, z: torch.Tensor, t: torch.Tensor, condition: torch.Tensor | None = None):
+        """Operators (internal units) at internal states ``z`` and times ``t``."""
+        return self.operator_net(z - self.input_shift, t, condition)
+
+    def _get_inference_input(self, tensors: dict[str, torch.Tensor]) -> dict:
+        return {"z": tensors["z"], "t": tensors["t"], "condition": tensors["condition"]}
+
+    def inference(self, z: torch.Tensor, t: torch.Tensor, condition: torch.Tensor) -> dict:
+        """Operators of the start cells."""
+        operator = self.operator(z, t, condition)
+        return {"operator": operator.matrix, "basis": operator.basis}
+
+    def _get_generative_input(self, tensors, inference_outputs) -> dict:
+        return {}
+
+    def generative(self) -> dict:
+        """No generative model: pushed cells are compared with observed cells in the loss."""
+        return {}
+
+    def _mmd(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            cross = torch.cdist(x, y).median().clamp_min(1e-6)
+            within = torch.cdist(y, y).median().clamp_min(1e-6)
+        bandwidths = (BANDWIDTH_FACTOR * float(within), BANDWIDTH_FACTOR * float(cross))
+        return sum(mmd_torch(x, y, kernel=k, bandwidths=bandwidths) for k in self.kernels)
+
+    def loss(self, tensors: dict[str, torch.Tensor], inference_outputs: dict, generative_outputs):
+        """MMD between pushed and observed cells, plus kinetic and invertibility penalties.
+
+        ``tensors`` holds the start cells ``z``, ``t``, ``group``, ``condition`` (batch,) and
+        ``partners`` ``(n_conditions, n_groups, n_partners, d)`` observed at
+        ``partner_times`` ``(n_groups,)``, ``rank`` ``(n_conditions, n_groups)`` (position
+        among the training times of the condition, ``-1`` if not a training time) and
+        ``available`` ``(n_conditions, n_groups)`` (partners present).
+        """
+        z, group, condition = tensors["z"], tensors["group"].long(), tensors["condition"].long()
+        matrix = inference_outputs["operator"]
+        rank, available = tensors["rank"].long(), tensors["available"].bool()
+        dt = tensors["partner_times"][None, :] - tensors["t"][:, None]
+        pushed = propagate(matrix, z, dt)
+        steps = rank[condition] - rank[condition, group][:, None]
+        valid = (rank[condition] >= 0) & (steps >= 1) & available[condition]
+
+        mmd, total_weight = matrix.new_zeros(()), 0.0
+        starts = torch.unique(torch.stack([condition, group], 1), dim=0).tolist()
+        for c, s in starts:
+            cells = (condition == c) & (group == s)
+            first = int(cells.nonzero()[0, 0])
+            for g in valid[first].nonzero()[:, 0].tolist():
+                weight = self.gamma ** (int(steps[first, g]) - 1)
+                mmd = mmd + weight * self._mmd(pushed[cells, g], tensors["partners"][c, g])
+                total_weight += weight
+        mmd = mmd / max(total_weight, 1e-12)
+
+        states = torch.cat([z[:, None], pushed], 1)
+        mask = torch.cat([torch.ones_like(valid[:, :1]), valid], 1)
+        velocity = states @ matrix.mT
+        kinetic = velocity.square().sum(-1)[mask].mean()
+        loss = mmd + self.lambda_kinetic * kinetic
+        extra = {"mmd": mmd.detach(), "kinetic": kinetic.detach()}
+        if inference_outputs["basis"] is not None:
+            penalty = invertibility_penalty(inference_outputs["basis"])
+            loss = loss + self.lambda_invertibility * penalty
+            extra["invertibility"] = penalty.detach()
+        return LossOutput(
+            loss=loss, reconstruction_loss=mmd.detach().expand(z.shape[0]), extra_metrics=extra
+        )

@@ -1,0 +1,190 @@
+"""Fit Cell-MNN and write its operators, velocities and gene interactions into AnnData."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from anndata import AnnData
+
+from .. import _keys
+from .._validate import check_adata, check_obs_key
+from .._write import write_results
+
+
+def _working_adata(adata: AnnData, columns: list[str], rep: str, loadings: str | None) -> AnnData:
+    """Copy what Cell-MNN reads into a light AnnData, so registering leaves ``adata`` as is."""
+    work = AnnData(
+        X=sp.csr_matrix(adata.shape, dtype=np.float32),
+        obs=adata.obs[columns].copy(),
+        var=adata.var[[]].copy(),
+    )
+    if rep in adata.obsm:
+        work.obsm[rep] = adata.obsm[rep]
+    if loadings is not None:
+        work.varm[loadings] = adata.varm[loadings]
+    return work
+
+
+def cellmnn(
+    adata: AnnData,
+    *,
+    time_key: str,
+    rep: str = "X_pca",
+    n_components: int = 5,
+    holdout: float | Sequence[float] | None = None,
+    batch_key: str | None = None,
+    loadings: str | None = "PCs",
+    max_epochs: int = 200,
+    batch_size: int = 256,
+    lr: float = 1e-2,
+    random_state: int = 0,
+    model_kwargs: dict | None = None,
+    key_added: str = _keys.CELLMNN,
+    copy: bool = False,
+    **train_kwargs,
+) -> AnnData | None:
+    """Learn locally linear latent dynamics with Cell-MNN (:class:`~celldyn.models.CellMNN`).
+
+    The first ``n_components`` columns of ``obsm[rep]`` evolve as ``dz/dt = A(z0, t0) z``
+    with a per-cell operator ``A`` from an MLP, trained by MMD between pushed and observed
+    cells at later times (von Bassewitz et al., arXiv:2510.02903). ``holdout`` times are
+    left out of training (use :meth:`~celldyn.models.CellMNN.predict` on the model, or the
+    benchmarks, to score interpolation).
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix.
+    time_key
+        Numeric column of ``adata.obs`` (at least 3 distinct times).
+    rep
+        Key of ``adata.obsm`` (e.g. ``'X_pca'``).
+    n_components
+        Latent dimension (first columns of ``rep``).
+    holdout
+        Observed time(s) left out of training.
+    batch_key
+        Column of ``adata.obs`` with datasets trained jointly (conditioned operator).
+    loadings
+        Key of ``adata.varm`` with the linear loadings of ``rep`` (``'PCs'`` of
+        ``sc.pp.pca``), used to decode velocities and interactions to genes; ``None``: only
+        latent outputs are written.
+    max_epochs, batch_size, lr
+        Training settings (:meth:`~celldyn.models.CellMNN.train`).
+    random_state
+        Seed of the weights, the validation split and the minibatches.
+    model_kwargs
+        Passed to :class:`~celldyn.models.CellMNN` (``max_rate``, ``gamma``, ...).
+    key_added
+        Prefix of the written keys.
+    copy
+        Return a modified copy instead of writing into ``adata``.
+    **train_kwargs
+        Passed to :meth:`~celldyn.models.CellMNN.train` (``early_stopping``, ``accelerator``,
+        ``progress``, ...).
+
+    Returns
+    -------
+    ``None``, or the copy when ``copy=True``; writes
+
+    - ``obsm['{key_added}_operator']``: per-cell operator ``A`` (n_obs × d², row-major:
+      column ``i*d + j`` is ``A[i, j]``, the effect of component ``j`` on ``dz_i/dt``), in
+      ``rep`` coordinates per unit of ``time_key``.
+    - ``obsm['velocity_{key_added}']``: latent velocity ``A z`` (n_obs × d).
+    - ``layers['{key_added}_velocity']``: dense float32 gene velocity ``(A z)·Vᵀ``; NaN for
+      genes with zero loadings (with ``loadings``).
+    - ``var['{key_added}_velocity_genes']``: genes with non-zero loadings (with ``loadings``).
+    - ``uns['{key_added}_velocity_params']``: ``{'embeddings': []}`` for scvelo (with
+      ``loadings``).
+    - ``varp['{key_added}_interactions']``: regulator (row) × target (column) matrix
+      ``V Āᵀ Vᵀ`` of the mean operator ``Ā`` over all cells; dense, or sparse when some
+      genes have zero loadings (with ``loadings``).
+    - ``uns[key_added]``: ``params``, ``history`` (dict of per-epoch lists) and
+      ``interactions``: ``time_ranges`` (R × 2, consecutive observed times) and
+      ``operators`` (R × d × d, mean ``A`` of the cells in each closed range); the gene
+      interactions of range ``r`` are ``V @ operators[r].T @ V.T`` (regulator × target).
+    """
+    from ..models._cellmnn import CellMNN, read_numeric_times
+
+    check_adata(adata)
+    check_obs_key(adata, time_key)
+    columns = [time_key]
+    if batch_key is not None:
+        check_obs_key(adata, batch_key)
+        columns.append(batch_key)
+    if loadings is not None and loadings not in adata.varm:
+        raise KeyError(
+            f"adata.varm has no loadings {loadings!r}; run `sc.pp.pca` or pass `loadings=None`."
+        )
+    work = _working_adata(adata, columns, rep, loadings)
+    CellMNN.setup_anndata(
+        work, time_key=time_key, rep=rep, n_components=n_components, batch_key=batch_key
+    )
+    groups = read_numeric_times(work, time_key)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(random_state)
+        model = CellMNN(work, **(model_kwargs or {}))
+        if loadings is not None:
+            model._loadings(work, loadings)  # validate the loadings before training
+        model.train(
+            holdout,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            lr=lr,
+            random_state=random_state,
+            **train_kwargs,
+        )
+
+    operators = model.get_operators(work)
+    d = model.n_components
+    ranges = np.stack([groups.values[:-1], groups.values[1:]], axis=1)
+    params = {
+        "time_key": time_key,
+        "rep": rep,
+        "n_components": d,
+        "holdout": np.asarray(model.holdout_, dtype=np.float64),
+        "batch_key": batch_key,
+        "loadings": loadings,
+        "max_epochs": max_epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "random_state": random_state,
+        "model_kwargs": model_kwargs,
+    }
+    range_operators = [model.get_operators(work, time_range=r).mean(0) for r in ranges]
+    results = {
+        "params": {k: v for k, v in params.items() if v is not None},
+        "history": {k: v.to_numpy().ravel().tolist() for k, v in model.history.items()},
+        "interactions": {
+            "time_ranges": ranges,
+            "operators": np.stack(range_operators),
+        },
+    }
+    slots = {
+        "obsm": {
+            _keys.operator(key_added): operators.reshape(len(operators), d * d).astype(np.float32),
+            _keys.latent_velocity(key_added): model.get_latent_velocity(work).astype(np.float32),
+        },
+        "uns": {key_added: results},
+    }
+    if loadings is not None:
+        interactions = model.get_interactions(work, loadings=loadings)
+        covered = adata.var_names.isin(interactions.index)
+        velocity = model.get_gene_velocity(work, loadings=loadings).astype(np.float32)
+        velocity[:, ~covered] = np.nan
+        if covered.all():
+            varp = interactions.loc[adata.var_names, adata.var_names].to_numpy(np.float32)
+        else:
+            pos = np.flatnonzero(covered)
+            block = sp.coo_matrix(interactions.to_numpy(np.float32))
+            varp = sp.csr_matrix(
+                (block.data, (pos[block.row], pos[block.col])), shape=(adata.n_vars,) * 2
+            )
+        slots["layers"] = {_keys.velocity(key_added): velocity}
+        slots["var"] = {_keys.velocity_genes(key_added): covered}
+        slots["varp"] = {_keys.interactions(key_added): varp}
+        slots["uns"][_keys.velocity_params(key_added)] = {"embeddings": []}
+    return write_results(adata, copy=copy, **slots)

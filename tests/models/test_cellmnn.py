@@ -1,0 +1,323 @@
+"""Cell-MNN on latent linear systems whose operator is known."""
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.linalg as sl
+import torch
+
+from celldyn.metrics import wasserstein
+from celldyn.models._cellmnn import CellMNN, _SnapshotDataModule
+from celldyn.nn import SolverDivergedError
+from celldyn.nn._operator_mlp import OperatorMLP
+
+TIMES = np.arange(5.0)
+TRAIN = {"accelerator": "cpu", "progress": False}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small batched kernels run much faster without intra-op threading on 2 cores."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _linear_adata(operator, mean, spread, n_per_time=100, seed=0, n_genes=6):
+    """Snapshots of dz/dt = A z: every cell is its own path, observed once.
+
+    ``X`` holds genes ``x = V z`` for orthonormal loadings ``V`` (``varm['PCs']``).
+    """
+    rng = np.random.default_rng(seed)
+    d = len(mean)
+    t = np.repeat(TIMES, n_per_time)
+    z0 = mean + rng.normal(size=(len(t), d)) * spread
+    flows = np.stack([sl.expm(operator * ti) for ti in TIMES])[np.repeat(np.arange(5), n_per_time)]
+    z = np.einsum("cij,cj->ci", flows, z0) + 0.02 * rng.normal(size=z0.shape)
+    loadings, _ = np.linalg.qr(rng.normal(size=(n_genes, d)))
+    adata = ad.AnnData((z @ loadings.T).astype(np.float32))
+    adata.obs["time"] = t
+    adata.obsm["X_pca"] = z
+    adata.varm["PCs"] = loadings
+    return adata
+
+
+A_TRUE = np.array([[-0.8, 0.25], [0.25, -0.35]])  # symmetric, stable
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    adata = _linear_adata(A_TRUE, np.array([2.0, 1.5]), np.array([1.0, 0.6]))
+    CellMNN.setup_anndata(adata, time_key="time", n_components=2)
+    torch.manual_seed(0)
+    model = CellMNN(adata)
+    model.train(holdout=[2.0], max_epochs=300, lr=3e-2, batch_size=512, n_partners=64, **TRAIN)
+    return model, adata
+
+
+def test_getters_shapes_and_history(fitted):
+    model, adata = fitted
+    n, d = adata.n_obs, 2
+    assert model.holdout_ == [2.0]
+    assert model.get_operators().shape == (n, d, d)
+    assert model.get_operators(time_range=(0.0, 1.0)).shape == (200, d, d)
+    assert model.get_latent_velocity().shape == (n, d)
+    assert model.get_gene_velocity().shape == (n, adata.n_vars)
+    interactions = model.get_interactions()
+    assert interactions.shape == (adata.n_vars, adata.n_vars)
+    assert list(interactions.index) == list(adata.var_names)
+    assert model.predict(1.0, 2.0).shape == (100, d)
+    for value in (model.get_operators(), model.get_gene_velocity(), interactions.to_numpy()):
+        assert np.all(np.isfinite(value))
+    history = model.history
+    assert {"train_loss", "validation_loss", "mmd_train", "kinetic_validation"} <= set(history)
+    validation = history["validation_loss"].to_numpy().ravel()
+    assert len(validation) == 300
+    assert validation.min() < 0.5 * validation[0]
+
+
+def test_operators_recover_the_linear_system(fitted):
+    model, adata = fitted
+    operators = model.get_operators()
+    # measured 0.16 (mean operator) and 0.20 (velocity); 0.16-0.22 and 0.16-0.23 over torch
+    # seeds 0-4; the zero operator scores 1.0
+    assert np.linalg.norm(operators.mean(0) - A_TRUE) / np.linalg.norm(A_TRUE) < 0.3
+    z = adata.obsm["X_pca"]
+    velocity = model.get_latent_velocity()
+    assert np.linalg.norm(velocity - z @ A_TRUE.T) / np.linalg.norm(z @ A_TRUE.T) < 0.3
+    # velocities decode to genes through the loadings
+    np.testing.assert_allclose(
+        model.get_gene_velocity(), velocity @ adata.varm["PCs"].T, rtol=1e-5, atol=1e-6
+    )
+
+
+def test_held_out_time_beats_nearest_time_copy(fitted):
+    model, adata = fitted
+    z, t = adata.obsm["X_pca"], adata.obs["time"].to_numpy()
+    observed = z[t == 2.0]
+    predicted = wasserstein(model.predict(1.0, 2.0), observed)
+    copy = min(wasserstein(z[t == s], observed) for s in (1.0, 3.0))
+    # measured 0.10 vs 0.35 (seeds 0-4: 0.099-0.102)
+    assert predicted < 0.4 * copy
+    # pushing backwards from the next time also lands near the held-out cells
+    assert wasserstein(model.predict(3.0, 2.0), observed) < copy
+
+
+def test_save_load_round_trip(fitted, tmp_path):
+    model, adata = fitted
+    model.save(str(tmp_path), overwrite=True)
+    loaded = CellMNN.load(str(tmp_path), adata=adata)
+    np.testing.assert_array_equal(loaded.predict(0.0, 4.0), model.predict(0.0, 4.0))
+    np.testing.assert_array_equal(loaded.get_operators(), model.get_operators())
+    assert loaded.n_components == 2
+
+
+def _set_constant_operator(model, operator_rep):
+    """Make the MLP output the same operator (given in rep coordinates) for every cell."""
+    module = model.module
+    s = module.z_scale.numpy().astype(np.float64)
+    internal = operator_rep / s[:, None] * s[None, :] * float(module.t_scale)
+    norm, rate = np.linalg.norm(internal), module.operator_net.max_rate
+    raw = internal / norm * rate * np.arctanh(norm / rate)
+    last = module.operator_net.net[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.copy_(torch.as_tensor(raw.ravel(), dtype=torch.float32))
+
+
+def test_interactions_are_regulator_by_target():
+    rng = np.random.default_rng(1)
+    n_genes = 5
+    adata = ad.AnnData(rng.normal(size=(90, n_genes)).astype(np.float32))
+    adata.obs["time"] = np.repeat([0.0, 1.0, 2.0], 30)
+    adata.obsm["X_pca"] = rng.normal(size=(90, 3)) * [1.0, 2.0, 0.5]
+    adata.varm["PCs"] = np.eye(n_genes)[:, :3]  # component k is gene k
+    CellMNN.setup_anndata(adata, time_key="time", n_components=3)
+    model = CellMNN(adata)
+    operator = np.zeros((3, 3))
+    operator[1, 0] = 0.5  # component (gene) 0 drives the rate of component (gene) 1
+    operator[2, 2] = -0.3
+    _set_constant_operator(model, operator)
+    np.testing.assert_allclose(
+        model.get_operators(), np.broadcast_to(operator, (90, 3, 3)), atol=1e-5
+    )
+    interactions = model.get_interactions()
+    genes = adata.var_names
+    assert interactions.loc[genes[0], genes[1]] == pytest.approx(0.5, abs=1e-5)
+    assert interactions.loc[genes[1], genes[0]] == pytest.approx(0.0, abs=1e-5)
+    assert interactions.loc[genes[2], genes[2]] == pytest.approx(-0.3, abs=1e-5)
+    assert list(interactions.index) == list(genes[:3])  # genes 3, 4 have zero loadings
+    # general orthonormal loadings: dx/dt = x @ W with W = V Aᵀ Vᵀ (regulator x target)
+    v, _ = np.linalg.qr(rng.normal(size=(n_genes, 3)))
+    adata.varm["PCs"] = v
+    w = model.get_interactions().to_numpy()
+    x = adata.obsm["X_pca"] @ v.T
+    np.testing.assert_allclose(x @ w, model.get_gene_velocity(), atol=1e-5)
+
+
+def test_pushing_stays_finite_after_a_huge_learning_rate():
+    adata = _linear_adata(A_TRUE, np.array([2.0, 1.5]), np.array([1.0, 0.6]), n_per_time=30)
+    CellMNN.setup_anndata(adata, time_key="time", n_components=2)
+    torch.manual_seed(0)
+    model = CellMNN(adata, max_rate=5.0)
+    model.train(max_epochs=3, lr=5.0, batch_size=32, **TRAIN)
+    for start, end in [(0.0, 4.0), (4.0, 0.0), (2.0, 2.0)]:
+        assert np.all(np.isfinite(model.predict(start, end)))
+    np.testing.assert_allclose(model.predict(2.0, 2.0), adata.obsm["X_pca"][adata.obs["time"] == 2])
+    # the bound holds for any input: ||A_int||_F < max_rate, so growth <= exp(max_rate)
+    mlp = model.module.operator_net
+    extreme = mlp(torch.full((4, 2), 1e6), torch.tensor([0.0, 1.0, -5.0, 50.0])).matrix
+    assert torch.isfinite(extreme).all()
+    assert torch.linalg.matrix_norm(extreme).max() < 5.0 + 1e-4
+    scale = model.module.z_scale.numpy()
+    z = adata.obsm["X_pca"][adata.obs["time"] == 0] / scale
+    growth = np.linalg.norm(model.predict(0.0, 4.0) / scale, axis=1) / np.linalg.norm(z, axis=1)
+    assert growth.max() <= np.exp(5.0) * (1 + 1e-4)
+
+
+def test_divergence_is_reported(fitted, monkeypatch):
+    model, _ = fitted
+    last = model.module.operator_net.net[-1]
+    monkeypatch.setattr(last.weight, "data", torch.zeros_like(last.weight))
+    monkeypatch.setattr(last.bias, "data", torch.eye(2).ravel())  # an expanding operator
+    monkeypatch.setattr(model.module.t_scale, "data", torch.tensor(1e-30))
+    with pytest.raises(SolverDivergedError, match="NaN or infinite"):
+        model.predict(0.0, 4.0)
+
+
+def test_eigen_parametrization_has_real_and_zero_eigenvalues():
+    mlp = OperatorMLP(3, parametrization="eigen", n_zero_eigenvalues=1, init_scale=1.0)
+    out = mlp(torch.randn(8, 3), torch.rand(8))
+    eigenvalues = torch.linalg.eigvals(out.matrix.double())
+    assert eigenvalues.imag.abs().max() < 1e-4
+    assert eigenvalues.abs().min(dim=1).values.max() < 1e-4  # one eigenvalue is 0 per cell
+    assert eigenvalues.abs().max() < mlp.max_rate
+    # A P = P diag(λ): P⁻¹ A P is diagonal
+    similar = torch.linalg.solve(out.basis, out.matrix @ out.basis)
+    off_diagonal = similar - torch.diag_embed(similar.diagonal(dim1=-2, dim2=-1))
+    assert off_diagonal.abs().max() < 1e-4
+
+    adata = _linear_adata(A_TRUE, np.array([2.0, 1.5]), np.array([1.0, 0.6]), n_per_time=30)
+    CellMNN.setup_anndata(adata, time_key="time", n_components=2)
+    model = CellMNN(adata, parametrization="eigen", n_zero_eigenvalues=1)
+    model.train(max_epochs=2, batch_size=64, **TRAIN)
+    assert "invertibility_train" in model.history
+    eigenvalues = np.abs(np.linalg.eigvals(model.get_operators()))
+    assert np.all(eigenvalues.min(1) < 1e-4 * eigenvalues.max(1))  # one eigenvalue fixed at 0
+
+
+def test_joint_training_conditions_on_the_dataset():
+    contracting = _linear_adata(-0.5 * np.eye(2), np.array([2.0, 1.0]), 0.3, n_per_time=60)
+    expanding = _linear_adata(0.3 * np.eye(2), np.array([2.0, 1.0]), 0.3, n_per_time=60, seed=1)
+    adata = ad.concat({"a": contracting, "b": expanding}, label="dataset", index_unique="-")
+    adata.obsm["X_pca"] = np.concatenate([contracting.obsm["X_pca"], expanding.obsm["X_pca"]])
+    CellMNN.setup_anndata(adata, time_key="time", n_components=2, batch_key="dataset")
+    torch.manual_seed(0)
+    model = CellMNN(adata)
+    model.train(max_epochs=60, lr=1e-2, batch_size=512, n_partners=96, **TRAIN)
+    trace = np.trace(model.get_operators(), axis1=1, axis2=2)
+    is_a = (adata.obs["dataset"] == "a").to_numpy()
+    # true traces: -1.0 (a) and +0.6 (b); measured -0.96 and 0.60
+    assert trace[is_a].mean() < -0.7
+    assert trace[~is_a].mean() > 0.4
+
+
+def test_validation_split_is_honest():
+    rng = np.random.default_rng(0)
+    codes = np.repeat(np.arange(4), 20)
+    condition = np.zeros(80, dtype=np.int64)
+    train_groups = np.array([True, True, False, True])
+    data = _SnapshotDataModule(
+        rng.normal(size=(80, 2)),
+        codes,
+        condition,
+        np.linspace(0, 1, 4),
+        train_groups,
+        batch_size=16,
+        n_partners=8,
+        validation_size=0.25,
+        random_state=0,
+    )
+    pool_cells = {p: np.concatenate(list(data.pools[p].values())) for p in ("train", "val")}
+    assert not set(pool_cells["train"]) & set(pool_cells["val"])
+    assert not np.any(codes[np.concatenate(list(pool_cells.values()))] == 2)  # held-out time
+    assert set(data.train_idx) <= set(pool_cells["train"])
+    assert set(data.val_idx) <= set(pool_cells["val"])
+    assert not np.any(codes[data.train_idx] == 3)  # the last time only serves as a target
+    assert (data.n_train, data.n_val) == (30, 10)
+    assert data.rank.tolist() == [[0, 1, -1, 2]]
+    batch = next(iter(data.train_dataloader()))
+    assert batch["partners"].shape == (1, 4, 8, 2)
+    assert batch["available"].tolist() == [[True, True, False, True]]
+
+
+@pytest.fixture
+def small_adata():
+    rng = np.random.default_rng(0)
+    adata = ad.AnnData(rng.normal(size=(60, 4)).astype(np.float32))
+    adata.obs["time"] = np.repeat([0.0, 1.0, 2.0], 20)
+    adata.obsm["X_pca"] = rng.normal(size=(60, 3))
+    return adata
+
+
+@pytest.mark.parametrize(
+    ("change", "kwargs", "error", "match"),
+    [
+        (
+            lambda a: a.obs.__setitem__("time", np.repeat([0.0, 1.0], 30)),
+            {},
+            ValueError,
+            "at least 3",
+        ),
+        (
+            lambda a: a.obs.__setitem__("time", np.repeat(["a", "b", "c"], 20)),
+            {},
+            ValueError,
+            "numeric",
+        ),
+        (
+            lambda a: a.obs.__setitem__(
+                "time",
+                pd.Categorical(
+                    np.repeat(["early", "mid", "late"], 20), ["early", "mid", "late"], ordered=True
+                ),
+            ),
+            {},
+            ValueError,
+            "numeric times",
+        ),
+        (None, {"rep": "X_umap"}, KeyError, "X_umap"),
+        (None, {"n_components": 5}, ValueError, "at least 5 columns"),
+        (None, {"time_key": "day"}, KeyError, "day"),
+        (None, {"batch_key": "donor", "n_components": 2}, KeyError, "donor"),
+        (None, {"n_components": 0}, ValueError, "n_components"),
+    ],
+)
+def test_setup_bad_input_leaves_adata_unchanged(small_adata, change, kwargs, error, match):
+    if change is not None:
+        change(small_adata)
+    before = small_adata.copy()
+    with pytest.raises(error, match=match):
+        CellMNN.setup_anndata(small_adata, **{"time_key": "time", **kwargs})
+    assert set(small_adata.uns) == set(before.uns) == set()
+    assert list(small_adata.obs.columns) == list(before.obs.columns)
+    assert set(small_adata.obsm) == set(before.obsm)
+
+
+def test_bad_holdout_and_times(small_adata):
+    CellMNN.setup_anndata(small_adata, time_key="time", n_components=2)
+    model = CellMNN(small_adata)
+    with pytest.raises(ValueError, match="not an observed time"):
+        model.train(holdout=[0.5], max_epochs=1, **TRAIN)
+    with pytest.raises(ValueError, match="At least 2"):
+        model.train(holdout=[0.0, 1.0], max_epochs=1, **TRAIN)
+    with pytest.raises(ValueError, match="`time_from`"):
+        model.predict(3.0, 1.0)
+    with pytest.raises(ValueError, match="No cells"):
+        model.get_operators(time_range=(0.2, 0.8))
+    with pytest.raises(KeyError, match="PCs"):
+        model.get_gene_velocity()
+    with pytest.raises(ValueError, match="parametrization"):
+        CellMNN(small_adata, parametrization="spectral")

@@ -1,0 +1,153 @@
+"""tl.cellmnn: every written field, its consistency with the operators, bad input."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+
+from celldyn.datasets import simulate_grn
+from celldyn.tl._cellmnn import cellmnn
+
+FAST = {"max_epochs": 3, "batch_size": 128, "accelerator": "cpu", "progress": False}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def _grn_adata():
+    import scanpy as sc
+
+    adata = simulate_grn(10, 240, 4, random_state=0)
+    mask = np.ones(adata.n_vars, dtype=bool)
+    mask[-1] = False  # the last gene stays out of the PCA: zero loadings
+    sc.pp.pca(adata, n_comps=5, mask_var=mask)
+    return adata
+
+
+@pytest.fixture
+def grn_adata(_grn_adata):
+    return _grn_adata.copy()
+
+
+@pytest.fixture(scope="module")
+def fitted(_grn_adata):
+    return cellmnn(_grn_adata, time_key="time", n_components=4, holdout=[5 / 3], copy=True, **FAST)
+
+
+def test_writes_every_field_consistently(fitted):
+    adata, d = fitted, 4
+    n, g = adata.shape
+    flat = adata.obsm["cellmnn_operator"]
+    assert flat.shape == (n, d * d) and flat.dtype == np.float32
+    operators = flat.reshape(n, d, d)
+    z = adata.obsm["X_pca"][:, :d]
+    velocity = adata.obsm["velocity_cellmnn"]
+    np.testing.assert_allclose(
+        velocity, np.einsum("cij,cj->ci", operators, z), rtol=1e-4, atol=1e-5
+    )
+    loadings = adata.varm["PCs"][:, :d]
+    covered = adata.var["cellmnn_velocity_genes"].to_numpy()
+    assert covered.tolist() == [True] * (g - 1) + [False]
+    genes = adata.layers["cellmnn_velocity"]
+    assert genes.dtype == np.float32 and isinstance(genes, np.ndarray)
+    assert np.isnan(genes[:, ~covered]).all()
+    np.testing.assert_allclose(
+        genes[:, covered], (velocity @ loadings.T)[:, covered], rtol=1e-4, atol=1e-5
+    )
+    assert adata.uns["cellmnn_velocity_params"] == {"embeddings": []}
+    interactions = adata.varp["cellmnn_interactions"]
+    assert sp.issparse(interactions)  # one gene has no loadings
+    expected = loadings @ operators.astype(np.float64).mean(0).T @ loadings.T
+    np.testing.assert_allclose(interactions.toarray(), expected, rtol=1e-3, atol=1e-6)
+    assert interactions[:, -1].nnz == 0 and interactions[-1].nnz == 0
+
+    uns = adata.uns["cellmnn"]
+    assert uns["params"]["holdout"].tolist() == [pytest.approx(5 / 3)]
+    assert uns["params"]["n_components"] == d and "batch_key" not in uns["params"]
+    assert len(uns["history"]["train_loss"]) == 3
+    assert all(np.isfinite(uns["history"]["validation_loss"]))
+    ranges, range_ops = uns["interactions"]["time_ranges"], uns["interactions"]["operators"]
+    times = np.unique(adata.obs["time"])
+    np.testing.assert_allclose(ranges, np.stack([times[:-1], times[1:]], 1))
+    assert range_ops.shape == (3, d, d)
+    t = adata.obs["time"].to_numpy()
+    in_first = (t >= ranges[0, 0]) & (t <= ranges[0, 1])
+    np.testing.assert_allclose(range_ops[0], operators[in_first].mean(0), rtol=1e-4, atol=1e-6)
+
+
+def test_result_survives_h5ad(fitted, tmp_path):
+    import anndata as ad
+
+    path = tmp_path / "cellmnn.h5ad"
+    fitted.write_h5ad(path)
+    back = ad.read_h5ad(path)
+    np.testing.assert_array_equal(back.obsm["cellmnn_operator"], fitted.obsm["cellmnn_operator"])
+    assert back.uns["cellmnn"]["params"]["time_key"] == "time"
+
+
+def test_reproducible_and_copy_leaves_input_alone(grn_adata):
+    before = grn_adata.copy()
+    first = cellmnn(grn_adata, time_key="time", random_state=3, copy=True, **FAST)
+    second = cellmnn(grn_adata, time_key="time", random_state=3, copy=True, **FAST)
+    other = cellmnn(grn_adata, time_key="time", random_state=4, copy=True, **FAST)
+    key = "cellmnn_operator"
+    np.testing.assert_array_equal(first.obsm[key], second.obsm[key])
+    assert not np.allclose(first.obsm[key], other.obsm[key])
+    assert key not in grn_adata.obsm and set(grn_adata.uns) == set(before.uns)
+    assert list(grn_adata.obs.columns) == list(before.obs.columns)
+
+
+def test_in_place_with_custom_key_and_without_loadings(grn_adata):
+    assert cellmnn(grn_adata, time_key="time", loadings=None, key_added="mnn", **FAST) is None
+    assert grn_adata.obsm["mnn_operator"].shape == (grn_adata.n_obs, 25)
+    assert "velocity_mnn" in grn_adata.obsm and "mnn" in grn_adata.uns
+    assert "mnn_velocity" not in grn_adata.layers and "mnn_interactions" not in grn_adata.varp
+
+
+def test_joint_training_over_datasets(grn_adata):
+    grn_adata.obs["dataset"] = np.where(np.arange(grn_adata.n_obs) % 2, "a", "b")
+    cellmnn(grn_adata, time_key="time", batch_key="dataset", **FAST)
+    assert grn_adata.uns["cellmnn"]["params"]["batch_key"] == "dataset"
+    assert "_scvi_batch" not in grn_adata.obs  # registration happens on a working copy
+
+
+def _set_strings(adata):
+    adata.obs["time"] = np.repeat(["a", "b", "c", "d"], 60)
+
+
+def _set_two_times(adata):
+    adata.obs["time"] = np.repeat([0.0, 1.0], 120)
+
+
+@pytest.mark.parametrize(
+    ("change", "kwargs", "error", "match"),
+    [
+        (None, {"time_key": "day"}, KeyError, "day"),
+        (_set_two_times, {}, ValueError, "at least 3"),
+        (_set_strings, {}, ValueError, "numeric"),
+        (None, {"rep": "X_umap"}, KeyError, "X_umap"),
+        (None, {"n_components": 8}, ValueError, "at least 8 columns"),
+        (None, {"holdout": [2.5]}, ValueError, "not an observed time"),
+        (None, {"loadings": "loadings"}, KeyError, "loadings"),
+        (None, {"batch_key": "donor"}, KeyError, "donor"),
+        (None, {"model_kwargs": {"parametrization": "svd"}}, ValueError, "parametrization"),
+    ],
+)
+def test_bad_input_leaves_adata_unchanged(grn_adata, change, kwargs, error, match):
+    if change is not None:
+        change(grn_adata)
+    before = grn_adata.copy()
+    with pytest.raises(error, match=match):
+        cellmnn(grn_adata, **{"time_key": "time", **FAST, **kwargs})
+    pd.testing.assert_frame_equal(grn_adata.obs, before.obs)
+    pd.testing.assert_frame_equal(grn_adata.var, before.var)
+    assert set(grn_adata.obsm) == set(before.obsm)
+    assert set(grn_adata.uns) == set(before.uns)
+    assert set(grn_adata.layers) == set(before.layers) and set(grn_adata.varp) == set()
