@@ -99,3 +99,10 @@ def check_positive(value: float, name: str, *, strict: bool = True) -> None:
     if not np.isfinite(value) or (value <= 0 if strict else value < 0):
         kind = "positive" if strict else "non-negative"
         raise ValueError(f"`{name}` must be a finite {kind} number, got {value!r}.")
+
+
+def check_int(value: object, name: str, minimum: int) -> int:
+    """Return ``value`` as an int; :class:`ValueError` unless it is an integer ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
+    return int(value)

@@ -12,7 +12,7 @@ from scipy.spatial.distance import cdist
 
 from .. import _keys
 from .._time import read_time_groups
-from .._validate import check_adata, check_in, check_positive, get_rep
+from .._validate import check_adata, check_in, check_int, check_positive, get_rep
 from .._write import write_results
 
 _KEPT_MASS = 0.99
@@ -21,13 +21,6 @@ _MAX_KEPT = 32
 """... by at most this many entries per row and per column."""
 _EMD_MAX_ITER = 10**9
 """Network-simplex iteration cap of ``ot.emd``: high enough to always reach the optimum."""
-
-
-def check_int(value: object, name: str, minimum: int) -> int:
-    """Return ``value`` as an int; :class:`ValueError` unless it is an integer ``>= minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
-    return int(value)
 
 
 def uniform_sample(n: int, size: int, rng: np.random.Generator) -> np.ndarray:

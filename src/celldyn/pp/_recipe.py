@@ -12,7 +12,7 @@ from anndata import AnnData
 
 from .. import _keys
 from .._logging import logger
-from .._validate import check_adata, check_finite, check_in, check_layer, check_positive
+from .._validate import check_adata, check_finite, check_in, check_int, check_layer, check_positive
 from .._write import write_results
 from ._diffusion import diffuse, markov_operator
 
@@ -101,10 +101,10 @@ def recipe(
     check_adata(adata)
     check_layer(adata, layer)
     check_in(denoise, ("knn", None), "denoise")
-    _check_int(n_top_genes, "n_top_genes", 1)
-    _check_int(n_pcs, "n_pcs", 1)
-    _check_int(n_neighbors, "n_neighbors", 2)
-    _check_int(diffusion_t, "diffusion_t", 1)
+    check_int(n_top_genes, "n_top_genes", 1)
+    check_int(n_pcs, "n_pcs", 1)
+    check_int(n_neighbors, "n_neighbors", 2)
+    check_int(diffusion_t, "diffusion_t", 1)
     if target_sum is not None:
         check_positive(target_sum, "target_sum")
     if min(adata.shape) < 2:
@@ -191,12 +191,6 @@ def recipe(
         uns={"pca": work.uns["pca"], "log1p": work.uns["log1p"], _keys.RECIPE: info},
     )
     return target if copy else None
-
-
-def _check_int(value: object, name: str, minimum: int) -> None:
-    """Raise unless ``value`` is an integer ``>= minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
 
 
 def _checked_counts(x: sp.spmatrix | np.ndarray, source: str) -> sp.csr_matrix | np.ndarray:

@@ -8,9 +8,9 @@ from anndata import AnnData
 from .. import _keys
 from .._logging import logger
 from .._time import TimeGroups, read_time_groups
-from .._validate import check_adata, check_in, get_rep
+from .._validate import check_adata, check_in, check_int, get_rep
 from .._write import write_results
-from ._couplings import check_int, match, uniform_sample
+from ._couplings import match, uniform_sample
 from ._knn import forward_knn_graph, shortest_paths
 
 
