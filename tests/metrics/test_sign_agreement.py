@@ -87,7 +87,8 @@ def test_flipping_every_sign_swaps_the_confusion_matrix():
     assert flipped["f1"] == pytest.approx(2 * (1 / 2) * (1 / 3) / (1 / 2 + 1 / 3))
 
 
-TRRUST = Path("/work/shared/data/trrust/trrust_rawdata.human.tsv")
+# the project's shared data folder lies beside the repository (CI clones it there too)
+TRRUST = Path(__file__).resolve().parents[3] / "shared/data/trrust/trrust_rawdata.human.tsv"
 
 
 @pytest.mark.skipif(not TRRUST.exists(), reason="offline TRRUST table not present")
