@@ -1,0 +1,250 @@
+"""FLeCS model (Bertin et al.): a gene regulatory network ODE learned from cell trajectories."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from anndata import AnnData
+from scvi import REGISTRY_KEYS
+from scvi.data import AnnDataManager
+from scvi.data.fields import LayerField
+from scvi.model.base import BaseModelClass
+
+from .. import _keys
+from .._validate import check_adata, check_layer, check_uns_key, check_varp_key
+from ..module._flecs import FLeCSModule
+from ..nn import SolverDivergedError
+from ._data import TensorDataModule
+from ._training import TrainingMixin
+
+_INFERENCE_BATCH = 4096
+
+
+def read_prior(adata: AnnData, prior: str) -> tuple[np.ndarray, np.ndarray]:
+    """Regulator and target index of every non-zero of ``varp[prior]`` (row-major order)."""
+    check_varp_key(adata, prior, "Run `celldyn.pp.prior_network` first.")
+    matrix = sp.coo_matrix(adata.varp[prior])
+    matrix.sum_duplicates()
+    keep = matrix.data != 0
+    if not keep.any():
+        raise ValueError(f"adata.varp[{prior!r}] has no edges (no non-zero entries).")
+    if not np.all(np.isfinite(matrix.data)):
+        raise ValueError(f"adata.varp[{prior!r}] contains NaN or infinite values.")
+    return matrix.row[keep].astype(np.int64), matrix.col[keep].astype(np.int64)
+
+
+def read_trajectories(adata: AnnData, trajectories: str) -> tuple[np.ndarray, np.ndarray]:
+    """Return the checked ``indices`` and ``times`` (n_traj × length) of ``uns[trajectories]``."""
+    check_uns_key(adata, trajectories, "Run `celldyn.pp.trajectories` first.")
+    entry = adata.uns[trajectories]
+    if not isinstance(entry, dict) or not {"indices", "times"} <= set(entry):
+        raise KeyError(f"adata.uns[{trajectories!r}] needs 'indices' and 'times'.")
+    indices, times = np.asarray(entry["indices"]), np.asarray(entry["times"], dtype=np.float64)
+    if indices.ndim != 2 or indices.shape[1] < 2 or times.shape != indices.shape:
+        raise ValueError(
+            f"adata.uns[{trajectories!r}] must hold 'indices' and 'times' of the same shape "
+            f"(n_trajectories, length >= 2); got {indices.shape} and {times.shape}."
+        )
+    if not np.issubdtype(indices.dtype, np.integer):
+        raise TypeError(f"adata.uns[{trajectories!r}]['indices'] must be integers.")
+    if indices.min() < 0 or indices.max() >= adata.n_obs:
+        raise ValueError(f"adata.uns[{trajectories!r}]['indices'] are outside [0, n_obs).")
+    if not np.all(np.isfinite(times)) or np.any(np.diff(times, axis=1) < 0):
+        raise ValueError(f"adata.uns[{trajectories!r}]['times'] must be finite, non-decreasing.")
+    return indices.astype(np.int64), times
+
+
+class FLeCS(TrainingMixin, BaseModelClass):
+    r"""FLeCS: gene dynamics :math:`dG/dt = \sigma(W^\top G + b) - \alpha G` on a prior network.
+
+    Edge weights :math:`W` exist only on the non-zeros of ``varp[prior]`` (regulator row ×
+    target column). Training integrates the ODE (:class:`~celldyn.nn.GRNVectorField`) from the
+    first cell of every trajectory of ``uns[trajectories]`` (:func:`celldyn.pp.trajectories`)
+    over its times and minimises the squared error to the later cells' expression.
+
+    Parameters
+    ----------
+    adata
+        AnnData registered with :meth:`setup_anndata`.
+    prior
+        ``varp`` key of the prior network.
+    trajectories
+        ``uns`` key of the trajectories.
+    n_latent
+        Latent nodes connected to every gene.
+    protein_proxy
+        Regulation acts through one protein per gene.
+    kernel
+        Product kernel of :class:`~celldyn.nn.GRNLinear`.
+    """
+
+    def __init__(
+        self,
+        adata: AnnData,
+        *,
+        prior: str = _keys.PRIOR,
+        trajectories: str = _keys.TRAJECTORIES,
+        n_latent: int = 0,
+        protein_proxy: bool = False,
+        kernel: str = "auto",
+    ):
+        super().__init__(adata)
+        src, dst = read_prior(adata, prior)
+        self.prior_key, self.trajectories_key = prior, trajectories
+        self.module = FLeCSModule(
+            adata.n_vars,
+            torch.as_tensor(src),
+            torch.as_tensor(dst),
+            n_latent=n_latent,
+            protein_proxy=protein_proxy,
+            kernel=kernel,
+        )
+        self._model_summary_string = (
+            f"FLeCS: {adata.n_vars} genes, {len(src)} prior edges, {n_latent} latent nodes, "
+            f"protein_proxy={protein_proxy}"
+        )
+        self.init_params_ = self._get_init_params(locals())
+
+    @classmethod
+    def setup_anndata(cls, adata: AnnData, *, layer: str | None = None, **kwargs) -> None:
+        """Register ``adata`` for FLeCS.
+
+        Parameters
+        ----------
+        adata
+            Annotated data matrix.
+        layer
+            Layer with the (normalised, not count) expression; ``None`` uses ``adata.X``.
+        **kwargs
+            Passed to :meth:`~scvi.data.AnnDataManager.register_fields` (used by ``load``).
+        """
+        setup_method_args = cls._get_setup_method_args(**locals())
+        check_adata(adata)
+        check_layer(adata, layer)
+        manager = AnnDataManager(
+            fields=[LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=False)],
+            setup_method_args=setup_method_args,
+        )
+        manager.register_fields(adata, **kwargs)
+        cls.register_manager(manager)
+
+    def _expression(self, adata: AnnData) -> np.ndarray:
+        manager = self.get_anndata_manager(adata, required=True)
+        x = manager.get_from_registry(REGISTRY_KEYS.X_KEY)
+        x = x.toarray() if sp.issparse(x) else np.asarray(x)
+        x = x.astype(np.float32, copy=False)
+        if not np.all(np.isfinite(x)):
+            raise ValueError("The expression (adata.X or the registered layer) has NaN values.")
+        return x
+
+    def train(
+        self,
+        *,
+        max_epochs: int = 100,
+        batch_size: int = 64,
+        lr: float = 1e-2,
+        weight_decay: float = 0.0,
+        method: str = "dopri5",
+        rtol: float = 1e-3,
+        atol: float = 1e-4,
+        validation_size: float = 0.1,
+        accelerator: str = "auto",
+        devices: int | list[int] | str = "auto",
+        early_stopping: bool = False,
+        early_stopping_patience: int = 10,
+        random_state: int = 0,
+        progress: bool = True,
+        plan_kwargs: dict | None = None,
+        **trainer_kwargs,
+    ) -> None:
+        """Fit the network to the trajectories with Lightning.
+
+        Parameters
+        ----------
+        max_epochs
+            Passes over the trajectories.
+        batch_size
+            Trajectories per minibatch.
+        lr, weight_decay
+            Adam settings.
+        method, rtol, atol
+            Solver of :func:`~celldyn.nn.integrate` (``'dopri5'``, ``'rk4'``, ...).
+        validation_size
+            Fraction of trajectories held out for validation.
+        accelerator, devices
+            Lightning device settings.
+        early_stopping, early_stopping_patience
+            Stop when the validation loss has not improved for that many epochs.
+        random_state
+            Seed of the validation split.
+        progress
+            Show Lightning's progress bar.
+        plan_kwargs, **trainer_kwargs
+            Passed to scvi-tools' ``TrainingPlan`` and Lightning's ``Trainer``.
+        """
+        indices, times = read_trajectories(self.adata, self.trajectories_key)
+        x = torch.from_numpy(self._expression(self.adata))
+        self.module.method, self.module.rtol, self.module.atol = method, rtol, atol
+        datamodule = TensorDataModule(
+            {
+                "x": x[torch.from_numpy(indices)],
+                "t": torch.as_tensor(times, dtype=torch.float32),
+            },
+            batch_size=int(batch_size),
+            validation_size=validation_size,
+            random_state=random_state,
+        )
+        self._fit(
+            datamodule,
+            max_epochs=max_epochs,
+            lr=lr,
+            weight_decay=weight_decay,
+            accelerator=accelerator,
+            devices=devices,
+            early_stopping=early_stopping,
+            early_stopping_patience=early_stopping_patience,
+            progress=progress,
+            plan_kwargs=plan_kwargs,
+            **trainer_kwargs,
+        )
+
+    # ------------------------------------------------------------------ getters
+    @torch.no_grad()
+    def get_velocity(self, adata: AnnData | None = None) -> np.ndarray:
+        """Model derivative ``dG/dt`` at every cell, ``(n_obs, n_genes)`` float32.
+
+        Raises :class:`~celldyn.nn.SolverDivergedError` if it is not finite.
+        """
+        adata = self._validate_anndata(adata)
+        x = self._expression(adata)
+        field = self.module.field.eval()
+        out = [
+            field.gene_velocity(torch.as_tensor(x[s : s + _INFERENCE_BATCH], device=self.device))
+            .cpu()
+            .numpy()
+            for s in range(0, len(x), _INFERENCE_BATCH)
+        ]
+        velocity = np.concatenate(out).astype(np.float32)
+        if not np.all(np.isfinite(velocity)):
+            raise SolverDivergedError("The FLeCS velocity has NaN or infinite values.")
+        return velocity
+
+    @torch.no_grad()
+    def get_weights(self) -> sp.csr_matrix:
+        """Learnt weights of the prior edges: sparse CSR regulator (row) × target (column)."""
+        field = self.module.field
+        n = field.n_genes
+        src, dst = field.src[: field.n_prior_edges].cpu(), field.dst[: field.n_prior_edges].cpu()
+        weights = field.prior_edge_weights().cpu().numpy().astype(np.float32)
+        return sp.csr_matrix((weights, (src.numpy(), dst.numpy())), shape=(n, n))
+
+    @torch.no_grad()
+    def get_decay(self) -> np.ndarray:
+        """Learnt decay rate of every gene, ``(n_genes,)``."""
+        return self.module.field.decay[: self.module.field.n_genes].cpu().numpy()
+
+    @torch.no_grad()
+    def get_bias(self) -> np.ndarray:
+        """Learnt production bias of every gene, ``(n_genes,)``."""
+        return self.module.field.bias[: self.module.field.n_genes].cpu().numpy()

@@ -1,0 +1,102 @@
+"""tl.flecs: every written field, consistency with the model, bad input leaves adata as is."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from anndata.tests.helpers import assert_equal
+
+from celldyn.datasets import simulate_grn
+from celldyn.pp import prior_network, time_groups, trajectories
+from celldyn.tl._flecs import flecs
+
+FAST = {"max_epochs": 10, "batch_size": 32, "lr": 0.05, "accelerator": "cpu", "progress": False}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def _prepared():
+    adata = simulate_grn(8, 200, 4, random_state=0)
+    net = adata.uns["ground_truth_network"]
+    prior_network(adata, net, add_random_edges=2 * len(net) / 64)
+    time_groups(adata, time_key="time")
+    trajectories(adata, method="quantile", rep="X", n_trajectories=60, length=4)
+    return adata
+
+
+@pytest.fixture
+def adata(_prepared):
+    return _prepared.copy()
+
+
+def test_writes_every_field(adata):
+    before = adata.copy()
+    flecs(adata, **FAST)
+    prior = sp.csr_matrix(adata.varp["celldyn_prior"])
+    weights = adata.varp["flecs_weights"]
+    assert sp.isspmatrix_csr(weights) or isinstance(weights, sp.csr_array)
+    assert set(zip(*weights.nonzero(), strict=True)) == set(zip(*prior.nonzero(), strict=True))
+    decay = adata.var["flecs_decay"].to_numpy()
+    bias = adata.var["flecs_bias"].to_numpy()
+    assert np.all(decay > 0) and np.all(np.isfinite(bias))
+    velocity = adata.layers["flecs_velocity"]
+    assert velocity.dtype == np.float32 and velocity.shape == adata.shape
+    x = np.asarray(adata.X, dtype=np.float64)
+    expected = 1 / (1 + np.exp(-(x @ weights.toarray() + bias))) - decay * x
+    np.testing.assert_allclose(velocity, expected, rtol=1e-4, atol=1e-5)
+    assert adata.var["flecs_velocity_genes"].all()
+    assert adata.uns["flecs_velocity_params"] == {"embeddings": []}
+    history = adata.uns["flecs"]["history"]["train_loss"]
+    assert isinstance(history, list) and len(history) == FAST["max_epochs"]
+    assert history[-1] < history[0]
+    assert adata.uns["flecs"]["params"]["max_epochs"] == FAST["max_epochs"]
+    # nothing else changed, no scvi registration leaked into adata
+    assert not any(k.startswith("_scvi") for k in adata.uns)
+    assert_equal(adata.obs, before.obs)
+    assert set(adata.uns) == set(before.uns) | {"flecs", "flecs_velocity_params"}
+
+
+def test_reproducible_and_copy(adata):
+    out = flecs(adata, copy=True, key_added="f1", **FAST)
+    assert "f1_velocity" not in adata.layers
+    flecs(adata, key_added="f1", **FAST)
+    np.testing.assert_array_equal(out.layers["f1_velocity"], adata.layers["f1_velocity"])
+
+
+def _no_edges(a):
+    a.varp["celldyn_prior"] = sp.csr_matrix(a.varp["celldyn_prior"].shape)
+
+
+def _nan_x(a):
+    a.X[0, 0] = np.nan
+
+
+def _bad_times(a):
+    a.uns["celldyn_trajectories"]["times"] = a.uns["celldyn_trajectories"]["times"][:, ::-1]
+
+
+@pytest.mark.parametrize(
+    ("change", "kwargs", "error", "match"),
+    [
+        (None, {"prior": "missing"}, KeyError, "missing"),
+        (_no_edges, {}, ValueError, "no edges"),
+        (None, {"trajectories": "gone"}, KeyError, "gone"),
+        (_bad_times, {}, ValueError, "non-decreasing"),
+        (_nan_x, {}, ValueError, "NaN"),
+        (None, {"layer": "nope"}, KeyError, "nope"),
+    ],
+)
+def test_bad_input_leaves_adata_unchanged(adata, change, kwargs, error, match):
+    if change is not None:
+        change(adata)
+    before = adata.copy()
+    with pytest.raises(error, match=match):
+        flecs(adata, **{**FAST, **kwargs})
+    assert_equal(adata, before)
