@@ -128,3 +128,10 @@ def test_nan_velocity_raises(small):
         model.module.field.bias[0] = float("nan")
     with pytest.raises(SolverDivergedError, match="NaN"):
         model.get_velocity()
+
+
+def test_seed_sets_initial_weights(small):
+    FLeCS.setup_anndata(small)
+    first, again, other = (FLeCS(small, seed=s).get_weights().data for s in (0, 0, 1))
+    np.testing.assert_array_equal(first, again)
+    assert not np.allclose(first, other)

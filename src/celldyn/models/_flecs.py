@@ -77,6 +77,8 @@ class FLeCS(TrainingMixin, BaseModelClass):
         Regulation acts through one protein per gene.
     kernel
         Product kernel of :class:`~celldyn.nn.GRNLinear`.
+    seed
+        Seed of the initial edge weights.
     """
 
     def __init__(
@@ -88,6 +90,7 @@ class FLeCS(TrainingMixin, BaseModelClass):
         n_latent: int = 0,
         protein_proxy: bool = False,
         kernel: str = "auto",
+        seed: int = 0,
     ):
         super().__init__(adata)
         src, dst = read_prior(adata, prior)
@@ -99,6 +102,7 @@ class FLeCS(TrainingMixin, BaseModelClass):
             n_latent=n_latent,
             protein_proxy=protein_proxy,
             kernel=kernel,
+            seed=seed,
         )
         self._model_summary_string = (
             f"FLeCS: {adata.n_vars} genes, {len(src)} prior edges, {n_latent} latent nodes, "

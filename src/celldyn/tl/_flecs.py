@@ -93,7 +93,8 @@ def flecs(
     FLeCS.setup_anndata(work)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(random_state)
-        model = FLeCS(work, prior=prior, trajectories=trajectories, **(model_kwargs or {}))
+        model_kwargs = {"seed": random_state, **(model_kwargs or {})}
+        model = FLeCS(work, prior=prior, trajectories=trajectories, **model_kwargs)
         model.train(
             max_epochs=max_epochs,
             batch_size=batch_size,
