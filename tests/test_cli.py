@@ -131,3 +131,35 @@ def test_demo_writes_results(tmp_path):
     assert summary["n_cells"] == adata.n_obs == 600
     assert adata.uns["celldyn_trajectories"]["indices"].shape == (1000, 10)
     assert (tmp_path / "demo.png").stat().st_size > 10_000
+
+
+def test_model_subcommands(raw_h5ad):
+    f = raw_h5ad
+    src, out = str(f / "raw.h5ad"), str(f / "m.h5ad")
+    assert main(["-q", "pp", "recipe", "-i", src, "-o", out, "--n-top-genes", "20"]) == 0
+    assert main(["-q", "pp", "time-groups", "-i", out, "-o", out, "--time-key", "time"]) == 0
+    assert main(["-q", "pp", "trajectories", "-i", out, "-o", out, "--n-trajectories", "40"]) == 0
+    common = ["-i", out, "-o", out, "--max-epochs", "2"]
+    assert main(["-q", "flecs", *common, "--network", str(f / "net.csv")]) == 0
+    assert main(["-q", "cellmnn", *common, "--time-key", "time", "--n-components", "3"]) == 0
+    result = ad.read_h5ad(out)
+    assert np.isfinite(result.layers["flecs_velocity"]).all()
+    assert result.varp["flecs_weights"].nnz == result.varp["celldyn_prior"].nnz
+    assert result.obsm["cellmnn_operator"].shape == (result.n_obs, 9)
+
+
+def test_flecs_without_trajectories_fails_cleanly(raw_h5ad, tmp_path):
+    code = main(
+        [
+            "-q",
+            "flecs",
+            "-i",
+            str(raw_h5ad / "raw.h5ad"),
+            "-o",
+            str(tmp_path / "o.h5ad"),
+            "--network",
+            str(raw_h5ad / "net.csv"),
+        ]
+    )
+    assert code == 1
+    assert not (tmp_path / "o.h5ad").exists()

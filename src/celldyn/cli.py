@@ -70,17 +70,50 @@ def _pp_trajectories(args, adata) -> None:
     )
 
 
-def _pp_prior_network(args, adata) -> None:
+def _read_network(path: str):
     import pandas as pd
 
-    from . import pp
-
-    path = Path(args.network)
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Network file {str(path)!r} does not exist.")
-    sep = "\t" if path.suffix in {".tsv", ".txt"} else ","
-    net = pd.read_csv(path, sep=sep)
+    return pd.read_csv(path, sep="\t" if path.suffix in {".tsv", ".txt"} else ",")
+
+
+def _pp_prior_network(args, adata) -> None:
+    from . import pp
+
+    net = _read_network(args.network)
     pp.prior_network(adata, net, weight=args.weight, case_sensitive=not args.case_insensitive)
+
+
+def _flecs(args, adata) -> None:
+    from . import pp, tl
+
+    if args.network is not None:
+        pp.prior_network(adata, _read_network(args.network), weight=args.weight)
+    tl.flecs(
+        adata,
+        layer=args.layer,
+        max_epochs=args.max_epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        random_state=args.random_state,
+        progress=False,
+    )
+
+
+def _cellmnn(args, adata) -> None:
+    from . import tl
+
+    tl.cellmnn(
+        adata,
+        time_key=args.time_key,
+        rep=args.rep,
+        n_components=args.n_components,
+        max_epochs=args.max_epochs,
+        random_state=args.random_state,
+        progress=False,
+    )
 
 
 def _add_io(parser: argparse.ArgumentParser) -> None:
@@ -139,6 +172,26 @@ def _build_parser() -> argparse.ArgumentParser:
     prior.add_argument("--weight", default=None, help="weight column name")
     prior.add_argument("--case-insensitive", action="store_true")
     prior.set_defaults(handler=_pp_prior_network)
+
+    flecs = sub.add_parser("flecs", help="fit FLeCS on pp trajectories and a prior network")
+    _add_io(flecs)
+    flecs.add_argument("--network", help="csv/tsv prior (source,target[,weight]); else varp prior")
+    flecs.add_argument("--weight", default=None, help="weight column of --network")
+    flecs.add_argument("--layer", default=None)
+    flecs.add_argument("--max-epochs", type=int, default=100)
+    flecs.add_argument("--batch-size", type=int, default=64)
+    flecs.add_argument("--lr", type=float, default=1e-2)
+    flecs.add_argument("--random-state", type=int, default=0)
+    flecs.set_defaults(handler=_flecs)
+
+    cellmnn = sub.add_parser("cellmnn", help="fit Cell-MNN on a time course in PCA space")
+    _add_io(cellmnn)
+    cellmnn.add_argument("--time-key", required=True)
+    cellmnn.add_argument("--rep", default="X_pca")
+    cellmnn.add_argument("--n-components", type=int, default=5)
+    cellmnn.add_argument("--max-epochs", type=int, default=200)
+    cellmnn.add_argument("--random-state", type=int, default=0)
+    cellmnn.set_defaults(handler=_cellmnn)
     return parser
 
 
@@ -161,6 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     The process exit code.
     """
     args = _build_parser().parse_args(argv)
+    from .nn import SolverDivergedError
+
     logger.setLevel(logging.WARNING if args.quiet else logging.INFO)
     try:
         if args.command == "demo":
@@ -169,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_demo(args.output, n_cells=args.n_cells, random_state=args.random_state)
         else:
             _run_step(args.handler, args)
-    except (FileNotFoundError, KeyError, ValueError, TypeError) as err:
+    except (FileNotFoundError, KeyError, ValueError, TypeError, SolverDivergedError) as err:
         logger.error("celldyn: error: %s", err)
         return EXIT_INVALID_INPUT
     return EXIT_OK
