@@ -28,3 +28,14 @@ def _curve_adata():
 @pytest.fixture
 def curve_adata(_curve_adata):
     return _curve_adata.copy()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Run a module's model fits on one torch thread (small ops on 2 busy cores stall otherwise)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -16,13 +16,7 @@ TIMES = np.arange(5.0)
 TRAIN = {"accelerator": "cpu", "progress": False}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small batched kernels run much faster without intra-op threading on 2 cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _linear_adata(operator, mean, spread, n_per_time=100, seed=0, n_genes=6):

@@ -16,12 +16,7 @@ from celldyn.pp import prior_network, time_groups, trajectories
 FAST = {"accelerator": "cpu", "progress": False}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _prepared(n_genes, n_cells, n_timepoints, n_trajectories):

@@ -4,7 +4,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-import torch
 
 from celldyn.datasets import simulate_grn
 from celldyn.tl._cellmnn import cellmnn
@@ -12,12 +11,7 @@ from celldyn.tl._cellmnn import cellmnn
 FAST = {"max_epochs": 3, "batch_size": 128, "accelerator": "cpu", "progress": False}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

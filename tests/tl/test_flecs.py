@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import scipy.sparse as sp
-import torch
 from anndata.tests.helpers import assert_equal
 
 from celldyn.datasets import simulate_grn
@@ -13,12 +12,7 @@ from celldyn.tl._flecs import flecs
 FAST = {"max_epochs": 10, "batch_size": 32, "lr": 0.05, "accelerator": "cpu", "progress": False}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
