@@ -41,6 +41,8 @@ CONTROL = "control"
 """Label of unperturbed cells in ``obs['perturbation']``."""
 GROUND_TRUTH_EFFECTS = "ground_truth_effects"
 """``uns`` key of a simulator's dense regulator x target causal effect matrix."""
+CLIPR_EFFECTS = "clipr_effects"
+"""Default ``varp``/``uns`` key of :func:`celldyn.tl.clipr` (regulator x target effects)."""
 
 
 def velocity(method: str) -> str:
