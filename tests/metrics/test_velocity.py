@@ -159,3 +159,44 @@ def test_bad_input(vel_adata, setup, kwargs, error, match):
 def test_not_anndata():
     with pytest.raises(TypeError, match="Expected an AnnData object, got ndarray"):
         velocity_confidence(np.zeros((3, 3)), "velocity")
+
+
+def test_velocity_cosine_matches_formula_on_shared_genes(vel_adata):
+    from celldyn.metrics import velocity_cosine
+
+    v = vel_adata.layers["smooth_velocity"].astype(np.float64)
+    r = vel_adata.layers["random_velocity"].astype(np.float64)
+    vel_adata.layers["smooth_velocity"][:, :5] = np.nan  # genes the model does not cover
+    expected = np.sum(v[:, 5:] * r[:, 5:], 1) / (
+        np.linalg.norm(v[:, 5:], axis=1) * np.linalg.norm(r[:, 5:], axis=1)
+    )
+    cosine = velocity_cosine(vel_adata, "smooth_velocity", "random_velocity")
+    np.testing.assert_allclose(cosine, expected, rtol=1e-5)
+    same = velocity_cosine(vel_adata, "random_velocity", "random_velocity", key_added="self")
+    np.testing.assert_allclose(same, 1.0, rtol=1e-6)
+    np.testing.assert_allclose(vel_adata.obs["self"], same)
+
+
+def test_velocity_cosine_zero_velocity_is_nan_and_mask_respected(vel_adata):
+    from celldyn.metrics import velocity_cosine
+
+    vel_adata.layers["smooth_velocity"][0] = 0.0
+    vel_adata.var["smooth_velocity_genes"] = np.arange(N_GENES) >= 10
+    cosine = velocity_cosine(vel_adata, "smooth_velocity", "smooth_velocity")
+    assert np.isnan(cosine[0]) and np.allclose(cosine[1:], 1.0)
+    vel_adata.layers["random_velocity"][:, 10:] = np.nan
+    with pytest.raises(ValueError, match="share no modelled gene"):
+        velocity_cosine(vel_adata, "smooth_velocity", "random_velocity")
+
+
+def test_velocity_cosine_bad_input_leaves_adata_unchanged(vel_adata):
+    from celldyn.metrics import velocity_cosine
+
+    vel_adata.layers["bad"] = vel_adata.layers["random_velocity"].copy()
+    vel_adata.layers["bad"][3, 3] = np.inf
+    snap = _snapshot(vel_adata)
+    with pytest.raises(KeyError, match="nope"):
+        velocity_cosine(vel_adata, "nope", "random_velocity", key_added="x")
+    with pytest.raises(ValueError, match="infinite"):
+        velocity_cosine(vel_adata, "bad", "random_velocity", key_added="x")
+    _assert_unchanged(vel_adata, snap)

@@ -7,7 +7,7 @@ from ._distances import energy_distance, mmd, wasserstein
 from ._grn import grn_scores
 from ._sign_agreement import sign_agreement
 from ._trajectory_quality import trajectory_quality
-from ._velocity import velocity_confidence
+from ._velocity import velocity_confidence, velocity_cosine
 
 __all__ = [
     "energy_distance",
@@ -16,5 +16,6 @@ __all__ = [
     "sign_agreement",
     "trajectory_quality",
     "velocity_confidence",
+    "velocity_cosine",
     "wasserstein",
 ]

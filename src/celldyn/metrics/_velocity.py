@@ -1,4 +1,4 @@
-"""Velocity confidence (scvelo's definition), computed by scvelo on a light copy of the data."""
+"""Velocity scores: confidence (scvelo's definition, computed by scvelo) and cosine to a reference."""
 
 from __future__ import annotations
 
@@ -26,20 +26,29 @@ def _distances(adata: AnnData, neighbors_key: str | None) -> sp.csr_matrix:
     return dist
 
 
-def _velocity(adata: AnnData, vkey: str) -> np.ndarray:
-    """Dense velocities of the genes the method models."""
-    check_layer(adata, vkey)
+def _dense(adata: AnnData, vkey: str) -> np.ndarray:
     v = adata.layers[vkey]
-    v = v.toarray() if sp.issparse(v) else np.asarray(v)
-    v = np.asarray(v, dtype=np.float64)
-    genes = ~np.all(np.isnan(v), axis=0)  # genes the method does not model are all-NaN
+    return np.asarray(v.toarray() if sp.issparse(v) else v, dtype=np.float64)
+
+
+def _modelled_genes(adata: AnnData, vkey: str) -> np.ndarray:
+    """Genes a velocity layer models: not all-NaN, and marked in ``var[f"{vkey}_genes"]``."""
+    genes = ~np.all(np.isnan(_dense(adata, vkey)), axis=0)
     mask_key = f"{vkey}_genes"  # scvelo's convention, = _keys.velocity_genes(method)
     if mask_key in adata.var:
         genes &= adata.var[mask_key].to_numpy(dtype=bool)
+    return genes
+
+
+def _velocity(adata: AnnData, vkey: str) -> np.ndarray:
+    """Dense velocities of the genes the method models."""
+    check_layer(adata, vkey)
+    genes = _modelled_genes(adata, vkey)
     if not genes.any():
         raise ValueError(f"adata.layers[{vkey!r}] has no modelled (non-NaN) velocity gene.")
-    check_finite(v[:, genes], f"adata.layers[{vkey!r}] (modelled genes)")
-    return v[:, genes]
+    v = _dense(adata, vkey)[:, genes]
+    check_finite(v, f"adata.layers[{vkey!r}] (modelled genes)")
+    return v
 
 
 def velocity_confidence(
@@ -100,3 +109,49 @@ def velocity_confidence(
     if key_added is not None:
         write_results(adata, obs={key_added: confidence})
     return confidence
+
+
+def velocity_cosine(
+    adata: AnnData,
+    vkey: str,
+    reference: str,
+    *,
+    key_added: str | None = None,
+) -> np.ndarray:
+    """Per-cell cosine similarity between two velocity layers (e.g. a model and the truth).
+
+    Only genes modelled by both layers enter (not all-NaN, and marked in
+    ``adata.var[f"{vkey}_genes"]`` when present), so a model covering a subset of the genes is
+    compared on that subset.
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix.
+    vkey
+        Layer with the velocities to score, e.g. ``'flecs_velocity'``.
+    reference
+        Layer with the reference velocities, e.g. ``'true_velocity'`` of the simulators.
+    key_added
+        If given, also write the similarities to ``adata.obs[key_added]``.
+
+    Returns
+    -------
+    Array of shape ``(n_obs,)`` with values in ``[-1, 1]`` (``nan`` where either velocity is
+    zero on the compared genes). With ``key_added``, sets ``adata.obs[key_added]``.
+    """
+    check_adata(adata)
+    check_layer(adata, vkey)
+    check_layer(adata, reference)
+    shared = _modelled_genes(adata, vkey) & _modelled_genes(adata, reference)
+    if not shared.any():
+        raise ValueError(f"adata.layers[{vkey!r}] and [{reference!r}] share no modelled gene.")
+    v, r = _dense(adata, vkey)[:, shared], _dense(adata, reference)[:, shared]
+    check_finite(v, f"adata.layers[{vkey!r}] (modelled genes)")
+    check_finite(r, f"adata.layers[{reference!r}] (modelled genes)")
+    norms = np.linalg.norm(v, axis=1) * np.linalg.norm(r, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cosine = np.where(norms > 0, np.sum(v * r, axis=1) / norms, np.nan)
+    if key_added is not None:
+        write_results(adata, obs={key_added: cosine})
+    return cosine
