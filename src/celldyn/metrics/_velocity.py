@@ -1,4 +1,4 @@
-"""Velocity scores: confidence (scvelo's definition, computed by scvelo) and cosine to a reference."""
+"""Velocity scores: confidence (scvelo's definition, via scvelo) and cosine to a reference."""
 
 from __future__ import annotations
 
