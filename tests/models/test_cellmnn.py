@@ -151,6 +151,26 @@ def test_interactions_are_regulator_by_target():
     np.testing.assert_allclose(x @ w, model.get_gene_velocity(), atol=1e-5)
 
 
+def test_expression_scaled_interactions_match_the_per_cell_formula(fitted):
+    model, adata = fitted
+    v, t = adata.varm["PCs"], adata.obs["time"].to_numpy()
+    cells = (t >= 1.0) & (t <= 3.0)
+    operators, z = model.get_operators(time_range=(1.0, 3.0)), adata.obsm["X_pca"][cells]
+    x = z @ v.T
+    # w_{j->i}(c) = (V A_c Vᵀ)[i, j] x_{c,j}, averaged over the cells, stored as [j, i]
+    by_hand = np.mean(
+        [(v @ a @ v.T * xc[None, :]).T for a, xc in zip(operators, x, strict=True)], axis=0
+    )
+    scaled = model.get_interactions(time_range=(1.0, 3.0), kind="expression_scaled")
+    assert list(scaled.index) == list(adata.var_names)
+    np.testing.assert_allclose(scaled.to_numpy(), by_hand, rtol=1e-10, atol=1e-12)
+    # orthonormal loadings: the weights onto a target sum to its mean velocity
+    velocity = model.get_gene_velocity()[cells].mean(0)
+    np.testing.assert_allclose(scaled.to_numpy().sum(0), velocity, rtol=1e-8, atol=1e-10)
+    with pytest.raises(ValueError, match="kind"):
+        model.get_interactions(kind="scaled")
+
+
 def test_pushing_stays_finite_after_a_huge_learning_rate():
     adata = _linear_adata(A_TRUE, np.array([2.0, 1.5]), np.array([1.0, 0.6]), n_per_time=30)
     CellMNN.setup_anndata(adata, time_key="time", n_components=2)

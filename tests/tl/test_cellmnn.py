@@ -76,6 +76,29 @@ def test_writes_every_field_consistently(fitted):
     np.testing.assert_allclose(range_ops[0], operators[in_first].mean(0), rtol=1e-4, atol=1e-6)
 
 
+def test_expression_scaled_interactions(grn_adata):
+    adata = cellmnn(
+        grn_adata, time_key="time", n_components=4, interactions="expression_scaled", **FAST
+    )
+    assert adata is None
+    n, d = grn_adata.n_obs, 4
+    operators = grn_adata.obsm["cellmnn_operator"].astype(np.float64).reshape(n, d, d)
+    v, z = grn_adata.varm["PCs"][:, :d], grn_adata.obsm["X_pca"][:, :d]
+    x = z @ v.T
+    # mean over cells of w_{j->i} = (V A_c Vᵀ)[i, j] x_{c,j}, regulator j x target i
+    by_hand = np.einsum("ip,cpq,jq,cj->ji", v, operators, v, x) / n
+    written = grn_adata.varp["cellmnn_interactions"].toarray()
+    np.testing.assert_allclose(written, by_hand, rtol=1e-3, atol=1e-6)
+    summary = grn_adata.uns["cellmnn"]["interactions"]
+    assert summary["kind"] == "expression_scaled"
+    assert grn_adata.uns["cellmnn"]["params"]["interactions"] == "expression_scaled"
+    t = grn_adata.obs["time"].to_numpy()
+    first = (t >= summary["time_ranges"][0, 0]) & (t <= summary["time_ranges"][0, 1])
+    from_moments = np.einsum("jq,jr,pqr,ip->ji", v, v, summary["moments"][0], v)
+    expected = np.einsum("ip,cpq,jq,cj->ji", v, operators[first], v, x[first]) / first.sum()
+    np.testing.assert_allclose(from_moments, expected, rtol=1e-3, atol=1e-6)
+
+
 def test_result_survives_h5ad(fitted, tmp_path):
     import anndata as ad
 
@@ -132,6 +155,7 @@ def _set_two_times(adata):
         (None, {"loadings": "loadings"}, KeyError, "loadings"),
         (None, {"batch_key": "donor"}, KeyError, "donor"),
         (None, {"model_kwargs": {"parametrization": "svd"}}, ValueError, "parametrization"),
+        (None, {"interactions": "scaled"}, ValueError, "interactions"),
     ],
 )
 def test_bad_input_leaves_adata_unchanged(grn_adata, change, kwargs, error, match):

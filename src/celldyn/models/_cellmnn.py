@@ -25,6 +25,8 @@ from ._training import TrainingMixin
 _REP_KEY = "rep"
 _MIN_TIMES = 3
 _INFERENCE_BATCH = 4096
+INTERACTION_KINDS = ("operator", "expression_scaled")
+"""Kinds of gene interactions of :meth:`CellMNN.get_interactions`."""
 
 
 def read_numeric_times(adata: AnnData, time_key: str) -> TimeGroups:
@@ -63,6 +65,22 @@ def _find_time(groups: TimeGroups, value: float, name: str) -> int:
             f"`{name}`={value!r} is not an observed time; observed: {groups.values.tolist()}."
         )
     return int(hits[0])
+
+
+def expression_moments(operators: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Mean over cells of ``A_c[p, q] · z_c[r]``: shape ``(d, d, d)``, indexed ``[p, q, r]``."""
+    return np.einsum("cpq,cr->pqr", operators, z) / len(z)
+
+
+def expression_scaled_interactions(loadings: np.ndarray, moments: np.ndarray) -> np.ndarray:
+    """Mean expression-scaled weights ``w_{j→i}``, regulator ``j`` (row) × target ``i`` (column).
+
+    ``mean_c (V A_c Vᵀ)[i, j] (V z_c)[j] = Σ_pqr V[i, p] V[j, q] V[j, r] moments[p, q, r]``
+    with ``moments`` from :func:`expression_moments`; never builds a genes × genes × cells
+    array.
+    """
+    per_regulator = np.einsum("jq,jr,pqr->jp", loadings, loadings, moments)
+    return per_regulator @ loadings.T
 
 
 class _SnapshotDataModule(LightningDataModule):
@@ -556,31 +574,51 @@ class CellMNN(TrainingMixin, BaseModelClass):
         *,
         time_range: Sequence[float] | None = None,
         loadings: str = "PCs",
+        kind: str = "operator",
     ) -> pd.DataFrame:
-        """Gene-gene interactions of the mean operator, regulator (row) × target (column).
+        """Gene-gene interactions, regulator (row) × target (column).
 
-        With ``Ā`` the mean operator (``rep`` coordinates) of the cells in ``time_range``
-        and ``V`` the loadings, genes follow ``dx/dt ≈ V Ā Vᵀ x``; entry ``[j, i]`` of the
-        returned matrix ``V Āᵀ Vᵀ = (V S Ā_int S⁻¹ Vᵀ)ᵀ / t_scale`` is the effect of gene
-        ``j`` on the rate of gene ``i``.
+        With ``A_c`` the operator of cell ``c`` (``rep`` coordinates, per unit time) and ``V``
+        the loadings, genes follow ``dx/dt ≈ V A_c Vᵀ x``. Over the cells in ``time_range``:
+
+        - ``kind='operator'``: entry ``[j, i]`` is ``(V Ā Vᵀ)[i, j]`` for the mean operator
+          ``Ā``, i.e. ``V Āᵀ Vᵀ = (V S Ā_int S⁻¹ Vᵀ)ᵀ / t_scale`` with the internal scaling
+          ``S`` — the effect of a unit of gene ``j`` on the rate of gene ``i``.
+        - ``kind='expression_scaled'``: entry ``[j, i]`` is the mean over cells of
+          ``w_{j→i} = (V A_c Vᵀ)[i, j] · x_{c,j}`` with ``x_c = V z_c`` the cell's expression
+          reconstructed from ``rep`` (relative to the gene means for PCA): the contribution
+          of gene ``j``, at its expression in that cell, to the velocity of gene ``i``
+          (von Bassewitz et al.). For orthonormal loadings the column ``i`` sums to the mean
+          velocity of gene ``i``.
 
         Parameters
         ----------
         adata
             AnnData registered with the model (default: the training data).
         time_range
-            ``(lo, hi)``: average the operators of cells with ``lo <= time <= hi``.
+            ``(lo, hi)``: use the cells with ``lo <= time <= hi``.
         loadings
             Key of ``adata.varm`` with the loadings of ``rep``.
+        kind
+            ``'operator'`` or ``'expression_scaled'`` (see above).
 
         Returns
         -------
         DataFrame over the genes with non-zero loadings (rows regulators, columns targets).
         """
+        if kind not in INTERACTION_KINDS:
+            raise ValueError(f"`kind` must be one of {INTERACTION_KINDS}, got {kind!r}.")
         adata = self._validate_anndata(adata)
         v = self._loadings(adata, loadings)
-        mean_operator = self.get_operators(adata, time_range=time_range).mean(0)
+        operators = self.get_operators(adata, time_range=time_range)
         covered = np.any(v != 0, axis=1)
         v = v[covered]
         names = adata.var_names[covered]
-        return pd.DataFrame(v @ mean_operator.T @ v.T, index=names, columns=names)
+        if kind == "operator":
+            matrix = v @ operators.mean(0).T @ v.T
+        else:
+            cells = check_time_range(read_numeric_times(adata, self.time_key), time_range)
+            matrix = expression_scaled_interactions(
+                v, expression_moments(operators, self._latent(adata)[cells])
+            )
+        return pd.DataFrame(matrix, index=names, columns=names)

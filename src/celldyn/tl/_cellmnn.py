@@ -37,6 +37,7 @@ def cellmnn(
     holdout: float | Sequence[float] | None = None,
     batch_key: str | None = None,
     loadings: str | None = "PCs",
+    interactions: str = "operator",
     max_epochs: int = 200,
     batch_size: int = 256,
     lr: float = 1e-2,
@@ -72,6 +73,11 @@ def cellmnn(
         Key of ``adata.varm`` with the linear loadings of ``rep`` (``'PCs'`` of
         ``sc.pp.pca``), used to decode velocities and interactions to genes; ``None``: only
         latent outputs are written.
+    interactions
+        Gene interactions written to ``varp``: ``'operator'`` (the mean operator mapped to
+        genes) or ``'expression_scaled'`` (the mean of ``w_{j→i} = (V A_c Vᵀ)[i, j] · x_{c,j}``,
+        each operator entry scaled by the regulator's expression in the cell); see
+        :meth:`~celldyn.models.CellMNN.get_interactions`.
     max_epochs, batch_size, lr
         Training settings (:meth:`~celldyn.models.CellMNN.train`).
     random_state
@@ -99,17 +105,31 @@ def cellmnn(
     - ``var['{key_added}_velocity_genes']``: genes with non-zero loadings (with ``loadings``).
     - ``uns['{key_added}_velocity_params']``: ``{'embeddings': []}`` for scvelo (with
       ``loadings``).
-    - ``varp['{key_added}_interactions']``: regulator (row) × target (column) matrix
-      ``V Āᵀ Vᵀ`` of the mean operator ``Ā`` over all cells; dense, or sparse when some
-      genes have zero loadings (with ``loadings``).
+    - ``varp['{key_added}_interactions']``: regulator (row) × target (column) matrix over
+      all cells: ``V Āᵀ Vᵀ`` of the mean operator ``Ā`` (``'operator'``), or the mean
+      expression-scaled weights (``'expression_scaled'``); dense, or sparse when some genes
+      have zero loadings (with ``loadings``).
     - ``uns[key_added]``: ``params``, ``history`` (dict of per-epoch lists) and
-      ``interactions``: ``time_ranges`` (R × 2, consecutive observed times) and
-      ``operators`` (R × d × d, mean ``A`` of the cells in each closed range); the gene
-      interactions of range ``r`` are ``V @ operators[r].T @ V.T`` (regulator × target).
+      ``interactions``: ``kind``, ``time_ranges`` (R × 2, consecutive observed times),
+      ``operators`` (R × d × d, mean ``A`` of the cells in each closed range; the operator
+      interactions of range ``r`` are ``V @ operators[r].T @ V.T``, regulator × target) and,
+      for ``'expression_scaled'``, ``moments`` (R × d × d × d, mean of ``A_c[p, q] z_c[r]``;
+      the weights of range ``r`` are
+      ``einsum('jq,jr,pqr,ip->ji', V, V, moments[r], V)``, regulator × target).
     """
-    from ..models._cellmnn import CellMNN, read_numeric_times
+    from ..models._cellmnn import (
+        INTERACTION_KINDS,
+        CellMNN,
+        check_time_range,
+        expression_moments,
+        read_numeric_times,
+    )
 
     check_adata(adata)
+    if interactions not in INTERACTION_KINDS:
+        raise ValueError(
+            f"`interactions` must be one of {INTERACTION_KINDS}, got {interactions!r}."
+        )
     check_obs_key(adata, time_key)
     columns = [time_key]
     if batch_key is not None:
@@ -148,20 +168,28 @@ def cellmnn(
         "holdout": np.asarray(model.holdout_, dtype=np.float64),
         "batch_key": batch_key,
         "loadings": loadings,
+        "interactions": interactions,
         "max_epochs": max_epochs,
         "batch_size": batch_size,
         "lr": lr,
         "random_state": random_state,
         "model_kwargs": model_kwargs,
     }
-    range_operators = [model.get_operators(work, time_range=r).mean(0) for r in ranges]
+    range_cells = [check_time_range(groups, r) for r in ranges]
+    summary = {
+        "kind": interactions,
+        "time_ranges": ranges,
+        "operators": np.stack([operators[cells].mean(0) for cells in range_cells]),
+    }
+    if interactions == "expression_scaled":
+        z = model._latent(work)
+        summary["moments"] = np.stack(
+            [expression_moments(operators[cells], z[cells]) for cells in range_cells]
+        )
     results = {
         "params": {k: v for k, v in params.items() if v is not None},
         "history": {k: v.to_numpy().ravel().tolist() for k, v in model.history.items()},
-        "interactions": {
-            "time_ranges": ranges,
-            "operators": np.stack(range_operators),
-        },
+        "interactions": summary,
     }
     slots = {
         "obsm": {
@@ -171,15 +199,15 @@ def cellmnn(
         "uns": {key_added: results},
     }
     if loadings is not None:
-        interactions = model.get_interactions(work, loadings=loadings)
-        covered = adata.var_names.isin(interactions.index)
+        gene_interactions = model.get_interactions(work, loadings=loadings, kind=interactions)
+        covered = adata.var_names.isin(gene_interactions.index)
         velocity = model.get_gene_velocity(work, loadings=loadings).astype(np.float32)
         velocity[:, ~covered] = np.nan
         if covered.all():
-            varp = interactions.loc[adata.var_names, adata.var_names].to_numpy(np.float32)
+            varp = gene_interactions.loc[adata.var_names, adata.var_names].to_numpy(np.float32)
         else:
             pos = np.flatnonzero(covered)
-            block = sp.coo_matrix(interactions.to_numpy(np.float32))
+            block = sp.coo_matrix(gene_interactions.to_numpy(np.float32))
             varp = sp.csr_matrix(
                 (block.data, (pos[block.row], pos[block.col])), shape=(adata.n_vars,) * 2
             )
