@@ -247,3 +247,34 @@ def test_bad_runtime_input():
         field.knockout([0], scale=float("inf"))
     assert field.production_offset is None and field.decay_offset is None
     assert bool((field.edge_scale == 1).all())
+
+
+@pytest.mark.parametrize(("n_latent", "protein_proxy"), [(0, False), (2, True)])
+def test_to_from_arrays_round_trip(random_graph, tmp_path, n_latent, protein_proxy):
+    import anndata as ad
+
+    src, dst = random_graph(9, 25)
+    field = _randomise(GRNVectorField(9, src, dst, n_latent=n_latent, protein_proxy=protein_proxy))
+    field = field.knockout([3], scale=0.5)
+    arrays = field.to_arrays()
+    adata = ad.AnnData(np.zeros((2, 9), dtype=np.float32))
+    adata.uns["models"] = {"0": arrays}
+    adata.write_h5ad(tmp_path / "a.h5ad")
+    stored = ad.read_h5ad(tmp_path / "a.h5ad").uns["models"]["0"]
+    rebuilt = GRNVectorField.from_arrays(stored)
+    assert (rebuilt.n_latent, rebuilt.protein_proxy) == (n_latent, protein_proxy)
+    assert torch.equal(rebuilt.src, field.src) and torch.equal(rebuilt.dst, field.dst)
+    assert torch.equal(rebuilt.edge_scale, field.edge_scale)
+    state = torch.rand(6, field.state_dim)
+    assert torch.equal(rebuilt(0.0, state), field(0.0, state))
+
+
+def test_from_arrays_bad_input(random_graph):
+    src, dst = random_graph(5, 8)
+    arrays = GRNVectorField(5, src, dst).to_arrays()
+    with pytest.raises(KeyError, match="weight"):
+        GRNVectorField.from_arrays({k: v for k, v in arrays.items() if k != "weight"})
+    with pytest.raises(ValueError, match="'bias' has shape"):
+        GRNVectorField.from_arrays({**arrays, "bias": np.zeros(4)})
+    with pytest.raises(ValueError, match="NaN"):
+        GRNVectorField.from_arrays({**arrays, "weight": np.full(8, np.nan)})

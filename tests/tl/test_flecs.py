@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import torch
 from anndata.tests.helpers import assert_equal
 
 from celldyn.datasets import simulate_grn
@@ -90,6 +91,83 @@ def _bad_times(a):
 def test_bad_input_leaves_adata_unchanged(adata, change, kwargs, error, match):
     if change is not None:
         change(adata)
+    before = adata.copy()
+    with pytest.raises(error, match=match):
+        flecs(adata, **{**FAST, **kwargs})
+    assert_equal(adata, before)
+
+
+def test_ensemble_mean_std_and_stored_members(adata, tmp_path):
+    import anndata as ad
+
+    from celldyn.tl._flecs_fields import load_fields
+
+    fast = {**FAST, "max_epochs": 3}
+    flecs(adata, n_models=3, **fast)
+    fields = load_fields(adata)
+    assert len(fields) == 3
+    member_w = np.stack([f.prior_edge_weights().detach().numpy() for f in fields])
+    n_prior = fields[0].n_prior_edges
+    src, dst = fields[0].src[:n_prior].numpy().copy(), fields[0].dst[:n_prior].numpy().copy()
+    mean = np.asarray(adata.varp["flecs_weights"][src, dst]).ravel()
+    std = np.asarray(adata.varp["flecs_weights_std"][src, dst]).ravel()
+    np.testing.assert_allclose(mean, member_w.mean(0), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(std, member_w.std(0, ddof=1), rtol=1e-5, atol=1e-7)
+    assert np.all(std > 0)
+    x = torch.as_tensor(np.asarray(adata.X, dtype=np.float32))
+    with torch.no_grad():
+        velocities = [f.gene_velocity(x).numpy() for f in fields]
+    np.testing.assert_allclose(adata.layers["flecs_velocity"], np.mean(velocities, 0), atol=1e-6)
+    decay = np.mean([f.decay.detach().numpy() for f in fields], 0)
+    np.testing.assert_allclose(adata.var["flecs_decay"], decay, rtol=1e-6)
+    assert set(adata.uns["flecs"]["member_histories"]) == {"0", "1", "2"}
+    # member 0 is the single fit with the same seed
+    single = flecs(adata, copy=True, key_added="one", **fast)
+    np.testing.assert_allclose(
+        single.varp["one_weights"][src, dst].A1, member_w[0], rtol=1e-6, atol=1e-7
+    )
+    assert "one_weights_std" not in single.varp
+    # the stored members survive an h5ad round trip
+    adata.write_h5ad(tmp_path / "f.h5ad")
+    again = load_fields(ad.read_h5ad(tmp_path / "f.h5ad"))
+    for f, g in zip(fields, again, strict=True):
+        with torch.no_grad():
+            assert torch.equal(f.gene_velocity(x), g.gene_velocity(x))
+
+
+def test_knockout_removes_outgoing_prior_edges(adata):
+    prior = sp.csr_matrix(adata.varp["celldyn_prior"])
+    gene = adata.var_names[int(np.argmax(np.diff(prior.indptr)))]  # most outgoing edges
+    row = adata.var_names.get_loc(gene)
+    flecs(adata, knockout=[gene], **{**FAST, "max_epochs": 2})
+    weights = adata.varp["flecs_weights"]
+    assert weights[row].nnz == 0
+    kept = prior.copy()
+    kept[row] = 0
+    kept.eliminate_zeros()
+    assert set(zip(*weights.nonzero(), strict=True)) == set(zip(*kept.nonzero(), strict=True))
+    assert adata.uns["flecs"]["params"]["knockout"] == [gene]
+    assert adata.varp["celldyn_prior"][row].nnz == prior[row].nnz  # the prior itself is kept
+
+
+def test_load_fields_errors(adata):
+    from celldyn.tl._flecs_fields import load_fields
+
+    with pytest.raises(KeyError, match="tl.flecs"):
+        load_fields(adata, key="flecs")
+    adata.uns["flecs"] = {"params": {}}
+    with pytest.raises(KeyError, match="no fitted models"):
+        load_fields(adata)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"knockout": ["not_a_gene"]}, KeyError, "not_a_gene"),
+        ({"n_models": 0}, ValueError, "n_models"),
+    ],
+)
+def test_bad_intervention_input_leaves_adata_unchanged(adata, kwargs, error, match):
     before = adata.copy()
     with pytest.raises(error, match=match):
         flecs(adata, **{**FAST, **kwargs})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -11,6 +11,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from ._grn_linear import GRNLinear, check_edges
+
+# keys of GRNVectorField.to_arrays() present for every variant
+_ARRAY_KEYS = frozenset(
+    ("n_genes", "n_latent", "protein_proxy", "kernel", "src", "dst")
+    + ("weight", "edge_scale", "bias", "raw_decay")
+)
 
 
 def _inverse_softplus(x: torch.Tensor) -> torch.Tensor:
@@ -376,6 +382,96 @@ class GRNVectorField(nn.Module):
         Tensor ``(..., n_genes)``.
         """
         return self.gene_state(self(t, self.initial_state(genes)))
+
+    # ----- storage --------------------------------------------------------------------------
+    def to_arrays(self) -> dict[str, np.ndarray | int | bool | str]:
+        """Everything needed to rebuild this field, as NumPy arrays and scalars.
+
+        The dict can be stored in ``adata.uns`` and survives ``write_h5ad``/``read_h5ad``;
+        :meth:`from_arrays` rebuilds an equal field. Offsets are not stored (they are inputs,
+        not parameters); knockout scales are.
+
+        Returns
+        -------
+        ``n_genes``, ``n_latent`` (int), ``protein_proxy`` (bool), ``kernel`` (str), ``src`` and
+        ``dst`` (int64 prior edges), ``weight`` and ``edge_scale`` (float32, every edge: prior
+        edges first, then latent edges), ``bias`` and ``raw_decay`` (float32, genes then
+        latents) and, with ``protein_proxy``, ``raw_translation`` and ``raw_protein_decay``.
+        """
+        arrays = {
+            "n_genes": self.n_genes,
+            "n_latent": self.n_latent,
+            "protein_proxy": self.protein_proxy,
+            "kernel": self.grn.kernel,
+            "src": self.src[: self.n_prior_edges],
+            "dst": self.dst[: self.n_prior_edges],
+            "weight": self.grn.weight,
+            "edge_scale": self.edge_scale,
+            "bias": self.bias,
+            "raw_decay": self._raw_decay,
+        }
+        if self.protein_proxy:
+            arrays["raw_translation"] = self._raw_translation
+            arrays["raw_protein_decay"] = self._raw_protein_decay
+        out: dict[str, np.ndarray | int | bool | str] = {}
+        for name, value in arrays.items():
+            if isinstance(value, torch.Tensor):
+                array = value.detach().cpu().numpy()
+                dtype = np.int64 if name in ("src", "dst") else np.float32
+                value = array.astype(dtype)
+            out[name] = value
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, object]) -> GRNVectorField:
+        """Rebuild a field from the output of :meth:`to_arrays` (e.g. read from an h5ad file).
+
+        Parameters
+        ----------
+        arrays
+            Mapping with the keys listed in :meth:`to_arrays`.
+
+        Returns
+        -------
+        A :class:`GRNVectorField` (float32, on the CPU) with the stored parameters.
+        """
+        missing = _ARRAY_KEYS - set(arrays)
+        if missing:
+            raise KeyError(f"Cannot rebuild a GRNVectorField: missing {sorted(missing)}.")
+        protein_proxy = bool(arrays["protein_proxy"])
+        field = cls(
+            int(arrays["n_genes"]),
+            np.asarray(arrays["src"]),
+            np.asarray(arrays["dst"]),
+            n_latent=int(arrays["n_latent"]),
+            protein_proxy=protein_proxy,
+            kernel=str(arrays["kernel"]),
+            weight_init_std=0.0,
+            seed=0,
+        )
+        targets = {
+            "weight": field.grn.weight,
+            "edge_scale": field.edge_scale,
+            "bias": field.bias,
+            "raw_decay": field._raw_decay,
+        }
+        if protein_proxy:
+            targets["raw_translation"] = field._raw_translation
+            targets["raw_protein_decay"] = field._raw_protein_decay
+        with torch.no_grad():
+            for name, target in targets.items():
+                if name not in arrays:
+                    raise KeyError(f"Cannot rebuild a GRNVectorField: missing {name!r}.")
+                value = torch.as_tensor(np.asarray(arrays[name]), dtype=target.dtype)
+                if value.shape != target.shape:
+                    raise ValueError(
+                        f"Stored {name!r} has shape {tuple(value.shape)}, expected "
+                        f"{tuple(target.shape)}."
+                    )
+                if not bool(torch.isfinite(value).all()):
+                    raise ValueError(f"Stored {name!r} contains NaN or infinite values.")
+                target.copy_(value)
+        return field
 
     def extra_repr(self) -> str:
         return (

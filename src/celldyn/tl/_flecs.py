@@ -2,21 +2,50 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+import scipy.sparse as sp
 import torch
 from anndata import AnnData
 
 from .. import _keys
-from .._validate import check_adata, check_finite, check_layer
+from .._validate import check_adata, check_finite, check_int, check_layer
+from ._flecs_fields import gene_indices
 
 
-def _working_adata(adata: AnnData, layer: str | None, prior: str, trajectories: str) -> AnnData:
-    """Copy what FLeCS reads into a light AnnData, so registering leaves ``adata`` as is."""
+def _working_adata(
+    adata: AnnData, layer: str | None, prior: str, trajectories: str, knockout: list[int]
+) -> AnnData:
+    """Copy what FLeCS reads into a light AnnData, so registering leaves ``adata`` as is.
+
+    The outgoing prior edges (rows) of the ``knockout`` genes are removed from the copy.
+    """
     x = adata.X if layer is None else adata.layers[layer]
     work = AnnData(X=x, obs=adata.obs[[]].copy(), var=adata.var[[]].copy())
-    work.varp[prior] = adata.varp[prior]
+    edited = sp.csr_matrix(adata.varp[prior], dtype=np.float64, copy=True)
+    for gene in knockout:
+        edited.data[edited.indptr[gene] : edited.indptr[gene + 1]] = 0.0
+    edited.eliminate_zeros()
+    work.varp[prior] = edited
     work.uns[trajectories] = adata.uns[trajectories]
     return work
+
+
+def _fit_member(work: AnnData, prior: str, trajectories: str, seed: int, model_kwargs, train):
+    """Train one FLeCS model with ``seed`` for its initial weights and validation split."""
+    from ..models._flecs import FLeCS
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        kwargs = {"seed": seed, **model_kwargs}
+        model = FLeCS(work, prior=prior, trajectories=trajectories, **kwargs)
+        model.train(random_state=seed, **train)
+    return model
+
+
+def _edge_matrix(values: np.ndarray, src: np.ndarray, dst: np.ndarray, n: int) -> sp.csr_matrix:
+    return sp.csr_matrix((values.astype(np.float32), (src, dst)), shape=(n, n))
 
 
 def flecs(
@@ -29,6 +58,8 @@ def flecs(
     batch_size: int = 64,
     lr: float = 1e-2,
     random_state: int = 0,
+    n_models: int = 1,
+    knockout: str | Sequence[str] | None = None,
     model_kwargs: dict | None = None,
     key_added: str = "flecs",
     copy: bool = False,
@@ -38,6 +69,8 @@ def flecs(
 
     Genes follow :math:`dG/dt = \sigma(W^\top G + b) - \alpha G` with weights only on the
     prior edges; the ODE is fitted to the trajectories of :func:`celldyn.pp.trajectories`.
+    ``n_models > 1`` fits an ensemble of independent models (seeds ``random_state + i``) whose
+    spread gives a per-edge uncertainty (:func:`celldyn.tl.differential_edges`).
 
     Parameters
     ----------
@@ -53,7 +86,12 @@ def flecs(
     max_epochs, batch_size, lr
         Training settings (:meth:`~celldyn.models.FLeCS.train`).
     random_state
-        Seed of the initial weights and of the validation split.
+        Seed of the initial weights and of the validation split of the first member.
+    n_models
+        Number of ensemble members.
+    knockout
+        Gene name(s) knocked out in this condition: their outgoing prior edges are removed
+        before training (genes without outgoing edges are unaffected).
     model_kwargs
         Passed to :class:`~celldyn.models.FLeCS` (``n_latent``, ``protein_proxy``, ``kernel``).
     key_added
@@ -68,13 +106,21 @@ def flecs(
     -------
     ``None``, or the copy when ``copy=True``; writes
 
-    - ``varp['{key_added}_weights']``: sparse CSR learnt weights on the prior edges,
-      regulator (row) × target (column).
-    - ``var['{key_added}_decay']``, ``var['{key_added}_bias']``: decay and production bias.
-    - ``layers['{key_added}_velocity']``: dense float32 model derivative ``dG/dt`` per cell.
+    - ``varp['{key_added}_weights']``: sparse CSR learnt weights on the (edited) prior edges,
+      regulator (row) × target (column); the ensemble mean.
+    - ``varp['{key_added}_weights_std']``: same layout, the ensemble standard deviation
+      (``ddof=1``); only when ``n_models > 1``.
+    - ``var['{key_added}_decay']``, ``var['{key_added}_bias']``: decay and production bias
+      (ensemble means).
+    - ``layers['{key_added}_velocity']``: dense float32 model derivative ``dG/dt`` per cell
+      (mean of the members' derivatives).
     - ``var['{key_added}_velocity_genes']``: all ``True``.
     - ``uns['{key_added}_velocity_params']``: ``{'embeddings': []}`` for scvelo.
-    - ``uns[key_added]``: ``params`` and ``history`` (dict of per-epoch lists).
+    - ``uns[key_added]``: ``params``; ``history`` (dict of per-epoch lists of the first
+      member); ``member_histories`` (``{'0': history, ...}``, only when ``n_models > 1``);
+      ``models``: ``{'0': arrays, '1': arrays, ...}``, one
+      :meth:`~celldyn.nn.GRNVectorField.to_arrays` dict per member, from which
+      :func:`celldyn.tl._flecs_fields.load_fields` rebuilds the fitted fields.
 
     Raises
     ------
@@ -89,20 +135,26 @@ def flecs(
     read_prior(adata, prior)
     read_trajectories(adata, trajectories)
     check_finite(adata.X if layer is None else adata.layers[layer], "layer" if layer else "X")
-    work = _working_adata(adata, layer, prior, trajectories)
+    n_models = check_int(n_models, "n_models", 1)
+    knocked = [] if knockout is None else gene_indices(adata, knockout, "knockout")
+    work = _working_adata(adata, layer, prior, trajectories, knocked)
+    read_prior(work, prior)  # the knockout may have removed every edge
     FLeCS.setup_anndata(work)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(random_state)
-        model_kwargs = {"seed": random_state, **(model_kwargs or {})}
-        model = FLeCS(work, prior=prior, trajectories=trajectories, **model_kwargs)
-        model.train(
-            max_epochs=max_epochs,
-            batch_size=batch_size,
-            lr=lr,
-            random_state=random_state,
-            **train_kwargs,
-        )
-    velocity = model.get_velocity(work)
+    train = {"max_epochs": max_epochs, "batch_size": batch_size, "lr": lr, **train_kwargs}
+    members = [
+        _fit_member(work, prior, trajectories, random_state + i, model_kwargs or {}, train)
+        for i in range(n_models)
+    ]
+    velocity = np.mean([m.get_velocity(work) for m in members], axis=0, dtype=np.float64)
+    arrays = [m.module.field.to_arrays() for m in members]
+    src, dst = arrays[0]["src"], arrays[0]["dst"]
+    n_edges = len(src)
+    weights = np.stack([a["weight"][:n_edges] * a["edge_scale"][:n_edges] for a in arrays])
+    varp = {_keys.weights(key_added): _edge_matrix(weights.mean(0), src, dst, adata.n_vars)}
+    if n_models > 1:
+        std = weights.std(0, ddof=1)
+        varp[_keys.weights_std(key_added)] = _edge_matrix(std, src, dst, adata.n_vars)
+    histories = [{k: v.to_numpy().ravel().tolist() for k, v in m.history.items()} for m in members]
     params = {
         "prior": prior,
         "trajectories": trajectories,
@@ -111,21 +163,26 @@ def flecs(
         "batch_size": batch_size,
         "lr": lr,
         "random_state": random_state,
-        "model_kwargs": model_kwargs,
+        "n_models": n_models,
+        "knockout": None if knockout is None else list(adata.var_names[knocked]),
+        "model_kwargs": {"seed": random_state, **(model_kwargs or {})},
     }
     results = {
         "params": {k: v for k, v in params.items() if v is not None},
-        "history": {k: v.to_numpy().ravel().tolist() for k, v in model.history.items()},
+        "history": histories[0],
+        "models": {str(i): a for i, a in enumerate(arrays)},
     }
+    if n_models > 1:
+        results["member_histories"] = {str(i): h for i, h in enumerate(histories)}
     return write_results(
         adata,
         copy=copy,
-        varp={_keys.weights(key_added): model.get_weights()},
+        varp=varp,
         var={
-            _keys.var_param(key_added, "decay"): model.get_decay(),
-            _keys.var_param(key_added, "bias"): model.get_bias(),
+            _keys.var_param(key_added, "decay"): np.mean([m.get_decay() for m in members], 0),
+            _keys.var_param(key_added, "bias"): np.mean([m.get_bias() for m in members], 0),
             _keys.velocity_genes(key_added): np.ones(adata.n_vars, dtype=bool),
         },
-        layers={_keys.velocity(key_added): velocity},
+        layers={_keys.velocity(key_added): velocity.astype(np.float32)},
         uns={key_added: results, _keys.velocity_params(key_added): {"embeddings": []}},
     )
