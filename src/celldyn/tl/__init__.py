@@ -2,6 +2,7 @@
 
 from ._cellmnn import cellmnn
 from ._flecs import flecs
+from ._simulate import knockout, simulate
 from ._velocity_embedding import velocity_embedding
 
-__all__ = ["cellmnn", "flecs", "velocity_embedding"]
+__all__ = ["cellmnn", "flecs", "knockout", "simulate", "velocity_embedding"]
