@@ -2,5 +2,6 @@
 
 from ._cellmnn import CellMNN
 from ._flecs import FLeCS
+from ._flecs_drug import FLeCSDrug
 
-__all__ = ["CellMNN", "FLeCS"]
+__all__ = ["CellMNN", "FLeCS", "FLeCSDrug"]

@@ -2,5 +2,6 @@
 
 from ._cellmnn import CellMNNModule
 from ._flecs import FLeCSModule
+from ._flecs_drug import FLeCSDrugModule
 
-__all__ = ["CellMNNModule", "FLeCSModule"]
+__all__ = ["CellMNNModule", "FLeCSDrugModule", "FLeCSModule"]

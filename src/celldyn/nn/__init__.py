@@ -1,11 +1,13 @@
 """Torch building blocks: GRN product kernels, the FLeCS vector field, ODE integration."""
 
+from ._drug_effect import DrugEffect
 from ._grn_linear import GRNLinear, select_kernel
 from ._ode import SolverDivergedError, integrate
 from ._operator_mlp import OperatorMLP, propagate
 from ._vector_field import GRNVectorField
 
 __all__ = [
+    "DrugEffect",
     "GRNLinear",
     "GRNVectorField",
     "OperatorMLP",
