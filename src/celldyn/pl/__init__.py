@@ -1,7 +1,17 @@
 """Plots; velocity plots delegate to scvelo."""
 
 from ._cellmnn import interactions, operators
+from ._flecs import affected_subnetwork, edge_posteriors, network, simulated_vs_observed
 from ._trajectories import trajectories
 from ._velocity import velocity_stream
 
-__all__ = ["interactions", "operators", "trajectories", "velocity_stream"]
+__all__ = [
+    "affected_subnetwork",
+    "edge_posteriors",
+    "interactions",
+    "network",
+    "operators",
+    "simulated_vs_observed",
+    "trajectories",
+    "velocity_stream",
+]

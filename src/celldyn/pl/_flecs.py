@@ -1,0 +1,291 @@
+"""FLeCS plots: learnt network, edge posteriors, affected subnetwork, simulated vs observed."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from anndata import AnnData
+
+from .. import _keys
+
+_POSITIVE, _NEGATIVE = "#c0392b", "#2e6da4"  # activation red, repression blue
+
+
+def strongest_edges(adata: AnnData, varp_key: str, n_edges: int) -> pd.DataFrame:
+    """Return the ``n_edges`` largest ``|W|`` entries of ``varp[varp_key]`` (regulator × target).
+
+    Returns a DataFrame with ``source``, ``target`` and ``weight``, strongest first (ties in
+    row-major order).
+    """
+    if varp_key not in adata.varp:
+        raise KeyError(f"adata.varp has no {varp_key!r}; run `celldyn.tl.flecs` first.")
+    if isinstance(n_edges, bool) or int(n_edges) != n_edges or n_edges < 1:
+        raise ValueError(f"`n_edges` must be a positive integer, got {n_edges!r}.")
+    matrix = sp.coo_matrix(adata.varp[varp_key])
+    matrix.sum_duplicates()  # row-major order
+    keep = matrix.data != 0
+    rows, cols, values = matrix.row[keep], matrix.col[keep], matrix.data[keep]
+    order = np.argsort(-np.abs(values), kind="stable")[: int(n_edges)]
+    names = np.asarray(adata.var_names)
+    return pd.DataFrame(
+        {"source": names[rows[order]], "target": names[cols[order]], "weight": values[order]}
+    )
+
+
+def _draw_graph(edges: pd.DataFrame, weight: str, ax, *, dashed=None, random_state: int = 0):
+    """Draw a directed graph: width ~ ``|weight|``, red for positive, blue for negative."""
+    import matplotlib.pyplot as plt
+    import networkx as nx
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 6))
+    graph = nx.DiGraph()
+    graph.add_edges_from(zip(edges["source"], edges["target"], strict=True))
+    position = nx.spring_layout(graph, seed=random_state)
+    values = edges[weight].to_numpy(dtype=np.float64)
+    scale = float(np.abs(values).max()) or 1.0
+    styles = ["dashed" if d else "solid" for d in (dashed if dashed is not None else [])]
+    nx.draw_networkx_nodes(graph, position, ax=ax, node_color="#eeeeee", edgecolors="black")
+    nx.draw_networkx_labels(graph, position, ax=ax, font_size=8)
+    nx.draw_networkx_edges(
+        graph,
+        position,
+        ax=ax,
+        edgelist=list(zip(edges["source"], edges["target"], strict=True)),
+        width=0.5 + 3.0 * np.abs(values) / scale,
+        edge_color=[_POSITIVE if v >= 0 else _NEGATIVE for v in values],
+        style=styles or "solid",
+        arrows=True,
+        arrowstyle="-|>",
+        connectionstyle="arc3,rad=0.1",
+    )
+    ax.set_axis_off()
+    return ax
+
+
+def network(
+    adata: AnnData,
+    *,
+    key: str = "flecs",
+    n_edges: int = 30,
+    random_state: int = 0,
+    ax=None,
+):
+    """Directed graph of the strongest learnt interactions of :func:`celldyn.tl.flecs`.
+
+    The ``n_edges`` edges with the largest ``|W|`` of ``varp['{key}_weights']`` (regulator
+    row × target column) are drawn: arrows from regulator to target, width proportional to
+    ``|W|``, red for activation and blue for repression.
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix with ``varp['{key}_weights']``.
+    key
+        ``key_added`` of :func:`celldyn.tl.flecs`.
+    n_edges
+        Number of edges drawn.
+    random_state
+        Seed of the spring layout.
+    ax
+        Matplotlib axes to draw into.
+
+    Returns
+    -------
+    The matplotlib axes.
+    """
+    edges = strongest_edges(adata, _keys.weights(key), n_edges)
+    return _draw_graph(edges, "weight", ax, random_state=random_state)
+
+
+def affected_subnetwork(
+    subnetwork: pd.DataFrame, *, weight: str = "change", random_state: int = 0, ax=None
+):
+    """Draw the output of :func:`celldyn.tl.affected_subnetwork`.
+
+    Edge width is proportional to ``|weight|`` and its colour gives the sign (red: the edge
+    became more activating in condition b, blue: more repressing); edges that are not
+    ``significant`` (when that column exists) are dashed.
+
+    Parameters
+    ----------
+    subnetwork
+        Edge table with ``source``, ``target`` and ``weight`` columns.
+    weight
+        Column drawn as edge width and colour.
+    random_state
+        Seed of the spring layout.
+    ax
+        Matplotlib axes to draw into.
+
+    Returns
+    -------
+    The matplotlib axes.
+    """
+    missing = {"source", "target", weight} - set(subnetwork.columns)
+    if missing:
+        raise KeyError(f"`subnetwork` lacks the column(s) {sorted(missing)}.")
+    if subnetwork.empty:
+        raise ValueError("`subnetwork` has no edges.")
+    dashed = ~subnetwork["significant"].to_numpy() if "significant" in subnetwork else None
+    return _draw_graph(subnetwork, weight, ax, dashed=dashed, random_state=random_state)
+
+
+def _member_weights(adata: AnnData, key: str, edges) -> np.ndarray:
+    """Weights of ``edges`` (``(source, target)`` names) in every member: ``(n_edges, n_models)``.
+
+    NaN where a member has no such edge.
+    """
+    from ..tl._flecs_fields import stored_models
+
+    models = stored_models(adata, key)
+    names = [gene for edge in edges for gene in edge]
+    unknown = sorted({gene for gene in names if gene not in adata.var_names})
+    if unknown:
+        raise KeyError(f"`edges` has genes not in adata.var_names: {unknown}.")
+    index = adata.var_names.get_indexer(names).reshape(-1, 2)
+    out = np.full((len(edges), len(models)), np.nan)
+    for m, arrays in enumerate(models.values()):
+        n = len(arrays["src"])
+        weights = np.asarray(arrays["weight"][:n]) * np.asarray(arrays["edge_scale"][:n])
+        position = {
+            (int(s), int(t)): e
+            for e, (s, t) in enumerate(zip(arrays["src"], arrays["dst"], strict=True))
+        }
+        for row, (source, target) in enumerate(index):
+            if (source, target) in position:
+                out[row, m] = weights[position[source, target]]
+    return out
+
+
+def edge_posteriors(
+    conditions: Mapping[str, AnnData],
+    edges: Sequence[tuple[str, str]] | pd.DataFrame,
+    *,
+    key: str = "flecs",
+    ax=None,
+):
+    """Ensemble weights of chosen edges across conditions (:func:`celldyn.tl.flecs` ``n_models``).
+
+    For every edge and condition, each member's weight is a dot and the ensemble mean ± one
+    standard deviation an error bar. Edges missing from a condition (e.g. removed by its
+    knockout) are left empty.
+
+    Parameters
+    ----------
+    conditions
+        ``{label: adata}`` of fitted conditions, e.g. ``{"wild type": a, "knockout": b}``.
+    edges
+        ``(source, target)`` gene-name pairs, or a table with ``source`` and ``target`` columns
+        (e.g. the first rows of :func:`celldyn.tl.differential_edges`).
+    key
+        ``key_added`` of :func:`celldyn.tl.flecs` in every AnnData.
+    ax
+        Matplotlib axes to draw into.
+
+    Returns
+    -------
+    The matplotlib axes.
+    """
+    import matplotlib.pyplot as plt
+
+    if isinstance(edges, pd.DataFrame):
+        edges = list(zip(edges["source"], edges["target"], strict=True))
+    edges = [tuple(edge) for edge in edges]
+    if not edges or not conditions:
+        raise ValueError("Give at least one edge and one condition.")
+    weights = {label: _member_weights(a, key, edges) for label, a in conditions.items()}
+    if ax is None:
+        _, ax = plt.subplots(figsize=(0.8 * len(edges) * len(conditions) + 2, 4))
+    width = 0.8 / len(conditions)
+    for c, (label, values) in enumerate(weights.items()):
+        x = np.arange(len(edges)) - 0.4 + width * (c + 0.5)
+        jitter = np.linspace(-0.25, 0.25, values.shape[1]) * width
+        color = f"C{c}"
+        ax.scatter((x[:, None] + jitter).ravel(), values.ravel(), s=10, alpha=0.6, color=color)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # edges absent from a condition
+            mean = np.nanmean(values, 1)
+            std = np.nanstd(values, 1, ddof=1) if values.shape[1] > 1 else np.zeros(len(edges))
+        ax.errorbar(x, mean, yerr=std, fmt="o", color=color, capsize=3, label=label)
+    ax.axhline(0.0, color="grey", lw=0.5)
+    ax.set_xticks(range(len(edges)), [f"{s}→{t}" for s, t in edges], rotation=90)
+    ax.set_ylabel("edge weight")
+    ax.legend()
+    return ax
+
+
+def simulated_vs_observed(
+    adata: AnnData,
+    simulated: AnnData,
+    *,
+    color: str = "time",
+    layer: str | None = None,
+    components: tuple[int, int] = (0, 1),
+    ax=None,
+):
+    """Plot simulated cells over the observed population in the observed data's PCA.
+
+    The principal axes are computed from the observed expression (centred, no scaling) and
+    the simulated cells of :func:`celldyn.tl.simulate` or :func:`celldyn.tl.knockout` are
+    projected on them: observed cells in grey, simulated cells coloured by ``color``.
+
+    Parameters
+    ----------
+    adata
+        The observed data.
+    simulated
+        Output of :func:`celldyn.tl.simulate` / :func:`celldyn.tl.knockout` (same genes).
+    color
+        Numeric or categorical ``simulated.obs`` column (``'time'``, ``'condition'``, ...).
+    layer
+        Observed expression; ``None`` uses the layer recorded in
+        ``simulated.uns['simulation']``.
+    components
+        The two principal components shown (0-based).
+    ax
+        Matplotlib axes to draw into.
+
+    Returns
+    -------
+    The matplotlib axes.
+    """
+    import matplotlib.pyplot as plt
+
+    if not adata.var_names.equals(simulated.var_names):
+        raise ValueError("`simulated` must have the genes of `adata` (same var_names).")
+    if color not in simulated.obs.columns:
+        raise KeyError(f"simulated.obs has no column {color!r}.")
+    if layer is None:
+        layer = simulated.uns.get(_keys.SIMULATION, {}).get("layer")
+    if layer is not None and layer not in adata.layers:
+        raise KeyError(f"adata.layers has no layer {layer!r}.")
+    observed = adata.X if layer is None else adata.layers[layer]
+    observed = np.asarray(observed.toarray() if sp.issparse(observed) else observed, float)
+    first, second = (int(c) for c in components)
+    if min(first, second) < 0 or max(first, second) >= min(observed.shape):
+        raise ValueError(f"`components` {components} are outside the available components.")
+    center = observed.mean(0)
+    _, _, vt = np.linalg.svd(observed - center, full_matrices=False)
+    axes = vt[[first, second]].T
+    obs_xy = (observed - center) @ axes
+    sim_xy = (np.asarray(simulated.X, float) - center) @ axes
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 4.5))
+    ax.scatter(obs_xy[:, 0], obs_xy[:, 1], s=6, color="lightgrey", label="observed")
+    values = simulated.obs[color]
+    if isinstance(values.dtype, pd.CategoricalDtype) or values.dtype == object:
+        for c, label in enumerate(pd.Categorical(values).categories):
+            mask = (values == label).to_numpy()
+            ax.scatter(*sim_xy[mask].T, s=8, color=f"C{c}", label=str(label))
+        ax.legend()
+    else:
+        points = ax.scatter(*sim_xy.T, s=8, c=values.to_numpy(float), cmap="viridis")
+        ax.figure.colorbar(points, ax=ax, label=color)
+    ax.set_xlabel(f"PC{first + 1}")
+    ax.set_ylabel(f"PC{second + 1}")
+    return ax
