@@ -12,6 +12,65 @@ BANDWIDTH_FACTOR = 0.5
 """MMD bandwidth: this factor times the median distance between pushed and partner cells."""
 
 
+def population_mmd(x: torch.Tensor, y: torch.Tensor, kernels: tuple[str, ...]) -> torch.Tensor:
+    """Squared MMD of pushed cells ``x`` to observed cells ``y``, summed over ``kernels``.
+
+    The bandwidths are :data:`BANDWIDTH_FACTOR` times the median distance within ``y`` and
+    between ``x`` and ``y`` (no gradient), so they follow both the spread of the target and
+    its distance.
+    """
+    with torch.no_grad():
+        cross = torch.cdist(x, y).median().clamp_min(1e-6)
+        within = torch.cdist(y, y).median().clamp_min(1e-6)
+    bandwidths = (BANDWIDTH_FACTOR * float(within), BANDWIDTH_FACTOR * float(cross))
+    return sum(mmd_torch(x, y, kernel=k, bandwidths=bandwidths) for k in kernels)
+
+
+def snapshot_mmd(
+    pushed: torch.Tensor, tensors: dict[str, torch.Tensor], *, gamma: float, kernels: tuple
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Discounted MMD between pushed start cells and observed cells at later training times.
+
+    Sums, over conditions, start times ``s`` and later training times ``g``, the
+    :func:`population_mmd` between the minibatch cells of time ``s`` pushed to ``g`` and the
+    partner cells of time ``g``, weighted by ``gamma**(k - 1)`` for ``g`` ``k`` training
+    times after ``s``, normalised by the sum of weights. Shared by every model trained on
+    snapshots (Cell-MNN; the neural-ODE baseline of the benchmarks).
+
+    Parameters
+    ----------
+    pushed
+        States ``(batch, n_groups, d)`` of the start cells pushed to every ``partner_times``.
+    tensors
+        A minibatch of :class:`~celldyn.models._cellmnn._SnapshotDataModule` (see
+        :meth:`CellMNNModule.loss`).
+    gamma
+        Discount of targets further ahead.
+    kernels
+        MMD kernels.
+
+    Returns
+    -------
+    The MMD and the mask ``(batch, n_groups)`` of the compared (cell, time) pairs.
+    """
+    group, condition = tensors["group"].long(), tensors["condition"].long()
+    rank, available = tensors["rank"].long(), tensors["available"].bool()
+    steps = rank[condition] - rank[condition, group][:, None]
+    valid = (rank[condition] >= 0) & (steps >= 1) & available[condition]
+    mmd, total_weight = pushed.new_zeros(()), 0.0
+    starts = torch.unique(torch.stack([condition, group], 1), dim=0).tolist()
+    for c, s in starts:
+        cells = (condition == c) & (group == s)
+        first = int(cells.nonzero()[0, 0])
+        for g in valid[first].nonzero()[:, 0].tolist():
+            weight = gamma ** (int(steps[first, g]) - 1)
+            mmd = mmd + weight * population_mmd(
+                pushed[cells, g], tensors["partners"][c, g], kernels
+            )
+            total_weight += weight
+    return mmd / max(total_weight, 1e-12), valid
+
+
 class CellMNNModule(BaseModuleClass):
     """Cell-MNN: an MLP maps a cell's state and time to a local operator ``A``.
 
@@ -102,13 +161,6 @@ class CellMNNModule(BaseModuleClass):
         """No generative model: pushed cells are compared with observed cells in the loss."""
         return {}
 
-    def _mmd(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            cross = torch.cdist(x, y).median().clamp_min(1e-6)
-            within = torch.cdist(y, y).median().clamp_min(1e-6)
-        bandwidths = (BANDWIDTH_FACTOR * float(within), BANDWIDTH_FACTOR * float(cross))
-        return sum(mmd_torch(x, y, kernel=k, bandwidths=bandwidths) for k in self.kernels)
-
     def loss(self, tensors: dict[str, torch.Tensor], inference_outputs: dict, generative_outputs):
         """MMD between pushed and observed cells, plus kinetic and invertibility penalties.
 
@@ -118,24 +170,10 @@ class CellMNNModule(BaseModuleClass):
         among the training times of the condition, ``-1`` if not a training time) and
         ``available`` ``(n_conditions, n_groups)`` (partners present).
         """
-        z, group, condition = tensors["z"], tensors["group"].long(), tensors["condition"].long()
-        matrix = inference_outputs["operator"]
-        rank, available = tensors["rank"].long(), tensors["available"].bool()
+        z, matrix = tensors["z"], inference_outputs["operator"]
         dt = tensors["partner_times"][None, :] - tensors["t"][:, None]
         pushed = propagate(matrix, z, dt)
-        steps = rank[condition] - rank[condition, group][:, None]
-        valid = (rank[condition] >= 0) & (steps >= 1) & available[condition]
-
-        mmd, total_weight = matrix.new_zeros(()), 0.0
-        starts = torch.unique(torch.stack([condition, group], 1), dim=0).tolist()
-        for c, s in starts:
-            cells = (condition == c) & (group == s)
-            first = int(cells.nonzero()[0, 0])
-            for g in valid[first].nonzero()[:, 0].tolist():
-                weight = self.gamma ** (int(steps[first, g]) - 1)
-                mmd = mmd + weight * self._mmd(pushed[cells, g], tensors["partners"][c, g])
-                total_weight += weight
-        mmd = mmd / max(total_weight, 1e-12)
+        mmd, valid = snapshot_mmd(pushed, tensors, gamma=self.gamma, kernels=self.kernels)
 
         states = torch.cat([z[:, None], pushed], 1)
         mask = torch.cat([torch.ones_like(valid[:, :1]), valid], 1)
