@@ -83,3 +83,172 @@ def test_warns_when_not_identifiable(linear_screen):
 def test_bad_input(velocities, shifts, kwargs, match):
     with pytest.raises(ValueError, match=match):
         clipr_effects(velocities, shifts, **kwargs)
+
+
+# ----- model responses ------------------------------------------------------------------------
+def _hand_built_field():
+    """An 8-gene FLeCS field with a known signed network (a cycle plus two chords)."""
+    import torch
+
+    from celldyn.nn import GRNVectorField
+
+    rng = np.random.default_rng(0)
+    src, dst = [0, 1, 2, 3, 4, 5, 6, 7, 0, 2], [1, 2, 3, 4, 5, 6, 7, 0, 5, 7]
+    weights = rng.choice([-1.5, 1.5], len(src)) * rng.uniform(0.7, 1.3, len(src))
+    field = GRNVectorField(8, src, dst, decay_init=1.0)
+    with torch.no_grad():
+        field.grn.weight.copy_(torch.as_tensor(weights))
+        field.bias.copy_(torch.as_tensor(rng.normal(0, 0.5, 8)))
+    return field, src, dst, weights
+
+
+def _jacobian_effects(field, genes):
+    """Regulator x target Jacobian ``d f_i / d G_j`` of a FLeCS field at ``genes``."""
+    import copy
+
+    import torch
+
+    f64 = copy.deepcopy(field).double()
+    jac = torch.autograd.functional.jacobian(lambda g: f64(0.0, g), torch.as_tensor(genes))
+    return jac.numpy().T
+
+
+def test_flecs_field_responses_recover_its_jacobian_and_edges():
+    import pandas as pd
+
+    from celldyn.tl._responses import field_responses
+
+    field, src, dst, weights = _hand_built_field()
+    v, l_, control = field_responses(field, np.full(8, 0.5), list(range(8)), strength=0.05)
+    np.testing.assert_allclose(
+        field.gene_velocity(__import__("torch").as_tensor(control[None])).detach().numpy(),
+        0.0,
+        atol=1e-6,
+    )  # a fixed point
+    effects = clipr_effects(v, l_, alpha=0.0)
+    jacobian = _jacobian_effects(field, control)
+    np.testing.assert_allclose(effects, jacobian, atol=5e-3)
+    genes = [f"g{i}" for i in range(8)]
+    truth = pd.DataFrame(
+        {"source": np.take(genes, src), "target": np.take(genes, dst), "weight": weights}
+    )
+    scores = grn_scores(effects, truth, genes=genes)
+    assert scores["auroc"] == 1.0 and scores["sign_accuracy"] == 1.0
+
+
+@pytest.fixture(scope="module")
+def flecs_model(one_torch_thread):
+    from celldyn.datasets import simulate_grn
+    from celldyn.models import FLeCS
+    from celldyn.pp import prior_network, time_groups, trajectories
+
+    adata = simulate_grn(8, 200, 4, random_state=0)
+    prior_network(adata, adata.uns["ground_truth_network"])
+    time_groups(adata, time_key="time")
+    trajectories(adata, method="quantile", rep="X", n_trajectories=60, length=4)
+    FLeCS.setup_anndata(adata)
+    model = FLeCS(adata)
+    model.train(max_epochs=10, batch_size=32, lr=0.05, accelerator="cpu", progress=False)
+    return model
+
+
+def test_tl_clipr_on_flecs_is_the_jacobian_at_its_steady_state(flecs_model):
+    import scipy.sparse as sp
+
+    from celldyn.tl._clipr import clipr
+    from celldyn.tl._responses import perturbation_responses
+
+    adata = flecs_model.adata.copy()
+    before = adata.copy()
+    clipr(adata, model=flecs_model, alpha=1e-9, strength=1e-3, key_added="fx")
+    effects = adata.varp["fx"]
+    assert effects.dtype == np.float32 and effects.shape == (8, 8)
+    control = perturbation_responses(flecs_model, strength=1e-3).control_state
+    jacobian = _jacobian_effects(flecs_model.module.field, control)
+    # first order in the strength: measured max error 1.4e-5 at 1e-3, 1.4e-4 at 1e-2
+    np.testing.assert_allclose(effects, jacobian, atol=5e-5)
+    # CLIPR sees exactly the model's edges: the off-prior entries vanish
+    prior = sp.csr_matrix(adata.varp["celldyn_prior"]).toarray() != 0
+    off_prior = ~prior & ~np.eye(8, dtype=bool)
+    assert np.abs(effects[off_prior]).max() < 5e-5 < np.abs(effects[prior]).min() / 10
+    entry = adata.uns["fx"]
+    assert entry["params"] == {"model": "FLeCS", "alpha": 1e-9, "strength": 1e-3}
+    assert list(entry["perturbations"]) == list(adata.var_names)
+    assert entry["rank"] == entry["min_rank"] == 8 and entry["identifiable"]
+    assert set(adata.uns) == set(before.uns) | {"fx"}
+    assert set(adata.varp) == set(before.varp) | {"fx"}
+
+
+def test_tl_clipr_warns_with_too_few_perturbations(flecs_model):
+    from celldyn.tl._clipr import clipr
+
+    adata = flecs_model.adata.copy()
+    with pytest.warns(IdentifiabilityWarning):
+        out = clipr(adata, model=flecs_model, perturbations=["G0", "G3"], copy=True)
+    assert out.uns["clipr_effects"]["rank"] == 2 and not out.uns["clipr_effects"]["identifiable"]
+    assert "clipr_effects" not in adata.varp
+
+
+def _cellmnn_with_operator(operator):
+    """A Cell-MNN model whose operator is the constant ``operator`` (internal units)."""
+    import scanpy as sc
+    import torch
+
+    from celldyn.datasets import simulate_grn
+    from celldyn.models import CellMNN
+
+    adata = simulate_grn(10, 240, 4, random_state=0)
+    sc.pp.pca(adata, n_comps=5)
+    CellMNN.setup_anndata(adata, time_key="time", n_components=4)
+    model = CellMNN(adata, max_rate=100.0)
+    model.train(max_epochs=1, batch_size=128, accelerator="cpu", progress=False)
+    out = model.module.operator_net.net[-1]
+    with torch.no_grad():
+        out.weight.zero_()
+        out.bias.copy_(torch.as_tensor(operator, dtype=torch.float32).flatten())
+    return model
+
+
+def test_tl_clipr_on_cellmnn_recovers_its_interactions(one_torch_thread):
+    from celldyn.tl._clipr import clipr
+
+    rng = np.random.default_rng(3)
+    operator = -2.0 * np.eye(4) + 0.5 * rng.standard_normal((4, 4))
+    assert np.linalg.eigvals(operator).real.max() < 0
+    model = _cellmnn_with_operator(operator)
+    adata = model.adata.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", IdentifiabilityWarning)
+        clipr(adata, model=model, alpha=1e-10)
+    interactions = model.get_interactions().to_numpy()
+    assert np.abs(interactions).max() > 0.1
+    np.testing.assert_allclose(adata.varp["clipr_effects"], interactions, atol=1e-4)
+    assert adata.uns["clipr_effects"]["min_rank"] == 4
+
+    unstable = _cellmnn_with_operator(np.eye(4) * 0.5)
+    adata = unstable.adata.copy()
+    before = adata.copy()
+    with pytest.raises(ValueError, match="not stable"):
+        clipr(adata, model=unstable)
+    assert "clipr_effects" not in adata.varp and set(adata.uns) == set(before.uns)
+
+
+def test_tl_clipr_bad_input_leaves_adata_unchanged(flecs_model):
+    from celldyn.models import FLeCS
+    from celldyn.tl._clipr import clipr
+
+    adata = flecs_model.adata.copy()
+    before = adata.copy()
+    with pytest.raises(ValueError, match="model's genes"):
+        clipr(adata[:, ::-1].copy(), model=flecs_model)
+    with pytest.raises(ValueError, match="alpha"):
+        clipr(adata, model=flecs_model, alpha=-1.0)
+    with pytest.raises(KeyError, match="nope"):
+        clipr(adata, model=flecs_model, perturbations=["nope"])
+    with pytest.raises(TypeError, match="FLeCS or CellMNN"):
+        clipr(adata, model=object())
+    assert set(adata.varp) == set(before.varp) and set(adata.uns) == set(before.uns)
+    other = adata.copy()
+    FLeCS.setup_anndata(other)
+    with pytest.raises(ValueError, match="not trained"):
+        clipr(other, model=FLeCS(other))

@@ -11,10 +11,14 @@ steady state), which is why CLIPR applies to every model with perturbation respo
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
+from anndata import AnnData
 
-from .._validate import check_finite, check_positive
+from .. import _keys
+from .._validate import check_adata, check_finite, check_positive
+from .._write import write_results
 
 
 class IdentifiabilityWarning(UserWarning):
@@ -98,3 +102,102 @@ def clipr_effects(
     if ridge == 0:  # every shift is zero: nothing is identified
         return np.zeros((n_genes, n_genes))
     return np.linalg.solve(gram + ridge * np.eye(n_genes), -(l_.T @ v))
+
+
+def clipr(
+    adata: AnnData,
+    *,
+    model,
+    perturbations: Sequence[str] | None = None,
+    alpha: float = 1e-3,
+    strength: float = 0.1,
+    key_added: str = _keys.CLIPR_EFFECTS,
+    copy: bool = False,
+) -> AnnData | None:
+    r"""Causal gene x gene effects of a fitted model by CLIPR.
+
+    For every perturbation the model gives its initial velocity :math:`v_q` at the control
+    steady state and its steady-state shift :math:`l_q`
+    (:func:`~celldyn.tl.perturbation_responses`); under a linear drift
+    :math:`f_q(x) = A x + b + c_q` they satisfy :math:`v_q = -A\,l_q` whatever the drift's
+    offset, so :math:`A = -V L^{+}` (Tikhonov-regularised, :func:`~celldyn.tl.clipr_effects`).
+    For a nonlinear model :math:`A` is the Jacobian of its drift at the control steady state,
+    to first order in ``strength``.
+
+    **Identifiability**: ``A`` is determined only by at least ``d`` perturbations with
+    independent shifts (``d`` genes; for Cell-MNN ``d`` is the rank of its gene-space
+    operator, at most ``n_components``). Fewer raise an
+    :class:`~celldyn.tl._clipr.IdentifiabilityWarning`, and only the span of the shifts is
+    determined. The default (every gene knocked down once) meets the condition.
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix with the model's genes, in the model's order.
+    model
+        A trained :class:`~celldyn.models.FLeCS` (knockdown = production offset
+        ``-strength``; steady states by integrating the ODE from the training cells' mean) or
+        :class:`~celldyn.models.CellMNN` (its mean gene-space operator as a linear drift;
+        knockdown = constant shift ``-strength``; raises if that operator is not stable).
+    perturbations
+        Genes knocked down, one perturbation each; default every gene.
+    alpha
+        Relative Tikhonov regularisation of :func:`~celldyn.tl.clipr_effects`.
+    strength
+        Knockdown size (small values: first-order responses of a nonlinear model).
+    key_added
+        ``varp`` and ``uns`` key of the results.
+    copy
+        Return a modified copy instead of writing into ``adata``.
+
+    Returns
+    -------
+    ``None``, or the copy when ``copy=True``; writes
+
+    - ``varp[key_added]``: dense float32 ``(n_vars, n_vars)`` effect matrix oriented regulator
+      (row) x target (column): entry ``[j, i]`` is the effect of gene ``j`` on gene ``i``
+      (:math:`A_{ij}`); the diagonal holds the self-effects (decay, negative when stable).
+    - ``uns[key_added]``: ``params`` (``model``, ``alpha``, ``strength``), ``perturbations``
+      (labels, in the order used), ``rank`` (dimension spanned by the shifts), ``min_rank``
+      (dimension needed) and ``identifiable`` (``rank >= min_rank``).
+
+    Raises
+    ------
+    ValueError
+        If the model has no stable steady state (Cell-MNN) or reaches none (FLeCS).
+    ~celldyn.nn.SolverDivergedError
+        If integrating the FLeCS ODE diverges; nothing is written.
+    """
+    from ._responses import check_model, perturbation_responses
+
+    check_adata(adata)
+    check_model(model)
+    check_positive(alpha, "alpha", strict=False)
+    check_positive(strength, "strength")
+    if not model.adata.var_names.equals(adata.var_names):
+        raise ValueError(
+            "`adata` must have the model's genes in the model's order (adata.var_names equal "
+            "to model.adata.var_names)."
+        )
+    responses = perturbation_responses(model, perturbations, strength=strength)
+    effects = clipr_effects(
+        responses.velocities, responses.shifts, alpha=alpha, min_rank=responses.min_rank
+    )
+    rank = int(np.linalg.matrix_rank(responses.shifts))
+    results = {
+        "params": {
+            "model": type(model).__name__,
+            "alpha": float(alpha),
+            "strength": float(strength),
+        },
+        "perturbations": np.asarray(responses.labels, dtype=object),
+        "rank": rank,
+        "min_rank": int(responses.min_rank),
+        "identifiable": rank >= responses.min_rank,
+    }
+    return write_results(
+        adata,
+        copy=copy,
+        varp={key_added: effects.astype(np.float32)},
+        uns={key_added: results},
+    )
