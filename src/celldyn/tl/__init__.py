@@ -1,17 +1,22 @@
 """Tools: fit models and write their results into AnnData (scanpy's ``tl``)."""
 
 from ._cellmnn import cellmnn
+from ._clipr import clipr, clipr_effects
 from ._differential import affected_subnetwork, differential_edges
 from ._flecs import flecs
+from ._responses import perturbation_responses
 from ._simulate import knockout, simulate
 from ._velocity_embedding import velocity_embedding
 
 __all__ = [
     "affected_subnetwork",
     "cellmnn",
+    "clipr",
+    "clipr_effects",
     "differential_edges",
     "flecs",
     "knockout",
+    "perturbation_responses",
     "simulate",
     "velocity_embedding",
 ]
