@@ -1,0 +1,432 @@
+"""Cell-MNN leave-one-timepoint-out interpolation benchmark, plus training time and scaling.
+
+Data: ``celldyn.datasets.simulate_grn`` time courses with a branching toggle switch (one
+simulation per seed), projected on their first 50 principal components (centred, not
+whitened). For every interior time ``t_k`` every method sees all other times and predicts the
+cells at ``t_k``; the score is the exact W1 (``celldyn.metrics.wasserstein``) between the
+prediction and the observed cells, averaged over the held-out times. Methods:
+
+- ``cellmnn``: ``celldyn.models.CellMNN`` trained without ``t_k`` (early stopping on its own
+  validation split of the training times), cells of ``t_{k-1}`` pushed to ``t_k``.
+- ``neural_ode``: an MLP velocity field ``dz/dt = f(z, t)`` with about as many parameters as
+  Cell-MNN's operator MLP, same internal units, same minibatches and the same loss
+  (``celldyn.module._cellmnn.snapshot_mmd`` plus the same kinetic penalty), integrated with
+  ``celldyn.nn.integrate`` (torchdiffeq, fixed-step RK4), same early stopping.
+- ``ot_interpolate``: exact OT (``ot.emd``, squared Euclidean cost) between ``t_{k-1}`` and
+  ``t_{k+1}``; pairs drawn from the plan, linearly interpolated at ``t_k``.
+- ``mean_interpolation``: the cells of ``t_{k-1}`` shifted by the linear interpolation of the
+  population means of ``t_{k-1}`` and ``t_{k+1}``.
+- ``nearest_copy``: the cells of the nearest observed time (the earlier one on ties).
+
+    python benchmarks/cellmnn_interpolation.py            # 5 seeds x {5, 50} dims, ~15-20 min
+    python benchmarks/cellmnn_interpolation.py --quick    # 1 seed x 5 dims, ~1 min
+    python benchmarks/cellmnn_interpolation.py --scaling  # epoch time and peak RSS, 25k/250k
+
+Run with ``OMP_NUM_THREADS=1`` (``--threads`` sets torch's threads, default 1). The scaling
+runs each train in their own subprocess so ``ru_maxrss`` is theirs alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+METHODS = ("cellmnn", "neural_ode", "ot_interpolate", "mean_interpolation", "nearest_copy")
+
+
+# ----------------------------------------------------------------------------- data
+def simulate(seed: int, *, n_genes: int, n_timepoints: int, cells_per_time: int, n_pcs: int):
+    """Branching simulate_grn time course projected on its first ``n_pcs`` PCs."""
+    from celldyn.datasets import simulate_grn
+
+    adata = simulate_grn(
+        n_genes, cells_per_time * n_timepoints, n_timepoints, branching=True, random_state=seed
+    )
+    x = np.asarray(adata.X, dtype=np.float64)
+    x = x - x.mean(0)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    return x @ vt[:n_pcs].T, adata.obs["time"].to_numpy(np.float64)
+
+
+# ----------------------------------------------------------------------------- baselines
+def nearest_copy(z, t, times, k, rng):
+    before, after = times[k] - times[k - 1], times[k + 1] - times[k]
+    return z[t == (times[k - 1] if before <= after else times[k + 1])]
+
+
+def mean_interpolation(z, t, times, k, rng):
+    alpha = (times[k] - times[k - 1]) / (times[k + 1] - times[k - 1])
+    prev, nxt = z[t == times[k - 1]], z[t == times[k + 1]]
+    return prev + alpha * (nxt.mean(0) - prev.mean(0))
+
+
+def ot_interpolate(z, t, times, k, rng):
+    import ot
+
+    alpha = (times[k] - times[k - 1]) / (times[k + 1] - times[k - 1])
+    prev, nxt = z[t == times[k - 1]], z[t == times[k + 1]]
+    plan = ot.emd(
+        np.full(len(prev), 1 / len(prev)), np.full(len(nxt), 1 / len(nxt)), ot.dist(prev, nxt)
+    )
+    n = int((t == times[k]).sum())
+    pairs = rng.choice(plan.size, size=n, p=plan.ravel() / plan.sum())
+    i, j = np.unravel_index(pairs, plan.shape)
+    return (1 - alpha) * prev[i] + alpha * nxt[j]
+
+
+# ----------------------------------------------------------------------------- Cell-MNN
+def fit_cellmnn(z, t, times, k, seed, cfg):
+    import anndata as ad
+    import torch
+
+    from celldyn.models import CellMNN
+
+    adata = ad.AnnData(np.zeros((len(z), 1), dtype=np.float32), obsm={"X_pca": z})
+    adata.obs["time"] = t
+    CellMNN.setup_anndata(adata, time_key="time", n_components=z.shape[1])
+    torch.manual_seed(seed)
+    model = CellMNN(adata, lambda_kinetic=cfg["lambda_kinetic"])
+    start = time.perf_counter()
+    model.train(
+        holdout=[times[k]],
+        max_epochs=cfg["max_epochs"],
+        batch_size=cfg["batch_size"],
+        early_stopping=True,
+        early_stopping_patience=cfg["patience"],
+        random_state=seed,
+        accelerator="cpu",
+        progress=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
+    seconds = time.perf_counter() - start
+    n_epochs = len(model.history["train_loss"])
+    n_params = sum(p.numel() for p in model.module.operator_net.parameters())
+    info = {"seconds": seconds, "epochs": n_epochs, "params": n_params}
+    return model.predict(times[k - 1], times[k]), info
+
+
+# ----------------------------------------------------------------------------- neural ODE
+def _hidden_width(n_params: int, d: int, n_layers: int) -> int:
+    """Width h of an MLP (d+1) -> h x n_layers -> d with about ``n_params`` parameters."""
+    # (d+1)h + h + (n_layers-1)(h^2 + h) + h d + d = a h^2 + b h + d
+    a, b = n_layers - 1, (d + 2) + (n_layers - 1) + d
+    return max(8, int(round((-b + np.sqrt(b * b + 4 * a * (n_params - d))) / (2 * a))))
+
+
+def fit_neural_ode(z, t, times, k, seed, cfg, n_params: int):
+    """Train an MLP velocity field by the Cell-MNN loss; return the cells pushed to t_k."""
+    import torch
+    from torch import nn
+
+    from celldyn.models._cellmnn import _SnapshotDataModule
+    from celldyn.module._cellmnn import snapshot_mmd
+    from celldyn.nn import integrate
+
+    d, n_layers = z.shape[1], 3
+    width = _hidden_width(n_params, d, n_layers)
+    train = t != times[k]
+    scale = z[train].std(0) + 1e-8
+    t0, span = times[0], times[-1] - times[0]
+    grid = (times - t0) / span
+    codes = np.searchsorted(times, t)
+    train_groups = np.arange(len(times)) != k
+    step = float(np.diff(grid).min()) / 2
+
+    torch.manual_seed(seed)
+    layers, n_in = [], d + 1
+    for _ in range(n_layers):
+        layers += [nn.Linear(n_in, width), nn.SiLU()]
+        n_in = width
+    net = nn.Sequential(*layers, nn.Linear(n_in, d))
+
+    def field(time_, state):
+        stamp = time_.expand(*state.shape[:-1], 1).to(state.dtype)
+        return net(torch.cat([state, stamp], -1))
+
+    def push(batch):
+        """States ``(batch, n_groups, d)`` of the start cells at every later time."""
+        z0, group = batch["z"], batch["group"]
+        pushed = z0.new_zeros(len(z0), len(times), d)
+        for s in torch.unique(group).tolist():
+            cells = group == s
+            path = integrate(field, z0[cells], grid[s:], method="rk4", options={"step_size": step})
+            pushed[cells, s:] = path.transpose(0, 1)
+        return pushed
+
+    def loss(batch):
+        pushed = push(batch)
+        mmd, valid = snapshot_mmd(pushed, batch, gamma=0.7, kernels=("laplace", "rbf"))
+        states = torch.cat([batch["z"][:, None], pushed], 1)
+        mask = torch.cat([torch.ones_like(valid[:, :1]), valid], 1)
+        kinetic = field(torch.zeros(()), states[mask]).square().sum(-1).mean()
+        return mmd + cfg["lambda_kinetic"] * kinetic
+
+    data = _SnapshotDataModule(
+        z / scale,
+        codes,
+        np.zeros(len(z), dtype=np.int64),
+        grid,
+        train_groups,
+        batch_size=cfg["batch_size"],
+        n_partners=cfg["batch_size"],
+        validation_size=0.1,
+        random_state=seed,
+    )
+    optimizer = torch.optim.Adam(net.parameters(), lr=cfg["node_lr"], weight_decay=1e-5)
+    best, best_state, since_best, epochs = np.inf, None, 0, 0
+    start = time.perf_counter()
+    for _ in range(cfg["max_epochs"]):
+        epochs += 1
+        for batch in data.train_dataloader():
+            optimizer.zero_grad()
+            loss(batch).backward()
+            optimizer.step()
+        with torch.no_grad():
+            value = float(np.mean([float(loss(b)) for b in data.val_dataloader()]))
+        if value < best:
+            best, since_best = value, 0
+            best_state = {n: p.detach().clone() for n, p in net.state_dict().items()}
+        else:
+            since_best += 1
+            if since_best >= cfg["patience"]:
+                break
+    seconds = time.perf_counter() - start
+    net.load_state_dict(best_state)
+    with torch.no_grad():
+        start_cells = torch.as_tensor(z[t == times[k - 1]] / scale, dtype=torch.float32)
+        path = integrate(
+            field, start_cells, grid[k - 1 : k + 1], method="rk4", options={"step_size": step}
+        )
+    n_node = sum(p.numel() for p in net.parameters())
+    info = {"seconds": seconds, "epochs": epochs, "params": n_node, "width": width}
+    return path[-1].numpy() * scale, info
+
+
+# ----------------------------------------------------------------------------- LOO run
+def run_seed(seed: int, n_dims: int, cfg: dict, z_all, t) -> list[dict]:
+    from celldyn.metrics import wasserstein
+    from celldyn.nn import SolverDivergedError
+
+    z = z_all[:, :n_dims]
+    times = np.unique(t)
+    rows = []
+    for k in range(1, len(times) - 1):
+        observed = z[t == times[k]]
+        rng = np.random.default_rng(seed)
+        row = {"seed": seed, "dims": n_dims, "held_out": float(times[k])}
+        pred, info = fit_cellmnn(z, t, times, k, seed, cfg)
+        row["cellmnn"] = wasserstein(pred, observed)
+        row["cellmnn_info"] = info
+        try:
+            pred, node_info = fit_neural_ode(z, t, times, k, seed, cfg, info["params"])
+            row["neural_ode"] = wasserstein(pred, observed)
+        except SolverDivergedError as err:  # reported, never scored as a number
+            node_info, row["neural_ode"] = {"error": str(err)}, float("nan")
+        row["neural_ode_info"] = node_info
+        for name, method in [
+            ("ot_interpolate", ot_interpolate),
+            ("mean_interpolation", mean_interpolation),
+            ("nearest_copy", nearest_copy),
+        ]:
+            row[name] = wasserstein(method(z, t, times, k, rng), observed)
+        print(
+            f"seed {seed} dims {n_dims} t={times[k]:.3g}: "
+            + ", ".join(f"{m} {row[m]:.3f}" for m in METHODS)
+            + f" | cellmnn {info['seconds']:.1f}s/{info['epochs']}ep,"
+            f" node {node_info.get('seconds', 0):.1f}s/{node_info.get('epochs', 0)}ep",
+            file=sys.stderr,
+            flush=True,
+        )
+        rows.append(row)
+    return rows
+
+
+def summarize(rows: list[dict]) -> str:
+    lines = [
+        "| dims | " + " | ".join(METHODS) + " | Cell-MNN < OT-interpolate |",
+        "| ---: |" + " ---: |" * (len(METHODS) + 1),
+    ]
+    for dims in sorted({r["dims"] for r in rows}):
+        sub = [r for r in rows if r["dims"] == dims]
+        seeds = sorted({r["seed"] for r in sub})
+        # mean over held-out times per seed, then mean ± sd over seeds
+        per_seed = {
+            m: np.array([np.mean([r[m] for r in sub if r["seed"] == s]) for s in seeds])
+            for m in METHODS
+        }
+        cells = [
+            f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0:.3f}" for v in per_seed.values()
+        ]
+        wins = int(np.sum(per_seed["cellmnn"] < per_seed["ot_interpolate"]))
+        lines.append(f"| {dims} | " + " | ".join(cells) + f" | {wins}/{len(seeds)} seeds |")
+    lines += ["", "| dims | method | s per fit | epochs | s per epoch | parameters |"]
+    lines.append("| ---: | --- | ---: | ---: | ---: | ---: |")
+    for dims in sorted({r["dims"] for r in rows}):
+        for m in ("cellmnn", "neural_ode"):
+            infos = [
+                r[f"{m}_info"] for r in rows if r["dims"] == dims and "seconds" in r[f"{m}_info"]
+            ]
+            if not infos:
+                continue
+            sec = np.array([i["seconds"] for i in infos])
+            ep = np.array([i["epochs"] for i in infos])
+            lines.append(
+                f"| {dims} | {m} | {sec.mean():.1f} | {ep.mean():.0f} | "
+                f"{(sec / ep).mean():.3f} | {infos[0]['params']} |"
+            )
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- scaling
+def inflate(z: np.ndarray, t: np.ndarray, n_cells: int, seed: int = 0):
+    """Resample ``n_cells`` cells (with replacement) and add 5% of each component's sd as noise."""
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(len(z), n_cells, replace=True))
+    noise = rng.normal(size=(n_cells, z.shape[1])) * 0.05 * z.std(0)
+    return z[idx] + noise, t[idx]
+
+
+def scaling_child(n_cells: int, n_dims: int, batch_size: int) -> dict:
+    """One epoch of Cell-MNN on ``n_cells`` inflated cells (own process: its own peak RSS)."""
+    import anndata as ad
+    import torch
+
+    from celldyn.models import CellMNN
+
+    z, t = simulate(0, n_genes=60, n_timepoints=7, cells_per_time=300, n_pcs=n_dims)
+    z, t = inflate(z, t, n_cells)
+    adata = ad.AnnData(np.zeros((n_cells, 1), dtype=np.float32), obsm={"X_pca": z})
+    adata.obs["time"] = t
+    CellMNN.setup_anndata(adata, time_key="time", n_components=n_dims)
+    torch.manual_seed(0)
+    model = CellMNN(adata)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    start = time.perf_counter()
+    model.train(
+        max_epochs=1,
+        batch_size=batch_size,
+        accelerator="cpu",
+        progress=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
+    epoch = time.perf_counter() - start
+    start = time.perf_counter()
+    model.get_operators()
+    inference = time.perf_counter() - start
+    return {
+        "n_cells": n_cells,
+        "dims": n_dims,
+        "batch_size": batch_size,
+        "threads": torch.get_num_threads(),
+        "epoch_s": epoch,
+        "operators_all_cells_s": inference,
+        "peak_rss_before_training_mib": rss_before,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def run_scaling(sizes, dims, batch_size, threads) -> str:
+    lines = [
+        "| cells | dims | threads | epoch (s) | operators of all cells (s) "
+        "| peak RSS before training (MiB) | peak RSS (MiB) |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    for n_dims in dims:
+        for n in sizes:
+            cmd = [sys.executable, __file__, "--scaling-child", str(n), str(n_dims)]
+            cmd += ["--batch-size", str(batch_size), "--threads", str(threads)]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            print(r, file=sys.stderr, flush=True)
+            lines.append(
+                f"| {n:,} | {n_dims} | {r['threads']} | {r['epoch_s']:.1f} | "
+                f"{r['operators_all_cells_s']:.1f} | {r['peak_rss_before_training_mib']:.0f} | "
+                f"{r['peak_rss_mib']:.0f} |"
+            )
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- main
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 seed, 5 dims, fewer epochs")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--dims", type=int, nargs="+", default=[5, 50])
+    parser.add_argument("--n-genes", type=int, default=60)
+    parser.add_argument("--n-timepoints", type=int, default=6)
+    parser.add_argument("--cells-per-time", type=int, default=150)
+    parser.add_argument("--max-epochs", type=int, default=60)
+    parser.add_argument("--patience", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--lambda-kinetic", type=float, default=1e-3)
+    parser.add_argument("--node-lr", type=float, default=3e-3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", help="write all rows to this file")
+    parser.add_argument("--scaling", action="store_true", help="run the 25k/250k scaling")
+    parser.add_argument("--scaling-sizes", type=int, nargs="+", default=[25_000, 250_000])
+    parser.add_argument("--scaling-threads", type=int, default=2)
+    parser.add_argument("--scaling-child", type=int, nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    import logging
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    import warnings
+
+    warnings.filterwarnings("ignore")
+
+    if args.scaling_child:
+        print(json.dumps(scaling_child(*args.scaling_child, args.batch_size)))
+        return
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, {args.threads} thread(s), load {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
+    if args.scaling:
+        print(run_scaling(args.scaling_sizes, [5, 50], args.batch_size, args.scaling_threads))
+        return
+    if args.quick:
+        args.seeds, args.dims, args.max_epochs = 1, [5], 30
+    cfg = {
+        "max_epochs": args.max_epochs,
+        "patience": args.patience,
+        "batch_size": args.batch_size,
+        "lambda_kinetic": args.lambda_kinetic,
+        "node_lr": args.node_lr,
+    }
+    rows = []
+    start = time.perf_counter()
+    for seed in range(args.seeds):
+        z, t = simulate(
+            seed,
+            n_genes=args.n_genes,
+            n_timepoints=args.n_timepoints,
+            cells_per_time=args.cells_per_time,
+            n_pcs=max(args.dims),
+        )
+        for dims in args.dims:
+            rows += run_seed(seed, dims, cfg, z, t)
+    print(f"# settings: {vars(args)}; total {time.perf_counter() - start:.0f} s")
+    print(summarize(rows))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
