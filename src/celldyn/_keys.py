@@ -80,6 +80,11 @@ def var_param(method: str, name: str) -> str:
     return f"{method}_{name}"
 
 
+def rate_offsets(method: str, rate: str) -> str:
+    """``varm`` key of genes x conditions rate offsets, e.g. ``'flecs_drug_decay_offset'``."""
+    return f"{method}_{rate}_offset"
+
+
 CELLMNN = "cellmnn"
 """Default ``key_added`` of :func:`celldyn.tl.cellmnn`."""
 

@@ -115,6 +115,7 @@ class FLeCSDrug(TrainingMixin, BaseModelClass):
         self.features = check_features(features)
         self.control = str(control)
         self.trajectories_key = trajectories
+        self.trained_conditions_: list[str] = []
         self._cell_conditions(adata)  # every condition has features
         self.module = FLeCSDrugModule(base, self.features.shape[1], n_hidden=n_hidden)
         self._model_summary_string = (
@@ -234,6 +235,7 @@ class FLeCSDrug(TrainingMixin, BaseModelClass):
                 f"All trajectories end in control cells ({self.control!r}): nothing to learn."
             )
         indices, times, conditions = indices[treated], times[treated], conditions[treated]
+        self.trained_conditions_ = sorted(set(conditions.tolist()))
         x = torch.from_numpy(self._expression(self.adata))
         self.module.method, self.module.rtol, self.module.atol = method, rtol, atol
         datamodule = TensorDataModule(

@@ -20,7 +20,7 @@ def _frozen_copy(field: GRNVectorField) -> GRNVectorField:
         frozen = copy.deepcopy(field)
     finally:
         field.production_offset, field.decay_offset = offsets
-    return frozen.requires_grad_(False)
+    return frozen.train().requires_grad_(False)  # train mode like the rest of the module
 
 
 class FLeCSDrugModule(BaseModuleClass):

@@ -3,6 +3,7 @@
 from ._cellmnn import cellmnn
 from ._clipr import clipr, clipr_effects
 from ._differential import affected_subnetwork, differential_edges
+from ._drug import drug_effects
 from ._flecs import flecs
 from ._responses import perturbation_responses
 from ._simulate import knockout, simulate
@@ -14,6 +15,7 @@ __all__ = [
     "clipr",
     "clipr_effects",
     "differential_edges",
+    "drug_effects",
     "flecs",
     "knockout",
     "perturbation_responses",

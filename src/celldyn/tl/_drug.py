@@ -1,0 +1,178 @@
+"""Fit drug (small-molecule) effects on a stored FLeCS network and write them into AnnData."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from anndata import AnnData
+
+from .. import _keys
+from .._validate import check_adata, check_finite, check_layer, check_obs_key
+
+
+def _working_adata(
+    adata: AnnData, layer: str | None, condition_key: str, trajectories: str
+) -> AnnData:
+    """Copy what FLeCSDrug reads into a light AnnData, so registering leaves ``adata`` as is."""
+    x = adata.X if layer is None else adata.layers[layer]
+    work = AnnData(X=x, obs=adata.obs[[condition_key]].copy(), var=adata.var[[]].copy())
+    work.uns[trajectories] = adata.uns[trajectories]
+    return work
+
+
+def drug_effects(
+    adata: AnnData,
+    features: pd.DataFrame,
+    *,
+    condition_key: str,
+    control: str = _keys.CONTROL,
+    key: str = "flecs",
+    trajectories: str = _keys.TRAJECTORIES,
+    layer: str | None = None,
+    max_epochs: int = 100,
+    batch_size: int = 64,
+    lr: float = 1e-2,
+    random_state: int = 0,
+    model_kwargs: dict | None = None,
+    key_added: str = "flecs_drug",
+    copy: bool = False,
+    **train_kwargs,
+) -> AnnData | None:
+    r"""Learn how conditions (drugs) shift production and decay in a fitted FLeCS network.
+
+    The FLeCS field(s) stored by :func:`celldyn.tl.flecs` in ``uns[key]`` stay frozen; for every
+    one, a :class:`~celldyn.models.FLeCSDrug` learns two MLPs from condition features to
+    per-gene offsets :math:`p(c)` (added inside the production sigmoid) and :math:`d(c)`
+    (added to the decay rate), so that
+
+    .. math:: dG/dt = \sigma(W^\top G + b + p(c)) - \max(0, \alpha + d(c))\, G
+
+    fits the trajectories of ``uns[trajectories]`` (a trajectory's condition is its last
+    cell's; control trajectories are not used). With an ensemble (``n_models > 1`` in
+    :func:`celldyn.tl.flecs`) one effect model is fitted per member (seed
+    ``random_state + i``) and offsets and velocities are averaged.
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix with a FLeCS fit in ``uns[key]``.
+    features
+        DataFrame conditions (index) × features (e.g. Morgan fingerprints from
+        :func:`celldyn.pp.morgan_fingerprints`); must have a row for every non-control
+        condition of ``adata.obs[condition_key]``. Extra rows (drugs without cells) get
+        predicted offsets too.
+    condition_key
+        Column of ``adata.obs`` with each cell's condition.
+    control
+        Label of untreated cells (offsets 0, no features needed).
+    key
+        ``key_added`` of the :func:`celldyn.tl.flecs` fit to build on.
+    trajectories
+        ``uns`` key of the trajectories (:func:`celldyn.pp.trajectories`).
+    layer
+        Layer with the expression (the one FLeCS was fitted on); ``None`` uses ``adata.X``.
+    max_epochs, batch_size, lr
+        Training settings (:meth:`~celldyn.models.FLeCSDrug.train`).
+    random_state
+        Seed of the MLP initialisation and of the validation split.
+    model_kwargs
+        Passed to :class:`~celldyn.models.FLeCSDrug` (``n_hidden``).
+    key_added
+        Prefix of the written keys.
+    copy
+        Return a modified copy instead of writing into ``adata``.
+    **train_kwargs
+        Passed to :meth:`~celldyn.models.FLeCSDrug.train` (``method``, ``accelerator``,
+        ``early_stopping``, ``progress``, ...).
+
+    Returns
+    -------
+    ``None``, or the copy when ``copy=True``; writes
+
+    - ``varm['{key_added}_production_offset']``, ``varm['{key_added}_decay_offset']``:
+      DataFrames genes × conditions (one column per row of ``features``) of the offsets
+      :math:`p(c)` and :math:`d(c)` (raw decay offsets; the model clamps
+      :math:`\alpha + d` at 0).
+    - ``layers['{key_added}_velocity']``: dense float32 ``dG/dt`` of every cell under its own
+      condition (control cells: the base field's velocity).
+    - ``var['{key_added}_velocity_genes']``: all ``True``.
+    - ``uns['{key_added}_velocity_params']``: ``{'embeddings': []}`` for scvelo.
+    - ``uns[key_added]``: ``params``, ``history`` (per-epoch lists of the first model),
+      ``trained_conditions`` (conditions with training trajectories) and, with an ensemble,
+      ``member_histories``.
+
+    Raises
+    ------
+    SolverDivergedError
+        If training or the velocities produce NaN values (nothing is written).
+    """
+    from .._write import write_results
+    from ..models._flecs import read_trajectories
+    from ..models._flecs_drug import FLeCSDrug, check_features
+    from ._flecs_fields import load_fields
+
+    check_adata(adata)
+    check_layer(adata, layer)
+    check_obs_key(adata, condition_key)
+    features = check_features(features)
+    bases = load_fields(adata, key)
+    read_trajectories(adata, trajectories)
+    check_finite(adata.X if layer is None else adata.layers[layer], "layer" if layer else "X")
+    work = _working_adata(adata, layer, condition_key, trajectories)
+    FLeCSDrug.setup_anndata(work, condition_key=condition_key)
+    model_kwargs = model_kwargs or {}
+    models = []
+    for i, base in enumerate(bases):  # the first constructor checks conditions vs features
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(random_state + i)
+            model = FLeCSDrug(
+                work, base, features, control=control, trajectories=trajectories, **model_kwargs
+            )
+            model.train(
+                max_epochs=max_epochs,
+                batch_size=batch_size,
+                lr=lr,
+                random_state=random_state + i,
+                **train_kwargs,
+            )
+        models.append(model)
+    velocity = np.mean([m.get_velocity(work) for m in models], axis=0, dtype=np.float64)
+    offsets = [m.get_offsets(features.index.to_numpy()) for m in models]
+    varm = {
+        _keys.rate_offsets(key_added, rate): pd.DataFrame(
+            np.mean([o[j] for o in offsets], axis=0).T,
+            index=adata.var_names.copy(),
+            columns=features.index.copy(),
+        )
+        for j, rate in enumerate(("production", "decay"))
+    }
+    histories = [{k: v.to_numpy().ravel().tolist() for k, v in m.history.items()} for m in models]
+    params = {
+        "condition_key": condition_key,
+        "control": control,
+        "key": key,
+        "trajectories": trajectories,
+        "layer": layer,
+        "max_epochs": max_epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "random_state": random_state,
+        "n_models": len(models),
+        "model_kwargs": model_kwargs,
+    }
+    results = {
+        "params": {k: v for k, v in params.items() if v is not None},
+        "history": histories[0],
+        "trained_conditions": models[0].trained_conditions_,
+    }
+    if len(models) > 1:
+        results["member_histories"] = {str(i): h for i, h in enumerate(histories)}
+    return write_results(
+        adata,
+        copy=copy,
+        varm=varm,
+        var={_keys.velocity_genes(key_added): np.ones(adata.n_vars, dtype=bool)},
+        layers={_keys.velocity(key_added): velocity.astype(np.float32)},
+        uns={key_added: results, _keys.velocity_params(key_added): {"embeddings": []}},
+    )
