@@ -172,3 +172,15 @@ def test_bad_intervention_input_leaves_adata_unchanged(adata, kwargs, error, mat
     with pytest.raises(error, match=match):
         flecs(adata, **{**FAST, **kwargs})
     assert_equal(adata, before)
+
+
+def test_resampled_members_see_bootstrap_trajectories(adata):
+    fast = {**FAST, "max_epochs": 12}
+    flecs(adata, n_models=2, resample=True, key_added="boot", **fast)
+    flecs(adata, n_models=2, key_added="seed", **fast)
+    assert adata.uns["boot"]["params"]["resample"] is True
+    # members trained on different resamples spread more than members differing by seed only
+    boot = adata.varp["boot_weights_std"].data.mean()
+    seed = adata.varp["seed_weights_std"].data.mean()
+    print(f"mean weight std: resampled {boot:.4f}, seeds only {seed:.4f}")
+    assert boot > 1.1 * seed

@@ -21,6 +21,8 @@ def _working_adata(
 
     The outgoing prior edges (rows) of the ``knockout`` genes are removed from the copy.
     """
+    from ..models._flecs import read_trajectories
+
     x = adata.X if layer is None else adata.layers[layer]
     work = AnnData(X=x, obs=adata.obs[[]].copy(), var=adata.var[[]].copy())
     edited = sp.csr_matrix(adata.varp[prior], dtype=np.float64, copy=True)
@@ -28,18 +30,38 @@ def _working_adata(
         edited.data[edited.indptr[gene] : edited.indptr[gene + 1]] = 0.0
     edited.eliminate_zeros()
     work.varp[prior] = edited
-    work.uns[trajectories] = adata.uns[trajectories]
+    indices, times = read_trajectories(adata, trajectories)
+    work.uns[trajectories] = {"indices": indices, "times": times}
     return work
 
 
-def _fit_member(work: AnnData, prior: str, trajectories: str, seed: int, model_kwargs, train):
-    """Train one FLeCS model with ``seed`` for its initial weights and validation split."""
+def _member_adata(work: AnnData, trajectories: str, seed: int, resample: bool) -> AnnData:
+    """Return a fresh AnnData for one member (each model registers its own).
+
+    With ``resample`` its trajectories are a bootstrap resample (with replacement, ``seed``).
+    """
+    entry = work.uns[trajectories]
+    if resample:
+        rows = np.random.default_rng(seed).integers(0, len(entry["indices"]), len(entry["indices"]))
+        entry = {"indices": entry["indices"][rows], "times": entry["times"][rows]}
+    member = AnnData(X=work.X, obs=work.obs.copy(), var=work.var.copy())
+    member.varp.update(work.varp)
+    member.uns[trajectories] = entry
+    return member
+
+
+def _fit_member(
+    work: AnnData, prior: str, trajectories: str, seed: int, resample: bool, model_kwargs, train
+):
+    """Train one FLeCS model with ``seed`` for its initial weights, split and resample."""
     from ..models._flecs import FLeCS
 
+    member = _member_adata(work, trajectories, seed, resample)
+    FLeCS.setup_anndata(member)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         kwargs = {"seed": seed, **model_kwargs}
-        model = FLeCS(work, prior=prior, trajectories=trajectories, **kwargs)
+        model = FLeCS(member, prior=prior, trajectories=trajectories, **kwargs)
         model.train(random_state=seed, **train)
     return model
 
@@ -59,6 +81,7 @@ def flecs(
     lr: float = 1e-2,
     random_state: int = 0,
     n_models: int = 1,
+    resample: bool = False,
     knockout: str | Sequence[str] | None = None,
     model_kwargs: dict | None = None,
     key_added: str = "flecs",
@@ -89,6 +112,10 @@ def flecs(
         Seed of the initial weights and of the validation split of the first member.
     n_models
         Number of ensemble members.
+    resample
+        Train each member on a bootstrap resample of the trajectories (drawn with its seed).
+        Members that differ only by their seed tend to agree closely, so their spread
+        understates the uncertainty due to the data; resampling includes it.
     knockout
         Gene name(s) knocked out in this condition: their outgoing prior edges are removed
         before training (genes without outgoing edges are unaffected).
@@ -128,7 +155,7 @@ def flecs(
         If training or the velocities produce NaN values (nothing is written).
     """
     from .._write import write_results
-    from ..models._flecs import FLeCS, read_prior, read_trajectories
+    from ..models._flecs import read_prior, read_trajectories
 
     check_adata(adata)
     check_layer(adata, layer)
@@ -139,13 +166,14 @@ def flecs(
     knocked = [] if knockout is None else gene_indices(adata, knockout, "knockout")
     work = _working_adata(adata, layer, prior, trajectories, knocked)
     read_prior(work, prior)  # the knockout may have removed every edge
-    FLeCS.setup_anndata(work)
     train = {"max_epochs": max_epochs, "batch_size": batch_size, "lr": lr, **train_kwargs}
     members = [
-        _fit_member(work, prior, trajectories, random_state + i, model_kwargs or {}, train)
+        _fit_member(
+            work, prior, trajectories, random_state + i, resample, model_kwargs or {}, train
+        )
         for i in range(n_models)
     ]
-    velocity = np.mean([m.get_velocity(work) for m in members], axis=0, dtype=np.float64)
+    velocity = np.mean([m.get_velocity() for m in members], axis=0, dtype=np.float64)
     arrays = [m.module.field.to_arrays() for m in members]
     src, dst = arrays[0]["src"], arrays[0]["dst"]
     n_edges = len(src)
@@ -164,6 +192,7 @@ def flecs(
         "lr": lr,
         "random_state": random_state,
         "n_models": n_models,
+        "resample": resample,
         "knockout": None if knockout is None else list(adata.var_names[knocked]),
         "model_kwargs": {"seed": random_state, **(model_kwargs or {})},
     }
