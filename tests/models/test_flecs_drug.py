@@ -66,19 +66,19 @@ def _as_adata(paths, names):
 
 @pytest.fixture(scope="module")
 def drug_data():
-    """8 training drugs (16 trajectories each) + control, 2 held-out drugs."""
+    """16 training drugs (8 trajectories each) + control, 4 held-out drugs."""
     rng = np.random.default_rng(0)
-    names = [f"drug{i}" for i in range(10)]
-    features = pd.DataFrame(rng.normal(size=(10, N_FEATURES)), index=names)
+    names = [f"drug{i}" for i in range(20)]
+    features = pd.DataFrame(rng.normal(size=(20, N_FEATURES)), index=names)
     field = _true_field()
-    train, held_out = names[:8], names[8:]
-    paths, labels = _simulate(field, features, [*train, "control"], 16, seed=2)
+    train, held_out = names[:16], names[16:]
+    paths, labels = _simulate(field, features, [*train, "control"], 8, seed=2)
     return {
         "adata": _as_adata(paths, labels),
         "features": features,
         "field": field,
         "train": train,
-        "held_out": _simulate(field, features, held_out, 16, seed=5),
+        "held_out": _simulate(field, features, held_out, 8, seed=5),
     }
 
 
@@ -88,6 +88,7 @@ def trained(drug_data):
     FLeCSDrug.setup_anndata(adata, condition_key="drug")
     base = drug_data["field"]
     before = {k: v.clone() for k, v in base.state_dict().items()}
+    torch.manual_seed(0)  # MLP initialisation (seeds 0-4 measured: see the floors below)
     model = FLeCSDrug(adata, base, drug_data["features"], n_hidden=32)
     model.train(max_epochs=150, batch_size=128, lr=0.02, validation_size=0.0, **FAST)
     return model, adata, before
@@ -100,7 +101,7 @@ def _pearson(a, b):
 def test_base_frozen_bit_for_bit(trained, drug_data):
     model, _, before = trained
     loss = model.history["train_loss"].to_numpy().ravel()
-    assert loss[-1] < 0.1 * loss[0]  # measured 0.062 -> 0.0012
+    assert loss[-1] < 0.1 * loss[0]  # measured 0.061 -> 0.0013
     after = model.module.field.state_dict()
     assert before.keys() == after.keys()
     for key, value in before.items():
@@ -113,9 +114,9 @@ def test_learns_true_offsets(trained, drug_data):
     model, _, _ = trained
     production, decay = model.get_offsets(drug_data["train"])
     true_production, true_decay = _true_offsets(drug_data["features"].loc[drug_data["train"]])
-    assert production.shape == decay.shape == (8, N_GENES)
-    assert _pearson(production, true_production) >= 0.8  # measured 0.91
-    assert _pearson(decay, true_decay) >= 0.7  # measured 0.84
+    assert production.shape == decay.shape == (16, N_GENES)
+    assert _pearson(production, true_production) >= 0.8  # measured 0.91 (seeds 0-4: >= 0.87)
+    assert _pearson(decay, true_decay) >= 0.8  # measured 0.89 (seeds 0-4: >= 0.87)
     # names and feature rows give the same offsets; the control has none
     by_features = model.get_offsets(drug_data["features"].loc[drug_data["train"]])
     np.testing.assert_allclose(by_features[0], production, rtol=1e-6)
@@ -133,7 +134,7 @@ def test_held_out_drug_beats_no_effect(trained, drug_data):
     assert predicted.shape == paths.shape
     mse = ((predicted - paths)[:, 1:] ** 2).mean()
     baseline = ((no_effect - paths)[:, 1:] ** 2).mean()
-    assert mse < 0.3 * baseline  # measured 0.0036 vs 0.030
+    assert mse < 0.2 * baseline  # measured 0.0055 vs 0.090 (seeds 0-4: ratio <= 0.06)
     # the no-effect prediction is the base field's own solution (up to solver tolerance)
     with torch.no_grad():
         base = integrate(
