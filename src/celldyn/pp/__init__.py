@@ -1,9 +1,17 @@
 """Preprocessing: recipe, time groups, OT couplings, trajectories, prior networks."""
 
 from ._couplings import couplings
+from ._fingerprints import morgan_fingerprints
 from ._prior import prior_network
 from ._recipe import recipe
 from ._time_groups import time_groups
 from ._trajectories import trajectories
 
-__all__ = ["couplings", "prior_network", "recipe", "time_groups", "trajectories"]
+__all__ = [
+    "couplings",
+    "morgan_fingerprints",
+    "prior_network",
+    "recipe",
+    "time_groups",
+    "trajectories",
+]
