@@ -9,8 +9,13 @@ import torch
 from celldyn.datasets import simulate_grn
 from celldyn.metrics import grn_scores
 from celldyn.models._flecs import FLeCS
-from celldyn.module._flecs import integrate_trajectories
-from celldyn.nn import GRNVectorField, integrate
+from celldyn.module._flecs import (
+    FLeCSModule,
+    flow_matching_pairs,
+    integrate_trajectories,
+    random_windows,
+)
+from celldyn.nn import GRNVectorField, SolverDivergedError, integrate
 from celldyn.pp import prior_network, time_groups, trajectories
 
 FAST = {"accelerator": "cpu", "progress": False}
@@ -48,6 +53,98 @@ def test_integrate_trajectories_matches_single_solves():
     # a repeated time gives the same state; the first point is the start cell
     torch.testing.assert_close(out[0, 1], out[0, 2])
     torch.testing.assert_close(out[:, 0], x0)
+
+
+def test_time_grid_is_exact_on_the_grid_and_close_off_it():
+    field = GRNVectorField(3, [0, 1, 2], [1, 2, 0], weight_init_std=1.0)
+    x0 = torch.tensor([[0.5, 1.0, 0.2], [1.0, 0.1, 0.3], [0.2, 0.4, 0.9]])
+    # trajectory 0 lies on the 5-point grid 0, 0.25, ..., 1 (its times shifted by 3);
+    # the batch has 8 distinct shifted times, more than time_grid=5
+    times = torch.tensor([[3.0, 3.25, 3.5, 4.0], [0.0, 0.13, 0.61, 0.97], [1.0, 1.3, 1.3, 1.9]])
+    solver = {"method": "rk4", "options": {"step_size": 0.05}}
+    out = integrate_trajectories(field, x0, times, time_grid=5, **solver)
+    grid = torch.linspace(0, 1, 5)
+    on_grid = field.gene_state(integrate(field, field.initial_state(x0), grid, **solver))
+    assert torch.equal(out[0], on_grid[[0, 1, 2, 4], 0])
+    exact = integrate_trajectories(field, x0, times, time_grid=None, **solver)
+    assert torch.equal(out[:, 0], x0)
+    # linear interpolation between grid times 0.25 apart: error ~1e-3 of states ~1
+    torch.testing.assert_close(out, exact, rtol=0, atol=5e-3)
+    assert (out - exact).abs().max() > 0  # trajectories 1, 2 were interpolated
+    with pytest.raises(ValueError, match="time_grid"):
+        integrate_trajectories(field, x0, times, time_grid=1)
+
+
+def test_loss_counts_each_later_time_once():
+    module = FLeCSModule(2, [0, 1], [1, 0])
+    x = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [2.0, 1.0], [2.0, 1.0]]])
+    t = torch.tensor([[0.0, 0.0, 1.0, 1.0]])  # a short path: cells repeat at equal times
+    predicted = torch.zeros(1, 4, 2)
+    inference = {"predicted": predicted, "observed": x, "times": t}
+    loss = module.loss({"x": x, "t": t}, inference, {})
+    # only position 2 counts (position 1 = start time, position 3 = repeat of position 2)
+    assert float(loss.loss) == pytest.approx((2.0**2 + 1.0**2) / 2)
+    inference["times"] = torch.zeros(1, 4)  # zero duration: nothing to fit, loss 0
+    assert float(module.loss({"x": x, "t": t}, inference, {}).loss) == 0.0
+
+
+def test_random_windows_are_contiguous_slices():
+    torch.manual_seed(0)
+    x = torch.arange(5 * 6 * 2, dtype=torch.float32).reshape(5, 6, 2)
+    t = torch.arange(30, dtype=torch.float32).reshape(5, 6)
+    lengths = set()
+    for _ in range(30):
+        xw, tw = random_windows(x, t, 3)
+        lengths.add(tw.shape[1])
+        start = (tw[:, 0] - t[:, 0]).long()
+        for i in range(5):
+            window = slice(int(start[i]), int(start[i]) + tw.shape[1])
+            assert torch.equal(xw[i], x[i, window]) and torch.equal(tw[i], t[i, window])
+    assert lengths == {3, 4, 5, 6}
+
+
+def test_flow_matching_pairs_lie_on_segments():
+    torch.manual_seed(0)
+    x = torch.rand(50, 4, 3)
+    t = torch.cumsum(torch.rand(50, 4), 1)
+    pairs, times = flow_matching_pairs(x, t)
+    assert pairs.shape == (50, 2, 3) and times.shape == (50, 2)
+    assert torch.all(times[:, 0] == 0) and torch.all(times[:, 1] >= 0)
+    for i in range(50):
+        # the segment j and fractions s < u the sample was drawn from
+        j = next(j for j in range(3) if _on_segment(pairs[i, 0], x[i, j], x[i, j + 1]))
+        s = _fraction(pairs[i, 0], x[i, j], x[i, j + 1])
+        u = _fraction(pairs[i, 1], x[i, j], x[i, j + 1])
+        assert 0 <= s <= u <= 1
+        assert float(times[i, 1]) == pytest.approx((u - s) * float(t[i, j + 1] - t[i, j]), 1e-4)
+    noisy, _ = flow_matching_pairs(x, t, noise=0.5)
+    assert not torch.allclose(noisy[:, 0], pairs[:, 0])
+
+
+def _fraction(point, a, b):
+    return float(((point - a) @ (b - a)) / ((b - a) @ (b - a)))
+
+
+def _on_segment(point, a, b):
+    s = _fraction(point, a, b)
+    return -1e-5 <= s <= 1 + 1e-5 and torch.allclose(point, a + s * (b - a), atol=1e-5)
+
+
+def test_adjoint_gradients_match_backprop(small):
+    FLeCS.setup_anndata(small)
+    model = FLeCS(small, weight_init_std=0.3)
+    module = model.module
+    tr = small.uns["celldyn_trajectories"]
+    x = torch.as_tensor(np.asarray(small.X))[torch.as_tensor(tr["indices"][:8])]
+    t = torch.as_tensor(tr["times"][:8], dtype=torch.float32)
+    grads = []
+    for adjoint in (False, True):
+        module.zero_grad()
+        module.adjoint, module.rtol, module.atol = adjoint, 1e-6, 1e-8
+        out = module.inference(x, t)
+        module.loss({"x": x, "t": t}, out, {}).loss.backward()
+        grads.append(module.field.grn.weight.grad.clone())
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-3, atol=1e-6)
 
 
 def test_train_getters_and_save_load(small, tmp_path):
@@ -115,8 +212,6 @@ def test_bad_input(small):
 
 
 def test_nan_velocity_raises(small):
-    from celldyn.nn import SolverDivergedError
-
     FLeCS.setup_anndata(small)
     model = FLeCS(small)
     with torch.no_grad():
@@ -130,3 +225,70 @@ def test_seed_sets_initial_weights(small):
     first, again, other = (FLeCS(small, seed=s).get_weights().data for s in (0, 0, 1))
     np.testing.assert_array_equal(first, again)
     assert not np.allclose(first, other)
+
+
+@pytest.mark.parametrize("variant", [{"n_latent": 2}, {"protein_proxy": True}])
+def test_latent_and_protein_variants(small, tmp_path, variant):
+    FLeCS.setup_anndata(small)
+    model = FLeCS(small, **variant)
+    n = small.n_vars
+    assert model.module.field.state_dim == n + 2 if "n_latent" in variant else 2 * n
+    model.train(max_epochs=12, batch_size=32, lr=0.05, **FAST)
+    loss = model.history["train_loss"].to_numpy().ravel()
+    assert loss[-1] < 0.6 * loss[0]
+    prior = sp.csr_matrix(small.varp["celldyn_prior"])
+    weights = model.get_weights()  # gene x gene prior edges only, no latent edges
+    assert set(zip(*weights.nonzero(), strict=True)) == set(zip(*prior.nonzero(), strict=True))
+    assert model.get_decay().shape == model.get_bias().shape == (n,)
+    velocity = model.get_velocity()
+    assert velocity.shape == small.shape and np.all(np.isfinite(velocity))
+    model.save(tmp_path / "variant", overwrite=True)
+    loaded = FLeCS.load(tmp_path / "variant", adata=small)
+    np.testing.assert_array_equal(loaded.get_velocity(), velocity)
+
+
+def test_fixed_step_solver_and_early_stopping(small):
+    FLeCS.setup_anndata(small)
+    model = FLeCS(small)
+    # an improvement must exceed 10 (never): stops after 1 + patience epochs
+    model.train(
+        max_epochs=30,
+        lr=0.05,
+        method="rk4",
+        step_size=0.5,
+        early_stopping=True,
+        early_stopping_patience=2,
+        early_stopping_min_delta=10.0,
+        **FAST,
+    )
+    assert len(model.history["train_loss"]) == 3
+    assert np.all(np.isfinite(model.history["validation_loss"].to_numpy(dtype=float)))
+    assert model.module.method == "rk4" and model.module.solver_kwargs()["options"] == {
+        "step_size": 0.5
+    }
+
+
+def test_diverging_training_raises(small):
+    FLeCS.setup_anndata(small)
+    model = FLeCS(small)
+    with torch.no_grad():
+        model.module.field.bias[0] = float("nan")
+    with pytest.raises(SolverDivergedError, match="NaN or infinite"):
+        model.train(max_epochs=1, **FAST)
+
+
+@pytest.mark.parametrize(
+    ("option", "match"),
+    [
+        ({"time_grid": 1}, "time_grid"),
+        ({"step_size": 0.0}, "step_size"),
+        ({"l1": -1.0}, "l1"),
+        ({"windows": 1}, "windows"),
+        ({"flow_matching_noise": -0.1}, "flow_matching_noise"),
+    ],
+)
+def test_bad_training_options(small, option, match):
+    FLeCS.setup_anndata(small)
+    model = FLeCS(small)
+    with pytest.raises(ValueError, match=match):
+        model.train(max_epochs=1, **option, **FAST)

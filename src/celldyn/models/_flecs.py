@@ -77,6 +77,10 @@ class FLeCS(TrainingMixin, BaseModelClass):
         Regulation acts through one protein per gene.
     kernel
         Product kernel of :class:`~celldyn.nn.GRNLinear`.
+    weight_init_std
+        Standard deviation of the normal initial edge weights.
+    decay_init
+        Initial decay rate of every gene (> 0), in the units of the trajectory times.
     seed
         Seed of the initial edge weights.
     """
@@ -90,6 +94,8 @@ class FLeCS(TrainingMixin, BaseModelClass):
         n_latent: int = 0,
         protein_proxy: bool = False,
         kernel: str = "auto",
+        weight_init_std: float = 0.01,
+        decay_init: float = 0.2,
         seed: int = 0,
     ):
         super().__init__(adata)
@@ -102,6 +108,8 @@ class FLeCS(TrainingMixin, BaseModelClass):
             n_latent=n_latent,
             protein_proxy=protein_proxy,
             kernel=kernel,
+            weight_init_std=weight_init_std,
+            decay_init=decay_init,
             seed=seed,
         )
         self._model_summary_string = (
@@ -152,6 +160,13 @@ class FLeCS(TrainingMixin, BaseModelClass):
         method: str = "dopri5",
         rtol: float = 1e-3,
         atol: float = 1e-4,
+        step_size: float | None = None,
+        adjoint: bool = False,
+        time_grid: int | None = 32,
+        l1: float = 0.0,
+        windows: int | bool = False,
+        flow_matching: bool = False,
+        flow_matching_noise: float = 0.0,
         validation_size: float = 0.1,
         accelerator: str = "auto",
         devices: int | list[int] | str = "auto",
@@ -173,7 +188,28 @@ class FLeCS(TrainingMixin, BaseModelClass):
         lr, weight_decay
             Adam settings.
         method, rtol, atol
-            Solver of :func:`~celldyn.nn.integrate` (``'dopri5'``, ``'rk4'``, ...).
+            Solver of :func:`~celldyn.nn.integrate`: adaptive (``'dopri5'``, ``'bosh3'``, ...,
+            with tolerances ``rtol``, ``atol``) or fixed-step (``'rk4'``, ``'euler'``, ...).
+        step_size
+            Step of fixed-step solvers (``None``: one step between consecutive output times).
+        adjoint
+            Gradients by the adjoint method (``odeint_adjoint``: less memory, usually slower)
+            instead of backpropagation through the solver.
+        time_grid
+            Largest number of output times per solve; batches with more distinct (shifted)
+            times are integrated on that many evenly spaced times and interpolated
+            (:func:`~celldyn.module._flecs.integrate_trajectories`); ``None``: exact times.
+        l1
+            Weight of an L1 penalty ``l1 · mean|W|`` on the prior edge weights (sparsity).
+        windows
+            Train on a random sub-window of every trajectory (one window length per batch,
+            from ``windows`` (``True``: 2) to the full length): a mixture of trajectory lengths.
+        flow_matching
+            Train on the flow-matching-style augmentation of the FLeCS paper: random start and
+            end points on the straight segments between consecutive cells
+            (:func:`~celldyn.module._flecs.flow_matching_pairs`).
+        flow_matching_noise
+            Noise added to those start points, relative to each gene's standard deviation.
         validation_size
             Fraction of trajectories held out for validation.
         accelerator, devices
@@ -189,7 +225,18 @@ class FLeCS(TrainingMixin, BaseModelClass):
         """
         indices, times = read_trajectories(self.adata, self.trajectories_key)
         x = torch.from_numpy(self._expression(self.adata))
-        self.module.method, self.module.rtol, self.module.atol = method, rtol, atol
+        self.module.configure(
+            method=method,
+            rtol=rtol,
+            atol=atol,
+            step_size=step_size,
+            adjoint=adjoint,
+            time_grid=time_grid,
+            l1=l1,
+            windows=windows,
+            flow_matching=flow_matching,
+            flow_matching_noise=flow_matching_noise,
+        )
         datamodule = TensorDataModule(
             {
                 "x": x[torch.from_numpy(indices)],

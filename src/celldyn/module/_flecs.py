@@ -14,12 +14,19 @@ def integrate_trajectories(
     field: GRNVectorField,
     x0: torch.Tensor,
     times: torch.Tensor,
+    *,
+    time_grid: int | None = 32,
     **solver_kwargs,
 ) -> torch.Tensor:
     """Integrate every trajectory from its first cell and return the genes at its times.
 
-    Times are shifted so each trajectory starts at 0; the whole batch is integrated once on
-    the sorted union of the shifted times (repeated times are allowed).
+    Times are shifted so each trajectory starts at 0 and the whole batch is integrated in one
+    solve. When the shifted times take at most ``time_grid`` distinct values (e.g. trajectories
+    through time groups), the solve outputs exactly those times. Otherwise (e.g. kNN paths with
+    arc-length times, where a batch has a few hundred distinct times) the batch is integrated on
+    ``time_grid`` evenly spaced times from 0 to the longest duration and each trajectory's
+    states are interpolated linearly between the two grid times around each of its times;
+    a time lying on the grid gets the solver's state exactly. Repeated times are allowed.
 
     Parameters
     ----------
@@ -29,21 +36,101 @@ def integrate_trajectories(
         First cell's expression of each trajectory, ``(n_traj, n_genes)``.
     times
         Non-decreasing times of each trajectory, ``(n_traj, length)``.
+    time_grid
+        Largest number of output times of the solve (at least 2); ``None`` always outputs
+        every distinct time of the batch.
     **solver_kwargs
-        Passed to :func:`~celldyn.nn.integrate` (``method``, ``rtol``, ``atol``, ...).
+        Passed to :func:`~celldyn.nn.integrate` (``method``, ``rtol``, ``atol``, ``adjoint``,
+        ``options``).
 
     Returns
     -------
     Predicted expression ``(n_traj, length, n_genes)``.
     """
+    if time_grid is not None and time_grid < 2:
+        raise ValueError(f"`time_grid` must be at least 2 or None, got {time_grid}.")
     shifted = times - times[:, :1]
     grid, position = torch.unique(shifted, sorted=True, return_inverse=True)
     if grid.numel() < 2:  # every trajectory has zero duration
         return x0[:, None].expand(-1, times.shape[1], -1)
-    states = integrate(field, field.initial_state(x0), grid, **solver_kwargs)
-    genes = field.gene_state(states)  # (n_grid, n_traj, n_genes)
     rows = torch.arange(x0.shape[0], device=x0.device)[:, None]
-    return genes[position, rows]
+    if time_grid is None or grid.numel() <= time_grid:
+        states = integrate(field, field.initial_state(x0), grid, **solver_kwargs)
+        return field.gene_state(states)[position, rows]
+    grid = torch.linspace(0.0, float(grid[-1]), time_grid, dtype=times.dtype, device=times.device)
+    genes = field.gene_state(integrate(field, field.initial_state(x0), grid, **solver_kwargs))
+    lower = (torch.searchsorted(grid, shifted, right=True) - 1).clamp(0, time_grid - 2)
+    weight = ((shifted - grid[lower]) / (grid[lower + 1] - grid[lower])).clamp(0.0, 1.0)
+    # lerp is exact at both ends (weight 0 gives the lower state, weight 1 the upper one)
+    return torch.lerp(genes[lower, rows], genes[lower + 1, rows], weight[..., None].to(x0.dtype))
+
+
+def random_windows(
+    x: torch.Tensor, t: torch.Tensor, min_length: int = 2
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random sub-window of every trajectory, one window length per batch.
+
+    The length is drawn uniformly from ``min_length`` to the full length, the start of each
+    trajectory's window uniformly among the positions where it fits (torch's global RNG).
+
+    Parameters
+    ----------
+    x
+        Expression ``(n_traj, length, n_genes)``.
+    t
+        Times ``(n_traj, length)``.
+    min_length
+        Shortest window (at least 2).
+
+    Returns
+    -------
+    ``x`` and ``t`` of the windows, ``(n_traj, window, n_genes)`` and ``(n_traj, window)``.
+    """
+    length = x.shape[1]
+    window = int(torch.randint(min(min_length, length), length + 1, ()))
+    start = torch.randint(0, length - window + 1, (x.shape[0], 1), device=x.device)
+    index = start + torch.arange(window, device=x.device)
+    return x.gather(1, index[..., None].expand(-1, -1, x.shape[2])), t.gather(1, index)
+
+
+def flow_matching_pairs(
+    x: torch.Tensor, t: torch.Tensor, noise: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Augmented start/end pairs on the straight segments between consecutive cells.
+
+    Flow-matching-style augmentation of the FLeCS paper: for every trajectory a random
+    consecutive pair of cells ``(x_j, x_{j+1})`` and two sorted fractions ``s < u`` of the
+    segment are drawn; the sample starts at ``(1 - s) x_j + s x_{j+1}`` plus Gaussian noise of
+    standard deviation ``noise · std_g · sqrt(d (1 - d))`` (``d = u - s``, ``std_g`` each gene's
+    standard deviation in the batch; a Brownian-bridge scale) and must reach
+    ``(1 - u) x_j + u x_{j+1}`` after ``d · (t_{j+1} - t_j)``.
+
+    Parameters
+    ----------
+    x
+        Expression ``(n_traj, length, n_genes)``.
+    t
+        Times ``(n_traj, length)``.
+    noise
+        Noise level relative to each gene's standard deviation.
+
+    Returns
+    -------
+    ``x`` ``(n_traj, 2, n_genes)`` and ``t`` ``(n_traj, 2)`` of the augmented pairs.
+    """
+    n, length, _ = x.shape
+    j = torch.randint(0, length - 1, (n,), device=x.device)
+    rows = torch.arange(n, device=x.device)
+    start, end = x[rows, j], x[rows, j + 1]
+    s, u = torch.rand(n, 2, device=x.device, dtype=x.dtype).sort(dim=1).values.unbind(1)
+    d = u - s
+    x0 = torch.lerp(start, end, s[:, None])
+    if noise > 0:
+        scale = noise * x.reshape(-1, x.shape[2]).std(dim=0) * (d * (1 - d)).sqrt()[:, None]
+        x0 = x0 + scale * torch.randn_like(x0)
+    x1 = torch.lerp(start, end, u[:, None])
+    duration = d * (t[rows, j + 1] - t[rows, j])
+    return torch.stack([x0, x1], 1), torch.stack([torch.zeros_like(duration), duration], 1)
 
 
 class FLeCSModule(BaseModuleClass):
@@ -51,7 +138,15 @@ class FLeCSModule(BaseModuleClass):
 
     Each training sample is a trajectory: expression ``x`` ``(length, n_genes)`` and times
     ``t`` ``(length,)``. The ODE is integrated from the first cell; the loss is the mean
-    squared error between predicted and observed gene expression at the later cells.
+    squared error between predicted and observed gene expression at the later cells. A cell
+    at the same time as the cell before it (short kNN paths repeat cells) adds no term, so
+    every distinct later time counts once. Only gene variables enter the loss (not proteins
+    or latents). An optional L1 penalty ``l1 · mean|W|`` on the prior edge weights is added.
+
+    In training mode two augmentations can replace the full trajectories (validation always
+    uses them): ``windows`` (a random sub-window of every trajectory, see
+    :func:`random_windows`, a mixture of trajectory lengths) and ``flow_matching`` (random
+    pairs on the segments between consecutive cells, see :func:`flow_matching_pairs`).
 
     Parameters
     ----------
@@ -59,8 +154,19 @@ class FLeCSModule(BaseModuleClass):
         Number of genes.
     src, dst
         Regulator (row) and target (column) gene index of each prior edge.
-    method, rtol, atol
-        Solver settings of :func:`~celldyn.nn.integrate` used in training.
+    method, rtol, atol, step_size, adjoint
+        Solver settings of :func:`~celldyn.nn.integrate` (``step_size`` for fixed-step
+        methods such as ``'rk4'``; ``adjoint`` uses ``odeint_adjoint``).
+    time_grid
+        See :func:`integrate_trajectories`.
+    l1
+        Weight of the L1 penalty on the prior edge weights.
+    windows
+        Train on random sub-windows (``False``, or the shortest window length, >= 2).
+    flow_matching
+        Train on flow-matching pairs.
+    flow_matching_noise
+        Their noise level (relative to each gene's standard deviation).
     **field_kwargs
         Passed to :class:`~celldyn.nn.GRNVectorField` (``n_latent``, ``protein_proxy``,
         ``kernel``, ...).
@@ -75,21 +181,87 @@ class FLeCSModule(BaseModuleClass):
         method: str = "dopri5",
         rtol: float = 1e-3,
         atol: float = 1e-4,
+        step_size: float | None = None,
+        adjoint: bool = False,
+        time_grid: int | None = 32,
+        l1: float = 0.0,
+        windows: int | bool = False,
+        flow_matching: bool = False,
+        flow_matching_noise: float = 0.0,
         **field_kwargs,
     ):
         super().__init__()
         self.field = GRNVectorField(n_genes, src, dst, **field_kwargs)
+        self.configure(
+            method=method,
+            rtol=rtol,
+            atol=atol,
+            step_size=step_size,
+            adjoint=adjoint,
+            time_grid=time_grid,
+            l1=l1,
+            windows=windows,
+            flow_matching=flow_matching,
+            flow_matching_noise=flow_matching_noise,
+        )
+
+    def configure(
+        self,
+        *,
+        method: str,
+        rtol: float,
+        atol: float,
+        step_size: float | None,
+        adjoint: bool,
+        time_grid: int | None,
+        l1: float,
+        windows: int | bool,
+        flow_matching: bool,
+        flow_matching_noise: float,
+    ) -> None:
+        """Set the solver, loss and augmentation settings (see the class parameters)."""
+        if time_grid is not None and int(time_grid) < 2:
+            raise ValueError(f"`time_grid` must be an integer >= 2 or None, got {time_grid}.")
+        if step_size is not None and not step_size > 0:
+            raise ValueError(f"`step_size` must be positive, got {step_size}.")
+        if not l1 >= 0:
+            raise ValueError(f"`l1` must be non-negative, got {l1}.")
+        windows = 2 if windows is True else windows
+        if windows is not False and int(windows) < 2:
+            raise ValueError(f"`windows` must be False, True or an integer >= 2, got {windows}.")
+        if not flow_matching_noise >= 0:
+            raise ValueError(f"`flow_matching_noise` must be >= 0, got {flow_matching_noise}.")
         self.method, self.rtol, self.atol = method, float(rtol), float(atol)
+        self.step_size, self.adjoint = step_size, bool(adjoint)
+        self.time_grid = None if time_grid is None else int(time_grid)
+        self.l1 = float(l1)
+        self.windows = 0 if windows is False else int(windows)
+        self.flow_matching, self.flow_matching_noise = bool(flow_matching), flow_matching_noise
+
+    def solver_kwargs(self) -> dict:
+        """Keyword arguments of :func:`~celldyn.nn.integrate` for the current settings."""
+        options = None if self.step_size is None else {"step_size": self.step_size}
+        return {
+            "method": self.method,
+            "rtol": self.rtol,
+            "atol": self.atol,
+            "adjoint": self.adjoint,
+            "options": options,
+        }
 
     def _get_inference_input(self, tensors):
         return {"x": tensors["x"], "t": tensors["t"]}
 
     def inference(self, x: torch.Tensor, t: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Predict every trajectory from its first cell."""
+        """Predict every (augmented, in training) trajectory from its first cell."""
+        if self.training and self.flow_matching:
+            x, t = flow_matching_pairs(x, t, self.flow_matching_noise)
+        elif self.training and self.windows:
+            x, t = random_windows(x, t, self.windows)
         predicted = integrate_trajectories(
-            self.field, x[:, 0], t, method=self.method, rtol=self.rtol, atol=self.atol
+            self.field, x[:, 0], t, time_grid=self.time_grid, **self.solver_kwargs()
         )
-        return {"predicted": predicted}
+        return {"predicted": predicted, "observed": x, "times": t}
 
     def _get_generative_input(self, tensors, inference_outputs):
         return {}
@@ -99,7 +271,13 @@ class FLeCSModule(BaseModuleClass):
         return {}
 
     def loss(self, tensors, inference_outputs, generative_outputs) -> LossOutput:
-        """Mean squared error on the cells after the first of every trajectory."""
-        error = (inference_outputs["predicted"][:, 1:] - tensors["x"][:, 1:]).square()
-        per_trajectory = error.mean(dim=(1, 2))
-        return LossOutput(loss=per_trajectory.mean(), reconstruction_loss=per_trajectory)
+        """Squared error at every later cell whose time differs from the previous cell's."""
+        predicted, observed = inference_outputs["predicted"], inference_outputs["observed"]
+        times = inference_outputs["times"]
+        counts = (times[:, 1:] > times[:, :-1]).to(predicted.dtype)
+        error = (predicted[:, 1:] - observed[:, 1:]).square().mean(dim=2)
+        per_trajectory = (error * counts).sum(1) / counts.sum(1).clamp(min=1.0)
+        loss = per_trajectory.mean()
+        if self.l1 > 0:
+            loss = loss + self.l1 * self.field.prior_edge_weights().abs().mean()
+        return LossOutput(loss=loss, reconstruction_loss=per_trajectory)
