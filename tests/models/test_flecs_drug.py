@@ -192,6 +192,10 @@ def test_bad_input(drug_data):
         model.get_offsets(np.zeros((2, 4)))
     with pytest.raises(KeyError, match="unknown_drug"):
         model.get_offsets(["unknown_drug"])
+    with pytest.raises(ValueError, match="2-D feature matrix"):
+        model.get_offsets(np.zeros(3))
+    with pytest.raises(ValueError, match="NaN"):
+        model.get_offsets(np.full((1, 3), np.nan))
     mixed = adata.copy()
     mixed.uns["celldyn_trajectories"]["indices"][0, -1] = adata.n_obs - 1 - 5 * 16
     FLeCSDrug.setup_anndata(mixed, condition_key="drug")

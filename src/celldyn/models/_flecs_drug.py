@@ -75,7 +75,8 @@ class FLeCSDrug(TrainingMixin, BaseModelClass):
 
     Because the effect is a function of the features, any feature vector gives offsets: a
     drug never seen in training can be predicted (:meth:`get_offsets`,
-    :meth:`predict_trajectories`).
+    :meth:`predict_trajectories`). After training, ``trained_conditions_`` lists the
+    conditions that had training trajectories.
 
     Parameters
     ----------
@@ -182,7 +183,7 @@ class FLeCSDrug(TrainingMixin, BaseModelClass):
         return conditions
 
     def _feature_rows(self, conditions: Sequence[str] | pd.DataFrame | np.ndarray) -> torch.Tensor:
-        """Features of named conditions (control: ``None`` rows), or a checked feature matrix."""
+        """Features of named conditions (control: zeros, masked later) or of a feature matrix."""
         if isinstance(conditions, pd.DataFrame):
             table = check_features(conditions, self.features.shape[1], unique=False)
             return torch.as_tensor(table.to_numpy(np.float32))
@@ -190,7 +191,12 @@ class FLeCSDrug(TrainingMixin, BaseModelClass):
         if array.ndim == 2:
             table = check_features(pd.DataFrame(array), self.features.shape[1], unique=False)
             return torch.as_tensor(table.to_numpy(np.float32))
-        names = array.astype(str).ravel()
+        if array.ndim != 1 or array.dtype.kind not in "OUS":
+            raise ValueError(
+                "`conditions` must be condition names or a 2-D feature matrix "
+                f"(n, {self.features.shape[1]}); got an array of shape {array.shape}."
+            )
+        names = array.astype(str)
         unknown = sorted(set(names) - set(self.features.index) - {self.control})
         if unknown:
             raise KeyError(f"Conditions {unknown[:10]} have no row in the model's features.")
