@@ -157,3 +157,42 @@ def test_affected_subnetwork_bad_input():
         affected_subnetwork(pd.DataFrame({"source": ["A"], "target": ["B"]}))
     with pytest.raises(ValueError, match="n_genes"):
         affected_subnetwork(_scores([("A", "B", 0.1)]), 1)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_torch_thread")
+def test_fitted_conditions_find_the_edge_that_changed():
+    # two time courses of the same network except the strongest edge, whose sign is flipped
+    from celldyn.datasets import simulate_grn
+    from celldyn.pp import prior_network, time_groups, trajectories
+    from celldyn.tl import flecs
+
+    base = simulate_grn(n_genes=10, n_cells=600, n_timepoints=6, random_state=0)
+    net = base.uns["ground_truth_network"][["source", "target", "weight"]].copy()
+    changed = net.index[np.argmax(np.abs(net["weight"].to_numpy()))]
+    flipped = net.copy()
+    flipped.loc[changed, "weight"] *= -1
+    fitted = []
+    for network in (net, flipped):
+        adata = simulate_grn(n_cells=600, n_timepoints=6, network=network, random_state=1)
+        prior_network(adata, net)
+        time_groups(adata, time_key="time")
+        trajectories(adata, method="quantile", rep="X", n_trajectories=100, length=6)
+        flecs(
+            adata,
+            n_models=3,
+            resample=True,
+            max_epochs=20,
+            batch_size=50,
+            lr=0.05,
+            accelerator="cpu",
+            progress=False,
+        )
+        fitted.append(adata)
+    table = differential_edges(*fitted)
+    top = table.iloc[0]
+    assert (top["source"], top["target"]) == tuple(net.loc[changed, ["source", "target"]])
+    assert top["significant"]
+    # everything significant is an input of the target whose regulation changed (measured: 3 edges)
+    significant = table[table["significant"]]
+    assert set(significant["target"]) == {top["target"]} and len(significant) <= 4
