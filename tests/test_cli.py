@@ -125,11 +125,17 @@ def test_bad_usage_exits_2():
 
 
 def test_demo_writes_results(tmp_path):
-    assert main(["-q", "demo", "--output", str(tmp_path), "--n-cells", "600"]) == 0
+    args = ["-q", "demo", "--output", str(tmp_path), "--n-cells", "600", "--max-epochs", "2"]
+    assert main(args) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     adata = ad.read_h5ad(tmp_path / "demo.h5ad")
     assert summary["n_cells"] == adata.n_obs == 600
     assert adata.uns["celldyn_trajectories"]["indices"].shape == (1000, 10)
+    assert summary["prior_edges"] > summary["true_edges_in_prior"]  # a noisy prior
+    assert 0.0 <= summary["flecs_network_recovery"]["auroc"] <= 1.0
+    for method, cosine in summary["mean_velocity_cosine_to_truth"].items():
+        assert np.isfinite(adata.layers[f"{method}_velocity"]).all()
+        assert -1.0 <= cosine <= 1.0
     assert (tmp_path / "demo.png").stat().st_size > 10_000
 
 

@@ -131,6 +131,7 @@ def _build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the end-to-end job on built-in simulated data")
     demo.add_argument("--output", "-o", type=Path, default=Path("celldyn_demo"))
     demo.add_argument("--n-cells", type=int, default=2000)
+    demo.add_argument("--max-epochs", type=int, default=30, help="training epochs per model")
     demo.add_argument("--random-state", type=int, default=0)
     demo.set_defaults(handler=None)
 
@@ -221,7 +222,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from ._demo import run_demo
 
-            run_demo(args.output, n_cells=args.n_cells, random_state=args.random_state)
+            run_demo(
+                args.output,
+                n_cells=args.n_cells,
+                max_epochs=args.max_epochs,
+                random_state=args.random_state,
+            )
         else:
             _run_step(args.handler, args)
     except (FileNotFoundError, KeyError, ValueError, TypeError, SolverDivergedError) as err:
