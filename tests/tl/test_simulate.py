@@ -131,6 +131,15 @@ def test_bad_input_leaves_adata_unchanged(adata, call, error, match):
     assert_equal(adata, before)
 
 
+def test_default_start_needs_a_time_key(adata):
+    del adata.uns["traj"]["params"]
+    with pytest.raises(KeyError, match="time_key"):
+        simulate(adata)
+    del adata.uns["traj"]
+    with pytest.raises(KeyError, match="pass `start`"):
+        simulate(adata, t_max=1.0)
+
+
 def test_not_fitted(adata):
     del adata.uns["flecs"]["models"]
     before = adata.copy()

@@ -48,7 +48,12 @@ def _default_start(adata: AnnData, trajectories: str | None) -> np.ndarray:
             f"No `start` given and adata.uns has no trajectories {trajectories!r} to find the "
             "earliest time group; pass `start` (obs names, indices or a boolean mask)."
         )
-    time_key = adata.uns[trajectories]["params"]["time_key"]
+    time_key = adata.uns[trajectories].get("params", {}).get("time_key")
+    if time_key is None:
+        raise KeyError(
+            f"adata.uns[{trajectories!r}] records no 'time_key' to find the earliest time "
+            "group; pass `start` (obs names, indices or a boolean mask)."
+        )
     return read_time_groups(adata, time_key).members(0)
 
 
