@@ -7,23 +7,29 @@ cells at ``t_k``; the score is the exact W1 (``celldyn.metrics.wasserstein``) be
 prediction and the observed cells, averaged over the held-out times. Methods:
 
 - ``cellmnn``: ``celldyn.models.CellMNN`` trained without ``t_k`` (early stopping on its own
-  validation split of the training times), cells of ``t_{k-1}`` pushed to ``t_k``.
+  validation split of the training times), cells of ``t_{k-1}`` pushed to ``t_k`` (the
+  paper's protocol). ``cellmnn_two_sided``: the same model, a mixture of the cells of
+  ``t_{k-1}`` pushed forward and of ``t_{k+1}`` pushed backward, weighted like the
+  interpolation below (both neighbours, like OT-interpolate).
 - ``neural_ode``: an MLP velocity field ``dz/dt = f(z, t)`` with about as many parameters as
   Cell-MNN's operator MLP, same internal units, same minibatches and the same loss
   (``celldyn.module._cellmnn.snapshot_mmd`` plus the same kinetic penalty), integrated with
-  ``celldyn.nn.integrate`` (torchdiffeq, fixed-step RK4), same early stopping.
+  ``celldyn.nn.integrate`` (torchdiffeq, fixed-step RK4), same early stopping; forward and
+  two-sided like Cell-MNN.
 - ``ot_interpolate``: exact OT (``ot.emd``, squared Euclidean cost) between ``t_{k-1}`` and
   ``t_{k+1}``; pairs drawn from the plan, linearly interpolated at ``t_k``.
 - ``mean_interpolation``: the cells of ``t_{k-1}`` shifted by the linear interpolation of the
   population means of ``t_{k-1}`` and ``t_{k+1}``.
 - ``nearest_copy``: the cells of the nearest observed time (the earlier one on ties).
 
-    python benchmarks/cellmnn_interpolation.py            # 5 seeds x {5, 50} dims, ~15-20 min
+    python benchmarks/cellmnn_interpolation.py            # 5 seeds x {5, 50} dims
     python benchmarks/cellmnn_interpolation.py --quick    # 1 seed x 5 dims, ~1 min
-    python benchmarks/cellmnn_interpolation.py --scaling  # epoch time and peak RSS, 25k/250k
+    python benchmarks/cellmnn_interpolation.py --scaling --batch-size 256  # 25k/250k cells
 
 Run with ``OMP_NUM_THREADS=1`` (``--threads`` sets torch's threads, default 1). The scaling
-runs each train in their own subprocess so ``ru_maxrss`` is theirs alone.
+runs each train in their own subprocess so ``ru_maxrss`` is theirs alone. ``--json`` saves
+the rows; ``--merge a.json b.json`` prints the tables of saved runs (e.g. dims run in
+parallel).
 """
 
 from __future__ import annotations
@@ -39,7 +45,15 @@ import time
 
 import numpy as np
 
-METHODS = ("cellmnn", "neural_ode", "ot_interpolate", "mean_interpolation", "nearest_copy")
+METHODS = (
+    "cellmnn",
+    "cellmnn_two_sided",
+    "neural_ode",
+    "neural_ode_two_sided",
+    "ot_interpolate",
+    "mean_interpolation",
+    "nearest_copy",
+)
 
 
 # ----------------------------------------------------------------------------- data
@@ -82,6 +96,16 @@ def ot_interpolate(z, t, times, k, rng):
     return (1 - alpha) * prev[i] + alpha * nxt[j]
 
 
+def two_sided(forward, backward, times, k, n, rng):
+    """Mixture of ``n`` cells: forward-pushed with weight 1 - alpha, backward-pushed alpha."""
+    alpha = (times[k] - times[k - 1]) / (times[k + 1] - times[k - 1])
+    n_back = int(round(alpha * n))
+    parts = [(forward, n - n_back), (backward, n_back)]
+    return np.concatenate(
+        [cells[rng.choice(len(cells), size, replace=size > len(cells))] for cells, size in parts]
+    )
+
+
 # ----------------------------------------------------------------------------- Cell-MNN
 def fit_cellmnn(z, t, times, k, seed, cfg):
     import anndata as ad
@@ -99,6 +123,7 @@ def fit_cellmnn(z, t, times, k, seed, cfg):
         holdout=[times[k]],
         max_epochs=cfg["max_epochs"],
         batch_size=cfg["batch_size"],
+        n_partners=cfg["n_partners"],
         early_stopping=True,
         early_stopping_patience=cfg["patience"],
         random_state=seed,
@@ -111,7 +136,7 @@ def fit_cellmnn(z, t, times, k, seed, cfg):
     n_epochs = len(model.history["train_loss"])
     n_params = sum(p.numel() for p in model.module.operator_net.parameters())
     info = {"seconds": seconds, "epochs": n_epochs, "params": n_params}
-    return model.predict(times[k - 1], times[k]), info
+    return (model.predict(times[k - 1], times[k]), model.predict(times[k + 1], times[k])), info
 
 
 # ----------------------------------------------------------------------------- neural ODE
@@ -177,7 +202,7 @@ def fit_neural_ode(z, t, times, k, seed, cfg, n_params: int):
         grid,
         train_groups,
         batch_size=cfg["batch_size"],
-        n_partners=cfg["batch_size"],
+        n_partners=cfg["n_partners"],
         validation_size=0.1,
         random_state=seed,
     )
@@ -201,14 +226,16 @@ def fit_neural_ode(z, t, times, k, seed, cfg, n_params: int):
                 break
     seconds = time.perf_counter() - start
     net.load_state_dict(best_state)
+    predictions = []
     with torch.no_grad():
-        start_cells = torch.as_tensor(z[t == times[k - 1]] / scale, dtype=torch.float32)
-        path = integrate(
-            field, start_cells, grid[k - 1 : k + 1], method="rk4", options={"step_size": step}
-        )
+        for source in (k - 1, k + 1):
+            cells = torch.as_tensor(z[t == times[source]] / scale, dtype=torch.float32)
+            span_ = [grid[source], grid[k]]
+            path = integrate(field, cells, span_, method="rk4", options={"step_size": step})
+            predictions.append(path[-1].numpy() * scale)
     n_node = sum(p.numel() for p in net.parameters())
     info = {"seconds": seconds, "epochs": epochs, "params": n_node, "width": width}
-    return path[-1].numpy() * scale, info
+    return tuple(predictions), info
 
 
 # ----------------------------------------------------------------------------- LOO run
@@ -223,14 +250,22 @@ def run_seed(seed: int, n_dims: int, cfg: dict, z_all, t) -> list[dict]:
         observed = z[t == times[k]]
         rng = np.random.default_rng(seed)
         row = {"seed": seed, "dims": n_dims, "held_out": float(times[k])}
-        pred, info = fit_cellmnn(z, t, times, k, seed, cfg)
-        row["cellmnn"] = wasserstein(pred, observed)
+        n = len(observed)
+        (forward, backward), info = fit_cellmnn(z, t, times, k, seed, cfg)
+        row["cellmnn"] = wasserstein(forward, observed)
+        mixed = two_sided(forward, backward, times, k, n, rng)
+        row["cellmnn_two_sided"] = wasserstein(mixed, observed)
         row["cellmnn_info"] = info
         try:
-            pred, node_info = fit_neural_ode(z, t, times, k, seed, cfg, info["params"])
-            row["neural_ode"] = wasserstein(pred, observed)
+            (forward, backward), node_info = fit_neural_ode(
+                z, t, times, k, seed, cfg, info["params"]
+            )
+            row["neural_ode"] = wasserstein(forward, observed)
+            mixed = two_sided(forward, backward, times, k, n, rng)
+            row["neural_ode_two_sided"] = wasserstein(mixed, observed)
         except SolverDivergedError as err:  # reported, never scored as a number
-            node_info, row["neural_ode"] = {"error": str(err)}, float("nan")
+            node_info = {"error": str(err)}
+            row["neural_ode"] = row["neural_ode_two_sided"] = float("nan")
         row["neural_ode_info"] = node_info
         for name, method in [
             ("ot_interpolate", ot_interpolate),
@@ -252,8 +287,8 @@ def run_seed(seed: int, n_dims: int, cfg: dict, z_all, t) -> list[dict]:
 
 def summarize(rows: list[dict]) -> str:
     lines = [
-        "| dims | " + " | ".join(METHODS) + " | Cell-MNN < OT-interpolate |",
-        "| ---: |" + " ---: |" * (len(METHODS) + 1),
+        "| dims | " + " | ".join(METHODS) + " | cellmnn < OT | two-sided < OT |",
+        "| ---: |" + " ---: |" * (len(METHODS) + 2),
     ]
     for dims in sorted({r["dims"] for r in rows}):
         sub = [r for r in rows if r["dims"] == dims]
@@ -266,8 +301,16 @@ def summarize(rows: list[dict]) -> str:
         cells = [
             f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0:.3f}" for v in per_seed.values()
         ]
-        wins = int(np.sum(per_seed["cellmnn"] < per_seed["ot_interpolate"]))
-        lines.append(f"| {dims} | " + " | ".join(cells) + f" | {wins}/{len(seeds)} seeds |")
+        wins = [
+            int(np.sum(per_seed[m] < per_seed["ot_interpolate"]))
+            for m in ("cellmnn", "cellmnn_two_sided")
+        ]
+        lines.append(
+            f"| {dims} | "
+            + " | ".join(cells)
+            + "".join(f" | {w}/{len(seeds)} seeds" for w in wins)
+            + " |"
+        )
     lines += ["", "| dims | method | s per fit | epochs | s per epoch | parameters |"]
     lines.append("| ---: | --- | ---: | ---: | ---: | ---: |")
     for dims in sorted({r["dims"] for r in rows}):
@@ -364,18 +407,21 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--dims", type=int, nargs="+", default=[5, 50])
     parser.add_argument("--n-genes", type=int, default=60)
-    parser.add_argument("--n-timepoints", type=int, default=6)
-    parser.add_argument("--cells-per-time", type=int, default=150)
-    parser.add_argument("--max-epochs", type=int, default=60)
+    parser.add_argument("--n-timepoints", type=int, default=5)
+    parser.add_argument("--cells-per-time", type=int, default=120)
+    parser.add_argument("--max-epochs", type=int, default=50)
     parser.add_argument("--patience", type=int, default=8)
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--n-partners", type=int, default=128)
     parser.add_argument("--lambda-kinetic", type=float, default=1e-3)
     parser.add_argument("--node-lr", type=float, default=3e-3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", help="write all rows to this file")
+    parser.add_argument("--merge", nargs="+", help="print the tables of saved --json runs")
     parser.add_argument("--scaling", action="store_true", help="run the 25k/250k scaling")
     parser.add_argument("--scaling-sizes", type=int, nargs="+", default=[25_000, 250_000])
     parser.add_argument("--scaling-threads", type=int, default=2)
+    parser.add_argument("--scaling-dims", type=int, nargs="+", default=[5])
     parser.add_argument("--scaling-child", type=int, nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -389,6 +435,13 @@ def main() -> None:
 
     warnings.filterwarnings("ignore")
 
+    if args.merge:
+        rows = []
+        for path in args.merge:
+            with open(path) as f:
+                rows += json.load(f)
+        print(summarize(rows))
+        return
     if args.scaling_child:
         print(json.dumps(scaling_child(*args.scaling_child, args.batch_size)))
         return
@@ -398,14 +451,16 @@ def main() -> None:
         flush=True,
     )
     if args.scaling:
-        print(run_scaling(args.scaling_sizes, [5, 50], args.batch_size, args.scaling_threads))
+        sizes, threads = args.scaling_sizes, args.scaling_threads
+        print(run_scaling(sizes, args.scaling_dims, args.batch_size, threads))
         return
     if args.quick:
-        args.seeds, args.dims, args.max_epochs = 1, [5], 30
+        args.seeds, args.dims, args.max_epochs = 1, [5], 20
     cfg = {
         "max_epochs": args.max_epochs,
         "patience": args.patience,
         "batch_size": args.batch_size,
+        "n_partners": args.n_partners,
         "lambda_kinetic": args.lambda_kinetic,
         "node_lr": args.node_lr,
     }
@@ -421,11 +476,11 @@ def main() -> None:
         )
         for dims in args.dims:
             rows += run_seed(seed, dims, cfg, z, t)
+            if args.json:  # after every seed, so an interrupted run keeps what it measured
+                with open(args.json, "w") as f:
+                    json.dump(rows, f, indent=1)
     print(f"# settings: {vars(args)}; total {time.perf_counter() - start:.0f} s")
     print(summarize(rows))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
 
 
 if __name__ == "__main__":
