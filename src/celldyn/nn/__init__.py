@@ -4,6 +4,7 @@ from ._drug_effect import DrugEffect
 from ._grn_linear import GRNLinear, select_kernel
 from ._ode import SolverDivergedError, integrate
 from ._operator_mlp import OperatorMLP, propagate
+from ._score import ScoreNet
 from ._vector_field import GRNVectorField
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "GRNLinear",
     "GRNVectorField",
     "OperatorMLP",
+    "ScoreNet",
     "SolverDivergedError",
     "integrate",
     "propagate",

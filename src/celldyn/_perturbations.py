@@ -1,0 +1,152 @@
+"""Perturbation labels: ``'control'``, ``'A'``, ``'A+B'`` — parsing and validation.
+
+The one place that reads ``obs['perturbation']``-style columns; every model or tool working
+on perturbation screens imports from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+from . import _keys
+from ._validate import check_obs_key
+
+SEPARATOR = "+"
+"""Separator of the genes of a combination label (``'GATA1+CEBPA'``)."""
+
+
+def split_label(label: object, *, control: str = _keys.CONTROL) -> tuple[str, ...]:
+    """Return the perturbed genes of one label (``()`` for the control label).
+
+    Parameters
+    ----------
+    label
+        ``control``, a gene name, or gene names joined by ``'+'``.
+    control
+        Label of unperturbed cells.
+
+    Returns
+    -------
+    The gene names in the order written.
+
+    Raises
+    ------
+    ValueError
+        If the label is not a string, has an empty part (``'A+'``, ``'+'``), surrounding
+        whitespace, mentions the control inside a combination, or repeats a gene.
+    """
+    if not isinstance(label, str):
+        raise ValueError(f"Perturbation label {label!r} is not a string.")
+    if label == control:
+        return ()
+    genes = tuple(label.split(SEPARATOR))
+    bad = [g for g in genes if g == "" or g != g.strip() or g == control]
+    if bad:
+        raise ValueError(
+            f"Perturbation label {label!r} cannot be parsed: expected {control!r} or gene names "
+            f"joined by {SEPARATOR!r} (e.g. 'A' or 'A+B'), without spaces."
+        )
+    if len(set(genes)) != len(genes):
+        raise ValueError(f"Perturbation label {label!r} repeats a gene.")
+    return genes
+
+
+def join_genes(genes: Sequence[str], *, control: str = _keys.CONTROL) -> str:
+    """Inverse of :func:`split_label`: ``()`` gives ``control``, ``('A', 'B')`` gives ``'A+B'``."""
+    return SEPARATOR.join(genes) if len(genes) else control
+
+
+def check_genes_known(genes: Sequence[str], var_names: Sequence[str], label: str) -> None:
+    """Raise a :class:`ValueError` naming the genes of ``label`` absent from ``var_names``."""
+    missing = [g for g in genes if g not in set(var_names)]
+    if missing:
+        raise ValueError(
+            f"Perturbation {label!r} names gene(s) {missing} that are not in adata.var_names."
+        )
+
+
+def read_perturbations(
+    adata: AnnData,
+    perturbation_key: str = _keys.PERTURBATION,
+    control: str = _keys.CONTROL,
+    *,
+    min_conditions: int = 2,
+) -> pd.Categorical:
+    """Check a perturbation column and return it as a categorical with the control first.
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix.
+    perturbation_key
+        Column of ``adata.obs`` with one label per cell.
+    control
+        Label of unperturbed cells.
+    min_conditions
+        Minimum number of distinct labels (control included).
+
+    Returns
+    -------
+    Categorical of the labels whose categories are the observed labels, control first, then
+    in order of appearance.
+
+    Raises
+    ------
+    KeyError
+        If ``perturbation_key`` is not a column of ``adata.obs``.
+    ValueError
+        On missing labels, unparseable labels, no control cell, fewer than ``min_conditions``
+        conditions, or genes absent from ``adata.var_names``.
+    """
+    check_obs_key(adata, perturbation_key)
+    column = adata.obs[perturbation_key]
+    if column.isna().any():
+        raise ValueError(f"adata.obs[{perturbation_key!r}] has {int(column.isna().sum())} NaN.")
+    labels = pd.unique(column.astype(object).to_numpy())
+    if control not in labels:
+        raise ValueError(
+            f"adata.obs[{perturbation_key!r}] has no control cells labelled {control!r}; "
+            f"labels are {list(labels)[:10]}. Pass the control label with `control=`."
+        )
+    if len(labels) < min_conditions:
+        raise ValueError(
+            f"adata.obs[{perturbation_key!r}] holds {len(labels)} condition(s); at least "
+            f"{min_conditions} (control and perturbations) are needed."
+        )
+    for label in labels:
+        check_genes_known(split_label(label, control=control), adata.var_names, label)
+    order = [control, *[lab for lab in labels if lab != control]]
+    return pd.Categorical(column.astype(object).to_numpy(), categories=order)
+
+
+def perturbation_mask(
+    labels: Sequence[str], genes: Sequence[str], *, control: str = _keys.CONTROL
+) -> tuple[np.ndarray, list[list[str]]]:
+    """Binary condition × gene matrix of which of ``genes`` each label perturbs.
+
+    Parameters
+    ----------
+    labels
+        Perturbation labels.
+    genes
+        Genes that index the columns (e.g. those with a learnt embedding).
+    control
+        Label of unperturbed cells.
+
+    Returns
+    -------
+    ``(mask, unknown)``: float32 array ``(len(labels), len(genes))``, and for each label the
+    list of its genes not in ``genes``.
+    """
+    index = {g: i for i, g in enumerate(genes)}
+    mask = np.zeros((len(labels), len(genes)), dtype=np.float32)
+    unknown: list[list[str]] = []
+    for row, label in enumerate(labels):
+        parts = split_label(label, control=control)
+        mask[row, [index[g] for g in parts if g in index]] = 1.0
+        unknown.append([g for g in parts if g not in index])
+    return mask, unknown

@@ -1,0 +1,205 @@
+"""LCD module (Lorch et al. 2026): count observation model, score network, causal drift."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scvi.distributions import NegativeBinomial
+from scvi.module.base import BaseModuleClass, LossOutput
+from torch import nn
+
+from ..nn import ScoreNet
+
+STAGES = ("observation", "score")
+
+
+class LCDModule(BaseModuleClass):
+    """Latent causal diffusion: torch parts of :class:`~celldyn.models.LCD`.
+
+    Stage ``'observation'``: every cell ``n`` has a free latent state ``x_n ∈ R^G`` and its
+    counts are ``y_ng ~ NB(mean = softplus(x_ng) · s_g · l_n, inverse dispersion θ_g)`` with a
+    learnt per-gene scale ``s_g``, the cell's library size ``l_n`` and a learnt ``θ_g``; the
+    latent states have the prior ``N(m_q, diag(v_q))`` of their condition ``q`` (``m_q``
+    by gradient, ``v_q`` by Laplace EM in :meth:`update_prior`: a variance learnt by MAP
+    would shrink the latent states towards ``m_q``).
+    Stage ``'score'``: denoising score matching of the conditional score network
+    ``s(x, σ, e_q)`` on the fitted latent states over the noise levels ``sigmas``. The causal
+    drift is ``f(x, e_q) = (D + K) s(x, σ_min, e_q)`` with a shared diagonal ``D > 0``
+    (diffusion ``√(2D) dW``, geometric mean 1) and a shared antisymmetric ``K``
+    (:meth:`fit_mixing`).
+
+    Parameters
+    ----------
+    n_cells, n_genes, n_conditions, n_perturbable
+        Sizes: cells, genes (= latent dimension), training conditions, genes with embeddings.
+    sigmas
+        Noise levels of score matching, decreasing.
+    score_kwargs
+        Passed to :class:`~celldyn.nn.ScoreNet`.
+    """
+
+    def __init__(
+        self,
+        n_cells: int,
+        n_genes: int,
+        n_conditions: int,
+        n_perturbable: int,
+        *,
+        sigmas: np.ndarray,
+        score_kwargs: dict | None = None,
+    ):
+        super().__init__()
+        self.stage = STAGES[0]
+        self.latent = nn.Parameter(torch.zeros(n_cells, n_genes))
+        self.log_scale = nn.Parameter(torch.zeros(n_genes))
+        self.log_theta = nn.Parameter(torch.full((n_genes,), math.log(10.0)))
+        self.prior_mean = nn.Parameter(torch.zeros(n_conditions, n_genes))
+        self.register_buffer("prior_logvar", torch.zeros(n_conditions, n_genes))
+        self.score_net = ScoreNet(n_genes, n_perturbable, **(score_kwargs or {}))
+        self.mixing_upper = nn.Parameter(torch.zeros(n_genes * (n_genes - 1) // 2))
+        self.log_diffusion = nn.Parameter(torch.zeros(n_genes))
+        self.register_buffer("sigmas", torch.as_tensor(np.asarray(sigmas), dtype=torch.float32))
+        self.register_buffer("center", torch.zeros(n_genes))
+        self.register_buffer("spread", torch.ones(n_genes))
+
+    # ------------------------------------------------------------------ observation model
+    def rate(self, x: torch.Tensor, library: torch.Tensor) -> torch.Tensor:
+        """Mean count ``softplus(x) · s_g · l_n`` of latent states ``x`` ``(n, G)``."""
+        return F.softplus(x) * torch.exp(self.log_scale) * library[:, None]
+
+    def observation(self, x: torch.Tensor, library: torch.Tensor) -> NegativeBinomial:
+        """Count distribution of latent states ``x`` with library sizes ``library``."""
+        return NegativeBinomial(mu=self.rate(x, library), theta=torch.exp(self.log_theta))
+
+    @torch.no_grad()
+    def posterior_sd(self, library: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        """Laplace posterior standard deviation ``(I_ng + 1 / v_qg)^(-1/2)`` of the states.
+
+        ``I`` is the Fisher information of the counts about the latent state at its fitted
+        value.
+        """
+        x = self.latent
+        mu = self.rate(x, library)
+        slope = torch.sigmoid(x) * torch.exp(self.log_scale) * library[:, None]
+        fisher = slope**2 / (mu + mu**2 / torch.exp(self.log_theta) + 1e-8)
+        return torch.rsqrt(fisher + torch.exp(-self.prior_logvar[condition]))
+
+    @torch.no_grad()
+    def update_prior(self, library: torch.Tensor, condition: torch.Tensor) -> None:
+        """Empirical-Bayes (Laplace EM) update of the prior variances ``v_q``.
+
+        With the posterior variance ``1 / (I_ng + 1 / v_qg)`` of every latent state (``I``
+        the Fisher information of the counts about ``x``), ``v_q`` becomes the mean of the
+        squared deviation from ``m_q`` plus that variance over the cells of ``q``.
+        """
+        posterior_var = self.posterior_sd(library, condition) ** 2
+        second = (self.latent - self.prior_mean[condition]) ** 2 + posterior_var
+        total = torch.zeros_like(self.prior_logvar).index_add_(0, condition, second)
+        n = torch.bincount(condition, minlength=len(total)).clamp_min(1)
+        self.prior_logvar.copy_(torch.log(total / n[:, None] + 1e-6))
+
+    def _observation_loss(self, tensors: dict) -> LossOutput:
+        x = self.latent[tensors["index"]]
+        condition = tensors["condition"]
+        log_lik = self.observation(x, tensors["library"]).log_prob(tensors["counts"]).sum(1)
+        prior = torch.distributions.Normal(
+            self.prior_mean[condition], torch.exp(0.5 * self.prior_logvar[condition])
+        )
+        log_prior = prior.log_prob(x).sum(1)
+        loss = -(log_lik + log_prior).mean()
+        return LossOutput(loss=loss, reconstruction_loss=-log_lik, kl_local=-log_prior)
+
+    # ------------------------------------------------------------------ score and drift
+    def set_units(self, center: np.ndarray, spread: np.ndarray) -> None:
+        """Per-gene centre and spread of the latent states (network input standardization)."""
+        self.center.copy_(torch.as_tensor(center, dtype=torch.float32))
+        self.spread.copy_(torch.as_tensor(spread, dtype=torch.float32))
+
+    def score(self, x: torch.Tensor, sigma: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        """Score ``∇ log p_σ(x | e)`` in latent units; the input is standardized per gene."""
+        scale = torch.sqrt(self.spread**2 + sigma[:, None] ** 2)
+        return self.score_net((x - self.center) / scale, sigma, e)
+
+    def _score_loss(self, tensors: dict) -> LossOutput:
+        x = tensors["x"]
+        e = self.score_net.embed(tensors["mask"])
+        level = torch.randint(0, len(self.sigmas), (len(x),), device=x.device)
+        sigma = self.sigmas[level]
+        noise = torch.randn_like(x)
+        # σ²-weighted DSM: |σ s(x + σ ε) + ε|², equal weight on every noise level
+        residual = sigma[:, None] * self.score(x + sigma[:, None] * noise, sigma, e) + noise
+        per_cell = 0.5 * (residual**2).sum(1)
+        return LossOutput(loss=per_cell.mean(), reconstruction_loss=per_cell)
+
+    def mixing(self) -> torch.Tensor:
+        """Antisymmetric ``K`` ``(G, G)`` of the drift ``(I + K) s``."""
+        n = self.center.shape[0]
+        rows, cols = torch.triu_indices(n, n, offset=1, device=self.mixing_upper.device)
+        upper = torch.zeros(n, n, device=self.mixing_upper.device)
+        upper[rows, cols] = self.mixing_upper
+        return upper - upper.T
+
+    def diffusion(self) -> torch.Tensor:
+        """Diagonal ``D`` ``(G,)`` of the drift ``(D + K) s``, geometric mean 1."""
+        return torch.exp(self.log_diffusion - self.log_diffusion.mean())
+
+    def apply_mixing(self, s: torch.Tensor) -> torch.Tensor:
+        """``(D + K) s`` for rows ``s``."""
+        return s * self.diffusion() + s @ self.mixing().T
+
+    def drift(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        """Causal drift ``f(x, e) = (D + K) s(x, σ_min, e)``."""
+        return self.apply_mixing(self.score(x, self.sigmas[-1].expand(len(x)), e))
+
+    def fit_mixing(
+        self, responses: torch.Tensor, *, n_steps: int = 2000, lr: float = 0.02
+    ) -> list[float]:
+        """Choose ``D`` and ``K`` so that the drift responses ``(D + K) r`` are sparse.
+
+        Minimizes the mean of ``Σ_g |((D + K) r)_g|`` over the score responses ``r`` (rows of
+        ``responses``, e.g. ``s(x, e_q) − s(x, e_ctrl)`` at cells ``x``). Every ``(D + K) s``
+        has the same stationary laws; ``D`` absorbs the per-gene units of the fitted latent
+        space, which the count model leaves free. ``vᵀ(D + K)v = vᵀDv > 0``, so the
+        responses cannot collapse to 0.
+
+        Returns
+        -------
+        The objective after every step.
+        """
+        responses = responses.detach()
+        scale = responses.abs().mean().clamp_min(1e-12)
+        optimizer = torch.optim.Adam([self.mixing_upper, self.log_diffusion], lr=lr)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, n_steps)
+        trace = []
+        for _ in range(n_steps):
+            optimizer.zero_grad()
+            objective = self.apply_mixing(responses).abs().sum(1).mean() / scale
+            objective.backward()
+            optimizer.step()
+            schedule.step()
+            trace.append(float(objective.detach()))
+        return trace
+
+    # ------------------------------------------------------------------ scvi-tools API
+    def _get_inference_input(self, tensors: dict) -> dict:
+        return {}
+
+    def inference(self) -> dict:
+        """Nothing to infer: latent states are free parameters."""
+        return {}
+
+    def _get_generative_input(self, tensors: dict, inference_outputs: dict) -> dict:
+        return {}
+
+    def generative(self) -> dict:
+        """No generative pass; see :meth:`observation` and :meth:`score`."""
+        return {}
+
+    def loss(self, tensors: dict, inference_outputs: dict, generative_outputs: dict):
+        """Loss of the current ``stage``: negative log joint or denoising score matching."""
+        if self.stage == "observation":
+            return self._observation_loss(tensors)
+        return self._score_loss(tensors)
