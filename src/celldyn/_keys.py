@@ -87,6 +87,13 @@ def rate_offsets(method: str, rate: str) -> str:
 
 CELLMNN = "cellmnn"
 """Default ``key_added`` of :func:`celldyn.tl.cellmnn`."""
+LCD = "lcd"
+"""Default ``key_added`` of :func:`celldyn.tl.lcd`."""
+
+
+def latent_states(method: str) -> str:
+    """``obsm`` key of a method's fitted per-cell latent states, e.g. ``'X_lcd'``."""
+    return f"X_{method}"
 
 
 def operator(method: str) -> str:

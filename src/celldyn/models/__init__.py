@@ -3,5 +3,6 @@
 from ._cellmnn import CellMNN
 from ._flecs import FLeCS
 from ._flecs_drug import FLeCSDrug
+from ._lcd import LCD
 
-__all__ = ["CellMNN", "FLeCS", "FLeCSDrug"]
+__all__ = ["CellMNN", "FLeCS", "FLeCSDrug", "LCD"]

@@ -5,6 +5,7 @@ from ._clipr import clipr, clipr_effects
 from ._differential import affected_subnetwork, differential_edges
 from ._drug import drug_effects
 from ._flecs import flecs
+from ._lcd import lcd
 from ._responses import perturbation_responses
 from ._simulate import knockout, simulate
 from ._velocity_embedding import velocity_embedding
@@ -18,6 +19,7 @@ __all__ = [
     "drug_effects",
     "flecs",
     "knockout",
+    "lcd",
     "perturbation_responses",
     "simulate",
     "velocity_embedding",

@@ -1,0 +1,142 @@
+"""Fit LCD on a perturbation screen and write its latent states and parameters into AnnData."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from anndata import AnnData
+
+from .. import _keys
+from .._perturbations import read_perturbations
+from .._validate import check_adata, check_layer
+from .._write import write_results
+
+
+def _working_adata(
+    adata: AnnData, perturbation_key: str, layer: str | None, size_factor_key: str | None
+) -> AnnData:
+    """Copy what LCD reads into a light AnnData, so registering leaves ``adata`` as is."""
+    columns = [perturbation_key] + ([size_factor_key] if size_factor_key else [])
+    missing = [c for c in columns if c not in adata.obs.columns]
+    if missing:
+        raise KeyError(f"adata.obs has no column(s) {missing}.")
+    return AnnData(
+        X=adata.X if layer is None else adata.layers[layer],
+        obs=adata.obs[columns].copy(),
+        var=pd.DataFrame(index=adata.var_names.copy()),
+    )
+
+
+def lcd(
+    adata: AnnData,
+    *,
+    perturbation_key: str = _keys.PERTURBATION,
+    control: str = _keys.CONTROL,
+    layer: str | None = None,
+    size_factor_key: str | None = None,
+    max_epochs: int = 300,
+    score_epochs: int = 300,
+    batch_size: int = 256,
+    random_state: int = 0,
+    model_kwargs: dict | None = None,
+    key_added: str = _keys.LCD,
+    copy: bool = False,
+    **train_kwargs,
+) -> AnnData | None:
+    """Fit a latent causal diffusion (:class:`~celldyn.models.LCD`) to a perturbation screen.
+
+    Every condition (control, ``'A'``, ``'A+B'``, ...) is the stationary law of
+    ``dx = f(x, e_q) dt + √(2D) dW`` in a latent space with one coordinate per gene, observed
+    through negative binomial counts; see :class:`~celldyn.models.LCD` and the user guide. To
+    predict unseen conditions or read the drift, train :class:`~celldyn.models.LCD` directly
+    (this function keeps no model).
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix of raw counts.
+    perturbation_key
+        Column of ``adata.obs``: ``control`` or gene names joined by ``'+'``.
+    control
+        Label of unperturbed cells.
+    layer
+        Layer with the raw counts; ``None``: ``adata.X``.
+    size_factor_key
+        Column of ``adata.obs`` with library size factors; ``None``: total counts / mean.
+    max_epochs, score_epochs, batch_size
+        Training settings (:meth:`~celldyn.models.LCD.train`).
+    random_state
+        Seed of the weights and of training.
+    model_kwargs
+        Passed to :class:`~celldyn.models.LCD` (``n_hidden``, ``sigma_min``, ...).
+    key_added
+        Key of the written fields.
+    copy
+        Return a modified copy instead of writing into ``adata``.
+    **train_kwargs
+        Passed to :meth:`~celldyn.models.LCD.train` (``lr``, ``accelerator``, ``progress``...).
+
+    Returns
+    -------
+    ``None``, or the copy when ``copy=True``; writes
+
+    - ``obsm['X_{key_added}']``: float32 fitted latent state of every cell (n_obs × n_vars).
+    - ``uns[key_added]``: ``params`` (the arguments), ``history`` (dict of per-epoch lists,
+      keys prefixed ``observation_`` and ``score_``, and ``mixing_objective``),
+      ``perturbation_labels`` (training conditions, control first), ``perturbed_genes``
+      (genes with a learnt embedding), ``gene_scale`` (``s_g``), ``inverse_dispersion``
+      (``θ_g``), ``diffusion`` (diagonal ``D``), ``mixing`` (antisymmetric ``K``, rows and
+      columns in ``var_names`` order, acting as ``(D + K) s``) and ``sigmas`` (noise levels).
+    """
+    from ..models._lcd import LCD
+
+    check_adata(adata)
+    check_layer(adata, layer)
+    work = _working_adata(adata, perturbation_key, layer, size_factor_key)
+    read_perturbations(work, perturbation_key, control)
+    LCD.setup_anndata(
+        work,
+        perturbation_key=perturbation_key,
+        control=control,
+        size_factor_key=size_factor_key,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(random_state)
+        model = LCD(work, **(model_kwargs or {}))
+        model.train(
+            max_epochs,
+            score_epochs=score_epochs,
+            batch_size=batch_size,
+            random_state=random_state,
+            **train_kwargs,
+        )
+    module = model.module
+    params = {
+        "perturbation_key": perturbation_key,
+        "control": control,
+        "layer": layer,
+        "size_factor_key": size_factor_key,
+        "max_epochs": max_epochs,
+        "score_epochs": score_epochs,
+        "batch_size": batch_size,
+        "random_state": random_state,
+        "model_kwargs": model_kwargs,
+    }
+    results = {
+        "params": {k: v for k, v in params.items() if v is not None},
+        "history": {k: v.to_numpy().ravel().tolist() for k, v in model.history.items()},
+        "perturbation_labels": np.asarray(model.perturbation_labels_, dtype=object),
+        "perturbed_genes": np.asarray(model.perturbed_genes_, dtype=object),
+        "gene_scale": torch.exp(module.log_scale).detach().cpu().numpy(),
+        "inverse_dispersion": torch.exp(module.log_theta).detach().cpu().numpy(),
+        "diffusion": module.diffusion().detach().cpu().numpy(),
+        "mixing": module.mixing().detach().cpu().numpy(),
+        "sigmas": module.sigmas.cpu().numpy(),
+    }
+    return write_results(
+        adata,
+        copy=copy,
+        obsm={_keys.latent_states(key_added): model.get_latent().astype(np.float32)},
+        uns={key_added: results},
+    )
