@@ -6,6 +6,7 @@ from ._differential import affected_subnetwork, differential_edges
 from ._drug import drug_effects
 from ._flecs import flecs
 from ._lcd import lcd
+from ._perturbation_baselines import perturbation_baseline
 from ._responses import perturbation_responses
 from ._simulate import knockout, simulate
 from ._velocity_embedding import velocity_embedding
@@ -20,6 +21,7 @@ __all__ = [
     "flecs",
     "knockout",
     "lcd",
+    "perturbation_baseline",
     "perturbation_responses",
     "simulate",
     "velocity_embedding",
