@@ -245,10 +245,69 @@ def test_tl_clipr_bad_input_leaves_adata_unchanged(flecs_model):
         clipr(adata, model=flecs_model, alpha=-1.0)
     with pytest.raises(KeyError, match="nope"):
         clipr(adata, model=flecs_model, perturbations=["nope"])
-    with pytest.raises(TypeError, match="FLeCS or CellMNN"):
+    with pytest.raises(TypeError, match="LCD, FLeCS or CellMNN"):
         clipr(adata, model=object())
     assert set(adata.varp) == set(before.varp) and set(adata.uns) == set(before.uns)
     other = adata.copy()
     FLeCS.setup_anndata(other)
     with pytest.raises(ValueError, match="not trained"):
         clipr(other, model=FLeCS(other))
+
+
+@pytest.fixture(scope="module")
+def lcd_model(one_torch_thread):
+    import torch
+
+    from celldyn.models import LCD
+
+    adata = simulate_perturbations(5, n_cells=40, n_doubles=2, counts=True, random_state=0)
+    LCD.setup_anndata(adata, size_factor_key="size_factor")
+    torch.manual_seed(0)
+    model = LCD(adata, n_hidden=16, n_layers=1, n_sigmas=3)
+    model.train(2, score_epochs=2, mixing_steps=20, accelerator="cpu", progress=False)
+    return model
+
+
+def test_lcd_responses_are_drift_changes_and_mean_shifts(lcd_model):
+    from celldyn.tl._responses import perturbation_responses
+
+    model = lcd_model
+    latent = model.get_latent()
+    labels = model.adata.obs["perturbation"].astype(str).to_numpy()
+    ctrl = latent[labels == "control"]
+    responses = perturbation_responses(model)
+    assert responses.labels == model.perturbation_labels_[1:]  # every trained condition
+    for q, v, l_ in zip(responses.labels, responses.velocities, responses.shifts, strict=True):
+        drift_change = model.get_drift(ctrl, q) - model.get_drift(ctrl, "control")
+        np.testing.assert_allclose(v, drift_change.mean(0), rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(l_, latent[labels == q].mean(0) - ctrl.mean(0), atol=1e-8)
+    np.testing.assert_allclose(responses.control_state, ctrl.mean(0))
+    assert responses.min_rank == 5
+
+    unseen = next(
+        f"G{i}+G{j}"
+        for i in range(5)
+        for j in range(i + 1, 5)
+        if f"G{i}+G{j}" not in model.perturbation_labels_
+    )
+    sampled = perturbation_responses(model, [unseen], n_samples=50, random_state=3)
+    expected = model.sample_latent(unseen, 50, random_state=3).mean(0) - model.sample_latent(
+        "control", 50, random_state=3
+    ).mean(0)
+    np.testing.assert_allclose(sampled.shifts[0], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_tl_clipr_on_lcd_writes_the_solution_of_its_responses(lcd_model):
+    from celldyn.tl._clipr import clipr
+    from celldyn.tl._responses import perturbation_responses
+
+    adata = lcd_model.adata.copy()
+    clipr(adata, model=lcd_model, alpha=1e-2)
+    responses = perturbation_responses(lcd_model)
+    expected = clipr_effects(responses.velocities, responses.shifts, alpha=1e-2)
+    np.testing.assert_allclose(adata.varp["clipr_effects"], expected, rtol=1e-5, atol=1e-6)
+    entry = adata.uns["clipr_effects"]
+    assert entry["params"]["model"] == "LCD" and entry["identifiable"]
+    assert list(entry["perturbations"]) == lcd_model.perturbation_labels_[1:]
+    with pytest.warns(IdentifiabilityWarning):
+        clipr(adata, model=lcd_model, perturbations=["G0", "G1"], copy=True)

@@ -128,23 +128,29 @@ def clipr(
     independent shifts (``d`` genes; for Cell-MNN ``d`` is the rank of its gene-space
     operator, at most ``n_components``). Fewer raise an
     :class:`~celldyn.tl._clipr.IdentifiabilityWarning`, and only the span of the shifts is
-    determined. The default (every gene knocked down once) meets the condition.
+    determined. For FLeCS and Cell-MNN the default (every gene knocked down once) meets the
+    condition; for LCD the screen must perturb at least ``d`` genes independently (e.g. every
+    gene once).
 
     Parameters
     ----------
     adata
         Annotated data matrix with the model's genes, in the model's order.
     model
-        A trained :class:`~celldyn.models.FLeCS` (knockdown = production offset
-        ``-strength``; steady states by integrating the ODE from the training cells' mean) or
-        :class:`~celldyn.models.CellMNN` (its mean gene-space operator as a linear drift;
-        knockdown = constant shift ``-strength``; raises if that operator is not stable).
+        A trained :class:`~celldyn.models.LCD` (its learnt drift and latent states; the
+        perturbations are its conditions), :class:`~celldyn.models.FLeCS` (knockdown =
+        production offset ``-strength``; steady states by integrating the ODE from the
+        training cells' mean) or :class:`~celldyn.models.CellMNN` (its mean gene-space
+        operator as a linear drift; knockdown = constant shift ``-strength``; raises if that
+        operator is not stable). See :func:`~celldyn.tl.perturbation_responses`.
     perturbations
-        Genes knocked down, one perturbation each; default every gene.
+        LCD: condition labels (``'A'``, ``'A+B'``), default every trained condition. FLeCS,
+        Cell-MNN: genes knocked down, one perturbation each, default every gene.
     alpha
         Relative Tikhonov regularisation of :func:`~celldyn.tl.clipr_effects`.
     strength
-        Knockdown size (small values: first-order responses of a nonlinear model).
+        FLeCS, Cell-MNN: knockdown size (small values: first-order responses of a nonlinear
+        model).
     key_added
         ``varp`` and ``uns`` key of the results.
     copy

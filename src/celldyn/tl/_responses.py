@@ -4,6 +4,8 @@ For every perturbation :math:`q` a model gives :math:`v_q`, the change of its dr
 control steady state, and :math:`l_q`, the shift of its steady state; CLIPR
 (:func:`celldyn.tl.clipr_effects`) turns them into a causal effect matrix.
 
+- LCD (:class:`~celldyn.models.LCD`): the drift change at the control cells' latent states
+  and the shift of the mean latent state of each condition.
 - FLeCS (:class:`~celldyn.models.FLeCS`, or a bare :class:`~celldyn.nn.GRNVectorField`):
   knocking down gene :math:`j` adds ``-strength`` to its production input
   (:attr:`~celldyn.nn.GRNVectorField.production_offset`). The control steady state is the
@@ -212,13 +214,57 @@ def _cellmnn_drift(model, loadings: str) -> np.ndarray:
     return drift
 
 
+def lcd_responses(
+    model,
+    perturbations: Sequence[str] | None = None,
+    *,
+    n_samples: int = 500,
+    random_state: int = 0,
+) -> PerturbationResponses:
+    """Responses of a fitted LCD model to its perturbation conditions.
+
+    ``v_q`` is the mean over the control cells' fitted latent states of
+    ``f(x, e_q) - f(x, e_ctrl)`` (:meth:`~celldyn.models.LCD.get_drift`); ``l_q`` the shift of
+    the mean latent state: of the fitted states for a trained condition, of ``n_samples``
+    stationary samples (:meth:`~celldyn.models.LCD.sample_latent`, the same seed for the
+    condition and the control) for any other label.
+    """
+    latent = model.get_latent()
+    labels = model.adata.obs[model.perturbation_key].astype(str).to_numpy()
+    if perturbations is None:
+        perturbations = [q for q in model.perturbation_labels_ if q != model.control]
+    if isinstance(perturbations, str) or len(perturbations) == 0:
+        raise ValueError("`perturbations` must be a non-empty sequence of condition labels.")
+    ctrl = latent[labels == model.control]
+    base = model.get_drift(ctrl, model.control)
+    velocities, shifts, sampled_control = [], [], None
+    for q in perturbations:
+        velocities.append((model.get_drift(ctrl, q) - base).mean(0))
+        if q in model.perturbation_labels_:
+            shifts.append(latent[labels == q].mean(0) - ctrl.mean(0))
+            continue
+        if sampled_control is None:
+            sampled_control = model.sample_latent(
+                model.control, n_samples, random_state=random_state
+            ).mean(0)
+        sample = model.sample_latent(q, n_samples, random_state=random_state)
+        shifts.append(sample.mean(0) - sampled_control)
+    return PerturbationResponses(
+        [str(q) for q in perturbations],
+        np.stack(velocities),
+        np.stack(shifts),
+        ctrl.mean(0),
+        latent.shape[1],
+    )
+
+
 def check_model(model) -> None:
     """Raise unless ``model`` is a trained model with perturbation responses."""
-    from ..models import CellMNN, FLeCS
+    from ..models import LCD, CellMNN, FLeCS
 
-    if not isinstance(model, FLeCS | CellMNN):
+    if not isinstance(model, LCD | FLeCS | CellMNN):
         raise TypeError(
-            f"`model` must be a trained FLeCS or CellMNN model, got {type(model).__name__}."
+            f"`model` must be a trained LCD, FLeCS or CellMNN model, got {type(model).__name__}."
         )
     if not getattr(model, "is_trained_", False):
         raise ValueError(f"The {type(model).__name__} model is not trained; call `train` first.")
@@ -231,11 +277,19 @@ def perturbation_responses(
     strength: float = 0.1,
     start: np.ndarray | None = None,
     loadings: str = "PCs",
+    n_samples: int = 500,
+    random_state: int = 0,
 ) -> PerturbationResponses:
     r"""Compute the initial velocities and steady-state shifts of a model's perturbations.
 
     These are the inputs of :func:`celldyn.tl.clipr_effects`.
 
+    - LCD: perturbations are condition labels (``'A'``, ``'A+B'``; default every trained
+      condition); :math:`v_q` is the mean over the control cells' fitted latent states of
+      :math:`f(x, e_q) - f(x, e_{ctrl})` (:meth:`~celldyn.models.LCD.get_drift`), whose
+      expectation is the drift change at the control steady state, and :math:`l_q` the shift
+      of the mean latent state (fitted states for trained conditions, ``n_samples``
+      stationary samples otherwise). ``strength``, ``start`` and ``loadings`` do not apply.
     - FLeCS: knocking down gene :math:`j` adds ``-strength`` to its production input
       (:attr:`~celldyn.nn.GRNVectorField.production_offset`). The control steady state
       :math:`G^*` is the fixed point reached by integrating the ODE from ``start``, the
@@ -251,9 +305,11 @@ def perturbation_responses(
     Parameters
     ----------
     model
-        A trained :class:`~celldyn.models.FLeCS` or :class:`~celldyn.models.CellMNN`.
+        A trained :class:`~celldyn.models.LCD`, :class:`~celldyn.models.FLeCS` or
+        :class:`~celldyn.models.CellMNN`.
     perturbations
-        Genes knocked down, one perturbation each; default every gene of the model.
+        LCD: condition labels. FLeCS, Cell-MNN: genes knocked down, one perturbation each;
+        default every gene of the model.
     strength
         Knockdown size: the production offset (FLeCS) or the constant drift shift (Cell-MNN).
         The CLIPR identity is exact for a linear drift and first-order otherwise, so small
@@ -263,16 +319,20 @@ def perturbation_responses(
         the mean expression of the model's training cells.
     loadings
         Cell-MNN: key of ``model.adata.varm`` with the loadings of its representation.
+    n_samples, random_state
+        LCD: stationary samples per condition absent from training, and their seed.
 
     Returns
     -------
-    :class:`PerturbationResponses` with labels (the gene names), velocities, shifts, the
-    control steady state and the rank the shifts need.
+    :class:`PerturbationResponses` with labels, velocities, shifts, the control steady state
+    and the rank the shifts need.
     """
-    from ..models import FLeCS
+    from ..models import LCD, FLeCS
 
     check_model(model)
     check_positive(strength, "strength")
+    if isinstance(model, LCD):
+        return lcd_responses(model, perturbations, n_samples=n_samples, random_state=random_state)
     genes = model.adata.var_names
     positions = _gene_positions(genes, perturbations)
     labels = [str(genes[p]) for p in positions]
