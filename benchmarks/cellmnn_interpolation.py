@@ -405,6 +405,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 seed, 5 dims, fewer epochs")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--first-seed", type=int, default=0, help="run seeds first..first+seeds-1")
     parser.add_argument("--dims", type=int, nargs="+", default=[5, 50])
     parser.add_argument("--n-genes", type=int, default=60)
     parser.add_argument("--n-timepoints", type=int, default=5)
@@ -436,11 +437,11 @@ def main() -> None:
     warnings.filterwarnings("ignore")
 
     if args.merge:
-        rows = []
+        unique = {}
         for path in args.merge:
             with open(path) as f:
-                rows += json.load(f)
-        print(summarize(rows))
+                unique |= {(r["seed"], r["dims"], r["held_out"]): r for r in json.load(f)}
+        print(summarize(list(unique.values())))
         return
     if args.scaling_child:
         print(json.dumps(scaling_child(*args.scaling_child, args.batch_size)))
@@ -466,7 +467,7 @@ def main() -> None:
     }
     rows = []
     start = time.perf_counter()
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         z, t = simulate(
             seed,
             n_genes=args.n_genes,
