@@ -62,7 +62,15 @@ def test_simulate_shape_obs_and_agreement_with_integrate(adata):
             field = _field(factor)
             expected = integrate(field, field.initial_state(x0), torch.linspace(0, 2, 6))
             got = out.X[out.obs["member"].to_numpy() == member].reshape(3, 6, 6)
+            # adaptive steps are shared by both members: equal within the solver tolerance
             np.testing.assert_allclose(got, expected.permute(1, 0, 2).numpy(), atol=2e-4)
+    fixed = {"method": "rk4", "options": {"step_size": 0.1}}
+    out = simulate(adata, start=["c3", "c7", "c11"], t_max=2.0, n_steps=5, **fixed)
+    with torch.no_grad():
+        field = _field(1.0)
+        expected = integrate(field, field.initial_state(x0), torch.linspace(0, 2, 6), **fixed)
+    got = out.X[out.obs["member"].to_numpy() == 0].reshape(3, 6, 6)
+    np.testing.assert_allclose(got, expected.permute(1, 0, 2).numpy(), rtol=1e-6, atol=1e-7)
 
 
 def test_simulate_defaults_from_trajectories(adata):
