@@ -217,7 +217,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     from .nn import SolverDivergedError
 
-    logger.setLevel(logging.WARNING if args.quiet else logging.INFO)
+    level = logging.WARNING if args.quiet else logging.INFO
+    for name in ("celldyn", "lightning.pytorch", "lightning.fabric", "scvi"):
+        logging.getLogger(name).setLevel(level)
     try:
         if args.command == "demo":
             from ._demo import run_demo

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 
@@ -43,6 +44,7 @@ class TrainingMixin:
         plan = TrainingPlan(self.module, lr=lr, weight_decay=weight_decay, **(plan_kwargs or {}))
         if datamodule.n_val > 0:
             trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
+        trainer_kwargs.setdefault("log_every_n_steps", 1)  # short epochs are the norm here
         runner = TrainRunner(
             self,
             training_plan=plan,
@@ -56,7 +58,10 @@ class TrainingMixin:
             enable_progress_bar=progress,
             **trainer_kwargs,
         )
-        runner()
+        with warnings.catch_warnings():
+            # scvi-tools logs dict batches; Lightning cannot infer their size and says so
+            warnings.filterwarnings("ignore", message="Trying to infer the `batch_size`")
+            runner()
         bad = [name for name, p in self.module.named_parameters() if not torch.isfinite(p).all()]
         if bad:
             raise SolverDivergedError(
