@@ -232,6 +232,7 @@ class LCD(TrainingMixin, BaseModelClass):
         *,
         score_epochs: int = 300,
         batch_size: int = 256,
+        score_batch_size: int | None = None,
         lr: float = 5e-2,
         score_lr: float = 2e-3,
         weight_decay: float = 0.0,
@@ -251,7 +252,9 @@ class LCD(TrainingMixin, BaseModelClass):
         score_epochs
             Epochs of stage 2 (denoising score matching).
         batch_size
-            Cells per minibatch in both stages.
+            Cells per minibatch of stage 1 (and of stage 2 unless ``score_batch_size``).
+        score_batch_size
+            Cells per minibatch of stage 2.
         lr, score_lr
             Adam learning rates of stage 1 and stage 2.
         weight_decay
@@ -270,6 +273,7 @@ class LCD(TrainingMixin, BaseModelClass):
         check_int(max_epochs, "max_epochs", 1)
         check_int(score_epochs, "score_epochs", 1)
         check_int(batch_size, "batch_size", 1)
+        score_batch_size = check_int(score_batch_size or batch_size, "score_batch_size", 1)
         check_int(mixing_steps, "mixing_steps", 1)
         torch.manual_seed(random_state)
         counts, library = self._counts(self.adata)
@@ -308,7 +312,7 @@ class LCD(TrainingMixin, BaseModelClass):
                 "x": torch.as_tensor(latent, dtype=torch.float32),
                 "mask": mask[self._codes],
             },
-            batch_size=batch_size,
+            batch_size=score_batch_size,
             validation_size=0.0,
             random_state=random_state,
         )
