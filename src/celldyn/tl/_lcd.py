@@ -83,7 +83,7 @@ def lcd(
 
     - ``obsm['X_{key_added}']``: float32 fitted latent state of every cell (n_obs × n_vars).
     - ``uns[key_added]``: ``params`` (the arguments), ``history`` (dict of per-epoch lists,
-      keys prefixed ``observation_`` and ``score_``, and ``mixing_objective``),
+      e.g. ``observation_train_loss``, ``score_train_loss``, ``mixing_objective``),
       ``perturbation_labels`` (training conditions, control first), ``perturbed_genes``
       (genes with a learnt embedding), ``gene_scale`` (``s_g``), ``inverse_dispersion``
       (``θ_g``), ``diffusion`` (diagonal ``D``), ``mixing`` (antisymmetric ``K``, rows and
