@@ -146,12 +146,24 @@ def test_model_subcommands(raw_h5ad):
     assert main(["-q", "pp", "time-groups", "-i", out, "-o", out, "--time-key", "time"]) == 0
     assert main(["-q", "pp", "trajectories", "-i", out, "-o", out, "--n-trajectories", "40"]) == 0
     common = ["-i", out, "-o", out, "--max-epochs", "2"]
-    assert main(["-q", "flecs", *common, "--network", str(f / "net.csv")]) == 0
+    network = ["--network", str(f / "net.csv"), "--n-models", "2"]
+    assert main(["-q", "flecs", *common, *network]) == 0
     assert main(["-q", "cellmnn", *common, "--time-key", "time", "--n-components", "3"]) == 0
     result = ad.read_h5ad(out)
     assert np.isfinite(result.layers["flecs_velocity"]).all()
     assert result.varp["flecs_weights"].nnz == result.varp["celldyn_prior"].nnz
+    assert (result.varp["flecs_weights_std"].data > 0).all()
     assert result.obsm["cellmnn_operator"].shape == (result.n_obs, 9)
+
+    regulator = result.var_names[result.varp["celldyn_prior"].tocsr().getnnz(axis=1).argmax()]
+    ko = str(f / "ko.h5ad")
+    args = ["-q", "simulate", "-i", out, "-o", ko, "--genes", regulator, "--n-steps", "3"]
+    assert main(args) == 0
+    simulated = ad.read_h5ad(ko)
+    assert set(simulated.obs["condition"]) == {"wild_type", "knockout"}
+    assert sorted(simulated.obs["time"].unique())[0] == 0.0
+    assert simulated.obs["time"].nunique() == 4 and simulated.n_vars == result.n_vars
+    assert main(["-q", "simulate", "-i", out, "-o", ko, "--genes", "not_a_gene"]) == 1
 
 
 def test_flecs_without_trajectories_fails_cleanly(raw_h5ad, tmp_path):

@@ -98,8 +98,21 @@ def _flecs(args, adata) -> None:
         batch_size=args.batch_size,
         lr=args.lr,
         random_state=args.random_state,
+        n_models=args.n_models,
+        resample=args.resample,
+        knockout=args.knockout,
         progress=False,
     )
+
+
+def _simulate(args, adata):
+    """Simulate the fitted FLeCS network (with ``--genes``: wild type and knockout)."""
+    from . import tl
+
+    settings = {"key": args.key, "t_max": args.t_max, "n_steps": args.n_steps}
+    if args.genes:
+        return tl.knockout(adata, args.genes, scale=args.scale, **settings)
+    return tl.simulate(adata, **settings)
 
 
 def _cellmnn(args, adata) -> None:
@@ -183,7 +196,22 @@ def _build_parser() -> argparse.ArgumentParser:
     flecs.add_argument("--batch-size", type=int, default=64)
     flecs.add_argument("--lr", type=float, default=1e-2)
     flecs.add_argument("--random-state", type=int, default=0)
+    flecs.add_argument("--n-models", type=int, default=1, help="ensemble size (edge std)")
+    flecs.add_argument("--resample", action="store_true", help="bootstrap members' trajectories")
+    flecs.add_argument("--knockout", nargs="+", help="genes whose outgoing prior edges to remove")
     flecs.set_defaults(handler=_flecs)
+
+    simulate = sub.add_parser(
+        "simulate", help="simulate a fitted FLeCS network; with --genes, a knockout too"
+    )
+    simulate.add_argument("--input", "-i", type=Path, required=True, help="fitted .h5ad")
+    simulate.add_argument("--output", "-o", type=Path, required=True, help="simulated cells")
+    simulate.add_argument("--key", default="flecs", help="key_added of the FLeCS fit")
+    simulate.add_argument("--genes", nargs="+", help="genes to knock out (or down, --scale)")
+    simulate.add_argument("--scale", type=float, default=0.0, help="outgoing-edge factor")
+    simulate.add_argument("--t-max", type=float, default=None)
+    simulate.add_argument("--n-steps", type=int, default=10)
+    simulate.set_defaults(handler=_simulate)
 
     cellmnn = sub.add_parser("cellmnn", help="fit Cell-MNN on a time course in PCA space")
     _add_io(cellmnn)
@@ -197,9 +225,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _run_step(handler: Callable, args: argparse.Namespace) -> None:
+    """Read the input, run the step, write what it returns (a new AnnData) or the input."""
     adata = _read(args.input)
-    handler(args, adata)
-    _write(adata, args.output)
+    result = handler(args, adata)
+    _write(adata if result is None else result, args.output)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
