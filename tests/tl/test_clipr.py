@@ -172,7 +172,12 @@ def test_tl_clipr_on_flecs_is_the_jacobian_at_its_steady_state(flecs_model):
     off_prior = ~prior & ~np.eye(8, dtype=bool)
     assert np.abs(effects[off_prior]).max() < 5e-5 < np.abs(effects[prior]).min() / 10
     entry = adata.uns["fx"]
-    assert entry["params"] == {"model": "FLeCS", "alpha": 1e-9, "strength": 1e-3}
+    assert entry["params"] == {
+        "model": "FLeCS",
+        "alpha": 1e-9,
+        "strength": 1e-3,
+        "velocities": "model",
+    }
     assert list(entry["perturbations"]) == list(adata.var_names)
     assert entry["rank"] == entry["min_rank"] == 8 and entry["identifiable"]
     assert set(adata.uns) == set(before.uns) | {"fx"}
@@ -311,3 +316,58 @@ def test_tl_clipr_on_lcd_writes_the_solution_of_its_responses(lcd_model):
     assert list(entry["perturbations"]) == lcd_model.perturbation_labels_[1:]
     with pytest.warns(IdentifiabilityWarning):
         clipr(adata, model=lcd_model, perturbations=["G0", "G1"], copy=True)
+
+
+def test_target_velocities_rescale_each_target_column(flecs_model):
+    from celldyn.tl._clipr import clipr
+    from celldyn.tl._responses import perturbation_responses
+
+    adata = flecs_model.adata.copy()
+    clipr(adata, model=flecs_model, alpha=1e-9, key_added="model")
+    clipr(adata, model=flecs_model, alpha=1e-9, velocities="targets", key_added="targets")
+    # a production offset moves only its own gene: v_q = -s_j e_j exactly, so the target
+    # velocities give the model's effects with target column j divided by s_j
+    v = perturbation_responses(flecs_model).velocities
+    np.testing.assert_allclose(v, np.diag(np.diag(v)), atol=1e-12)
+    scale = -np.diag(v)
+    assert np.all(scale > 0)
+    np.testing.assert_allclose(
+        adata.varp["targets"] * scale, adata.varp["model"], rtol=1e-4, atol=1e-7
+    )
+    assert adata.uns["targets"]["params"]["velocities"] == "targets"
+    with pytest.raises(ValueError, match="velocities"):
+        clipr(adata, model=flecs_model, velocities="data")
+
+
+def _fitted_lcd_screen(d: int):
+    import torch
+
+    from celldyn.models import LCD
+
+    adata = simulate_perturbations(d, n_cells=100, n_doubles=0, counts=True, random_state=0)
+    LCD.setup_anndata(adata, size_factor_key="size_factor")
+    torch.manual_seed(0)
+    model = LCD(adata)
+    model.train(100, score_epochs=100, accelerator="cpu", progress=False)
+    return adata, model
+
+
+@pytest.mark.slow
+def test_clipr_on_a_fitted_lcd_recovers_the_network(one_torch_thread):
+    """20 genes knocked down once each (benchmarks/lcd.py, d = 20).
+
+    With the knockdown directions as velocities CLIPR on LCD's shifts measured AUROC 0.90;
+    with LCD's own drift responses only 0.55 (25% of |v_q| lies on the target gene), hence
+    the non-strict xfail below.
+    """
+    from celldyn.tl._clipr import clipr
+
+    adata, model = _fitted_lcd_screen(20)
+    truth = adata.uns["ground_truth_effects"]
+    clipr(adata, model=model, velocities="targets")
+    scores = grn_scores(adata.varp["clipr_effects"], truth, genes=adata.var_names)
+    assert scores["auroc"] > 0.85, scores
+    clipr(adata, model=model, key_added="drift")
+    scores = grn_scores(adata.varp["drift"], truth, genes=adata.var_names)
+    if scores["auroc"] <= 0.8:
+        pytest.xfail(f"LCD's drift responses do not recover the network yet: {scores}")

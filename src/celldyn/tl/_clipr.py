@@ -17,7 +17,8 @@ import numpy as np
 from anndata import AnnData
 
 from .. import _keys
-from .._validate import check_adata, check_finite, check_positive
+from .._perturbations import perturbation_mask
+from .._validate import check_adata, check_finite, check_in, check_positive
 from .._write import write_results
 
 
@@ -111,6 +112,7 @@ def clipr(
     perturbations: Sequence[str] | None = None,
     alpha: float = 1e-3,
     strength: float = 0.1,
+    velocities: str = "model",
     key_added: str = _keys.CLIPR_EFFECTS,
     copy: bool = False,
 ) -> AnnData | None:
@@ -151,6 +153,12 @@ def clipr(
     strength
         FLeCS, Cell-MNN: knockdown size (small values: first-order responses of a nonlinear
         model).
+    velocities
+        ``'model'``: :math:`v_q` from the model's drift. ``'targets'``: the knockdown
+        direction of the perturbed genes, :math:`v_q = -\sum_{j \in q} e_j`, so only the
+        model's shifts are used. This is exact when every knockdown has the same strength in
+        the model's units; otherwise the effects on each target gene ``i`` (column ``i``) are
+        divided by gene ``i``'s knockdown strength, which changes magnitudes but not signs.
     key_added
         ``varp`` and ``uns`` key of the results.
     copy
@@ -163,7 +171,8 @@ def clipr(
     - ``varp[key_added]``: dense float32 ``(n_vars, n_vars)`` effect matrix oriented regulator
       (row) x target (column): entry ``[j, i]`` is the effect of gene ``j`` on gene ``i``
       (:math:`A_{ij}`); the diagonal holds the self-effects (decay, negative when stable).
-    - ``uns[key_added]``: ``params`` (``model``, ``alpha``, ``strength``), ``perturbations``
+    - ``uns[key_added]``: ``params`` (``model``, ``alpha``, ``strength``, ``velocities``),
+      ``perturbations``
       (labels, in the order used), ``rank`` (dimension spanned by the shifts), ``min_rank``
       (dimension needed) and ``identifiable`` (``rank >= min_rank``).
 
@@ -180,21 +189,24 @@ def clipr(
     check_model(model)
     check_positive(alpha, "alpha", strict=False)
     check_positive(strength, "strength")
+    check_in(velocities, ("model", "targets"), "velocities")
     if not model.adata.var_names.equals(adata.var_names):
         raise ValueError(
             "`adata` must have the model's genes in the model's order (adata.var_names equal "
             "to model.adata.var_names)."
         )
     responses = perturbation_responses(model, perturbations, strength=strength)
-    effects = clipr_effects(
-        responses.velocities, responses.shifts, alpha=alpha, min_rank=responses.min_rank
-    )
+    v = responses.velocities
+    if velocities == "targets":
+        v = -perturbation_mask(responses.labels, list(adata.var_names))[0].astype(np.float64)
+    effects = clipr_effects(v, responses.shifts, alpha=alpha, min_rank=responses.min_rank)
     rank = int(np.linalg.matrix_rank(responses.shifts))
     results = {
         "params": {
             "model": type(model).__name__,
             "alpha": float(alpha),
             "strength": float(strength),
+            "velocities": velocities,
         },
         "perturbations": np.asarray(responses.labels, dtype=object),
         "rank": rank,
