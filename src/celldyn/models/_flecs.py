@@ -61,7 +61,12 @@ class FLeCS(TrainingMixin, BaseModelClass):
     Edge weights :math:`W` exist only on the non-zeros of ``varp[prior]`` (regulator row ×
     target column). Training integrates the ODE (:class:`~celldyn.nn.GRNVectorField`) from the
     first cell of every trajectory of ``uns[trajectories]`` (:func:`celldyn.pp.trajectories`)
-    over its times and minimises the squared error to the later cells' expression.
+    over its times and minimises the squared error to the later cells' expression (genes
+    only, not proteins or latents; a cell repeated at the same time as the one before it, as
+    on short kNN paths, counts once). :meth:`train` offers adaptive or fixed-step solvers,
+    the adjoint method, random sub-windows (a mixture of trajectory lengths), the paper's
+    flow-matching-style augmentation and an L1 penalty on ``W``
+    (:class:`~celldyn.module._flecs.FLeCSModule`).
 
     Parameters
     ----------
