@@ -9,7 +9,7 @@ control steady state, and :math:`l_q`, the shift of its steady state; CLIPR
 - FLeCS (:class:`~celldyn.models.FLeCS`, or a bare :class:`~celldyn.nn.GRNVectorField`):
   knocking down gene :math:`j` adds ``-strength`` to its production input
   (:attr:`~celldyn.nn.GRNVectorField.production_offset`). The control steady state is the
-  fixed point reached by integrating the ODE from the control cells' mean, the perturbed
+  fixed point reached by integrating the ODE from the training cells' mean, the perturbed
   one by integrating from there; :math:`v_q = f_q(G^*) - f(G^*)`.
 - Cell-MNN (:class:`~celldyn.models.CellMNN`): the mean operator in gene space
   :math:`M` (the transpose of :meth:`~celldyn.models.CellMNN.get_interactions`) is a linear
