@@ -17,10 +17,10 @@ on the other 80 %, on which FLeCS is trained.
 3. **Time grid speed**: one forward + backward pass of ``integrate_trajectories`` for 64
    trajectories of 10 cells at uniformly random times (577 distinct shifted times, the worst
    case of kNN arc-length times), exact output times (``time_grid=None``) vs the 32-point
-   grid (best of 3; exact: one run), for 50, 500 and 2,000 genes (10 random prior edges per
-   gene); and the error of the grid against a tight-tolerance exact solve. Then a whole
-   training run on kNN trajectories (``method='knn'``, arc-length times) with both settings,
-   with its held-out W1.
+   grid (best of 3; exact: one run), for 50 and 500 genes (``--genes``; 2,000 genes take
+   several minutes exact; 10 random prior edges per gene); and the error of the grid against
+   a tight-tolerance exact solve. Then a whole training run on kNN trajectories
+   (``method='knn'``, arc-length times) with both settings, with its held-out W1.
 
 Run ``OMP_NUM_THREADS=1 python benchmarks/flecs_accuracy.py`` (about 10 min on the loaded
 2-core machine).
@@ -28,6 +28,7 @@ Run ``OMP_NUM_THREADS=1 python benchmarks/flecs_accuracy.py`` (about 10 min on t
 
 from __future__ import annotations
 
+import argparse
 import logging
 import time
 import warnings
@@ -134,10 +135,10 @@ def forecast(model: FLeCS, train, test) -> list[dict]:
     return rows
 
 
-def grid_speed() -> list[dict]:
+def grid_speed(gene_counts: list[int]) -> list[dict]:
     gen = torch.Generator().manual_seed(0)
     rows = []
-    for n_genes in (50, 500, 2000):
+    for n_genes in gene_counts:
         codes = torch.unique(torch.randint(0, n_genes * n_genes, (10 * n_genes,), generator=gen))
         field = GRNVectorField(n_genes, codes // n_genes, codes % n_genes, weight_init_std=0.3)
         x = torch.rand(64, 10, n_genes, generator=gen)
@@ -181,6 +182,11 @@ def table(rows: list[dict]) -> str:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--genes", type=int, nargs="+", default=[50, 500], help="sizes of the speed test"
+    )
+    args = parser.parse_args()
     quiet()
     torch.set_num_threads(1)
     train, test = split()
@@ -190,7 +196,7 @@ def main() -> None:
     print("\n## Population forecast from the first time, W1 to held-out cells (gene space)\n")
     print(table(forecast(model, train, test)))
     print("\n## integrate_trajectories: exact times vs 32-point grid (forward + backward)\n")
-    print(table(grid_speed()))
+    print(table(grid_speed(args.genes)))
     print("\n## Training on kNN trajectories (arc-length times): exact times vs grid\n")
     rows = []
     for grid in (None, 32):
