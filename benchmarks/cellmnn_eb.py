@@ -65,8 +65,9 @@ def main() -> None:
     parser.add_argument("--download", action="store_true")
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--n-pcs", type=int, default=5)
-    parser.add_argument("--max-epochs", type=int, default=100)
-    parser.add_argument("--patience", type=int, default=10)
+    parser.add_argument("--max-epochs", type=int, default=200)
+    parser.add_argument("--patience", type=int, default=30)
+    parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--n-partners", type=int, default=256)
     parser.add_argument("--lambda-kinetic", type=float, default=1e-3)
@@ -90,6 +91,7 @@ def main() -> None:
         "patience": args.patience,
         "batch_size": args.batch_size,
         "n_partners": args.n_partners,
+        "lr": args.lr,
         "lambda_kinetic": args.lambda_kinetic,
     }
     methods = {

@@ -124,6 +124,7 @@ def fit_cellmnn(z, t, times, k, seed, cfg):
         max_epochs=cfg["max_epochs"],
         batch_size=cfg["batch_size"],
         n_partners=cfg["n_partners"],
+        lr=cfg["lr"],
         early_stopping=True,
         early_stopping_patience=cfg["patience"],
         random_state=seed,
@@ -239,9 +240,28 @@ def fit_neural_ode(z, t, times, k, seed, cfg, n_params: int):
 
 
 # ----------------------------------------------------------------------------- LOO run
-def run_seed(seed: int, n_dims: int, cfg: dict, z_all, t) -> list[dict]:
+def score_neural_ode(z, t, times, k, seed, cfg, cellmnn_info, rng):
+    """W1 of the forward and two-sided neural-ODE predictions (NaN if the solver diverged)."""
     from celldyn.metrics import wasserstein
     from celldyn.nn import SolverDivergedError
+
+    observed = z[t == times[k]]
+    try:
+        (forward, backward), info = fit_neural_ode(
+            z, t, times, k, seed, cfg, cellmnn_info["params"]
+        )
+    except SolverDivergedError as err:  # reported, never scored as a number
+        return {"neural_ode": np.nan, "neural_ode_two_sided": np.nan}, {"error": str(err)}
+    mixed = two_sided(forward, backward, times, k, len(observed), rng)
+    scores = {
+        "neural_ode": wasserstein(forward, observed),
+        "neural_ode_two_sided": wasserstein(mixed, observed),
+    }
+    return scores, info
+
+
+def run_seed(seed: int, n_dims: int, cfg: dict, z_all, t) -> list[dict]:
+    from celldyn.metrics import wasserstein
 
     z = z_all[:, :n_dims]
     times = np.unique(t)
@@ -256,16 +276,11 @@ def run_seed(seed: int, n_dims: int, cfg: dict, z_all, t) -> list[dict]:
         mixed = two_sided(forward, backward, times, k, n, rng)
         row["cellmnn_two_sided"] = wasserstein(mixed, observed)
         row["cellmnn_info"] = info
-        try:
-            (forward, backward), node_info = fit_neural_ode(
-                z, t, times, k, seed, cfg, info["params"]
-            )
-            row["neural_ode"] = wasserstein(forward, observed)
-            mixed = two_sided(forward, backward, times, k, n, rng)
-            row["neural_ode_two_sided"] = wasserstein(mixed, observed)
-        except SolverDivergedError as err:  # reported, never scored as a number
-            node_info = {"error": str(err)}
-            row["neural_ode"] = row["neural_ode_two_sided"] = float("nan")
+        if cfg["neural_ode"]:
+            node_scores, node_info = score_neural_ode(z, t, times, k, seed, cfg, info, rng)
+        else:
+            node_scores, node_info = {"neural_ode": np.nan, "neural_ode_two_sided": np.nan}, {}
+        row |= node_scores
         row["neural_ode_info"] = node_info
         for name, method in [
             ("ot_interpolate", ot_interpolate),
@@ -338,8 +353,12 @@ def inflate(z: np.ndarray, t: np.ndarray, n_cells: int, seed: int = 0):
     return z[idx] + noise, t[idx]
 
 
-def scaling_child(n_cells: int, n_dims: int, batch_size: int) -> dict:
-    """One epoch of Cell-MNN on ``n_cells`` inflated cells (own process: its own peak RSS)."""
+def scaling_child(n_cells: int, n_dims: int, batch_size: int, n_batches: int) -> dict:
+    """Train Cell-MNN on ``n_cells`` inflated cells (own process: its own peak RSS).
+
+    ``n_batches`` > 0 limits training to that many minibatches (and validation batches); the
+    epoch time is then extrapolated from the time per batch.
+    """
     import anndata as ad
     import torch
 
@@ -353,6 +372,9 @@ def scaling_child(n_cells: int, n_dims: int, batch_size: int) -> dict:
     torch.manual_seed(0)
     model = CellMNN(adata)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    limits = {}
+    if n_batches > 0:
+        limits = {"limit_train_batches": n_batches, "limit_val_batches": n_batches}
     start = time.perf_counter()
     model.train(
         max_epochs=1,
@@ -361,8 +383,11 @@ def scaling_child(n_cells: int, n_dims: int, batch_size: int) -> dict:
         progress=False,
         enable_model_summary=False,
         enable_checkpointing=False,
+        **limits,
     )
-    epoch = time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    n_epoch_batches = int(np.ceil(0.9 * np.sum(t < t.max()) / batch_size))
+    n_run = min(n_batches, n_epoch_batches) if n_batches > 0 else n_epoch_batches
     start = time.perf_counter()
     model.get_operators()
     inference = time.perf_counter() - start
@@ -371,29 +396,34 @@ def scaling_child(n_cells: int, n_dims: int, batch_size: int) -> dict:
         "dims": n_dims,
         "batch_size": batch_size,
         "threads": torch.get_num_threads(),
-        "epoch_s": epoch,
+        "train_s": seconds,
+        "batches_run": n_run,
+        "batches_per_epoch": n_epoch_batches,
+        "epoch_s": seconds / n_run * n_epoch_batches,
         "operators_all_cells_s": inference,
         "peak_rss_before_training_mib": rss_before,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
 
-def run_scaling(sizes, dims, batch_size, threads) -> str:
+def run_scaling(sizes, dims, batch_size, threads, n_batches) -> str:
     lines = [
-        "| cells | dims | threads | epoch (s) | operators of all cells (s) "
-        "| peak RSS before training (MiB) | peak RSS (MiB) |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| cells | dims | threads | batches timed | s per batch | epoch (s) "
+        "| operators of all cells (s) | peak RSS before training (MiB) | peak RSS (MiB) |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     for n_dims in dims:
         for n in sizes:
             cmd = [sys.executable, __file__, "--scaling-child", str(n), str(n_dims)]
             cmd += ["--batch-size", str(batch_size), "--threads", str(threads)]
+            cmd += ["--scaling-batches", str(n_batches)]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
             r = json.loads(out.stdout.strip().splitlines()[-1])
             print(r, file=sys.stderr, flush=True)
             lines.append(
-                f"| {n:,} | {n_dims} | {r['threads']} | {r['epoch_s']:.1f} | "
+                f"| {n:,} | {n_dims} | {r['threads']} | {r['batches_run']} | "
+                f"{r['train_s'] / r['batches_run']:.2f} | {r['epoch_s']:.0f} | "
                 f"{r['operators_all_cells_s']:.1f} | {r['peak_rss_before_training_mib']:.0f} | "
                 f"{r['peak_rss_mib']:.0f} |"
             )
@@ -415,7 +445,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--n-partners", type=int, default=128)
     parser.add_argument("--lambda-kinetic", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, default=1e-2, help="Cell-MNN learning rate")
     parser.add_argument("--node-lr", type=float, default=3e-3)
+    parser.add_argument("--no-neural-ode", action="store_true", help="skip the neural ODE")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", help="write all rows to this file")
     parser.add_argument("--merge", nargs="+", help="print the tables of saved --json runs")
@@ -423,6 +455,7 @@ def main() -> None:
     parser.add_argument("--scaling-sizes", type=int, nargs="+", default=[25_000, 250_000])
     parser.add_argument("--scaling-threads", type=int, default=2)
     parser.add_argument("--scaling-dims", type=int, nargs="+", default=[5])
+    parser.add_argument("--scaling-batches", type=int, default=20, help="0: a full epoch")
     parser.add_argument("--scaling-child", type=int, nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -444,7 +477,8 @@ def main() -> None:
         print(summarize(list(unique.values())))
         return
     if args.scaling_child:
-        print(json.dumps(scaling_child(*args.scaling_child, args.batch_size)))
+        child = scaling_child(*args.scaling_child, args.batch_size, args.scaling_batches)
+        print(json.dumps(child))
         return
     print(
         f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -453,7 +487,8 @@ def main() -> None:
     )
     if args.scaling:
         sizes, threads = args.scaling_sizes, args.scaling_threads
-        print(run_scaling(sizes, args.scaling_dims, args.batch_size, threads))
+        batches = args.scaling_batches
+        print(run_scaling(sizes, args.scaling_dims, args.batch_size, threads, batches))
         return
     if args.quick:
         args.seeds, args.dims, args.max_epochs = 1, [5], 20
@@ -463,7 +498,9 @@ def main() -> None:
         "batch_size": args.batch_size,
         "n_partners": args.n_partners,
         "lambda_kinetic": args.lambda_kinetic,
+        "lr": args.lr,
         "node_lr": args.node_lr,
+        "neural_ode": not args.no_neural_ode,
     }
     rows = []
     start = time.perf_counter()
