@@ -213,6 +213,8 @@ def test_predicted_doubles_closer_than_control(trained, screen):
     for q in doubles:
         truth = observed[observed.obs["perturbation"] == q].layers["log_normalized"]
         pred = predicted[predicted.obs["perturbation"] == q].layers["log_normalized"]
+        # measured (energy distance to the observed double): LCD 0.21, 0.50, 0.27; control
+        # cells 2.05, 1.36, 0.68
         assert energy_distance(pred, truth) < energy_distance(control, truth), q
 
 

@@ -492,13 +492,14 @@ class LCD(TrainingMixin, BaseModelClass):
         )
         lib = torch.as_tensor(rng.choice(library, len(latent)), device=self.device)
         x = torch.as_tensor(latent, dtype=torch.float32, device=self.device)
-        torch.manual_seed(random_state)
-        counts = self.module.observation(x, lib).sample().cpu().numpy().astype(np.float32)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(random_state)
+            counts = self.module.observation(x, lib).sample().cpu().numpy().astype(np.float32)
         total = np.maximum(counts.sum(1, keepdims=True), 1.0)
         obs = pd.DataFrame(
             {
                 _keys.PERTURBATION: pd.Categorical(
-                    np.repeat(perturbations, n_cells), categories=pd.unique(perturbations)
+                    np.repeat(perturbations, n_cells), categories=list(dict.fromkeys(perturbations))
                 )
             },
             index=[f"lcd{i}" for i in range(len(latent))],
