@@ -14,7 +14,7 @@ all held-out doubles and on the non-additive ones (observed mean differing from 
 prediction by more than 3 standard errors in some gene).
 
     python benchmarks/lcd.py                           # d = 20, 50; combos on 20 genes
-    python benchmarks/lcd.py --dims 20 50 100          # adds d = 100 (~20 min more)
+    python benchmarks/lcd.py --dims 20 50 100          # adds d = 100 (~11 min more)
 """
 
 from __future__ import annotations
