@@ -12,7 +12,7 @@ cache; run with ``--download`` where there is internet). Without the cached file
 says so and stops. ``--demo`` runs the same pipeline on ``datasets.simulate_perturbations``.
 
     python benchmarks/norman19_gears_split.py --download --lcd     # the real screen
-    python benchmarks/norman19_gears_split.py --demo --lcd         # simulated, ~3 min
+    python benchmarks/norman19_gears_split.py --demo               # simulated, baselines only
 """
 
 from __future__ import annotations
