@@ -34,6 +34,7 @@ _MAX_ROUNDS = 30
 _RELAXATIONS = 5.0
 _MIN_RATE = 1e-2
 _STEADY_TOL = 1e-10
+_FLOOR_TOL = 1e-7
 _EIGEN_TOL = 1e-8
 
 
@@ -89,13 +90,18 @@ def _steady_state(field, state, offset, *, method: str = "dopri5"):
     slowest = float(torch.cat(rates).min().clamp(min=_MIN_RATE))
     horizon = _RELAXATIONS / slowest
     field.production_offset = offset
+    previous = float("inf")
     try:
         for _ in range(_MAX_ROUNDS):
             state = integrate(field, state, [0.0, horizon], method=method, rtol=1e-10, atol=1e-12)
             state = state[-1]
             speed = float(field(0.0, state).abs().max())
-            if speed < _STEADY_TOL * (1.0 + float(state.abs().max())):
+            scale = 1.0 + float(state.abs().max())
+            # converged, or stalled at the solver's precision floor close to a fixed point
+            stalled = speed > 0.5 * previous and speed < _FLOOR_TOL * scale
+            if speed < _STEADY_TOL * scale or stalled:
                 return state
+            previous = speed
     finally:
         field.production_offset = None
     raise ValueError(
