@@ -115,8 +115,8 @@ def test_fitted_latents_track_true_latents(trained, screen):
     latent = model.get_latent()
     truth = train.layers["latent"]
     corr = [np.corrcoef(latent[:, g], truth[:, g])[0, 1] for g in range(N_GENES)]
-    # measured: mean 0.88, min 0.75 (genes with ~2 counts per cell)
-    assert np.mean(corr) > 0.8 and np.min(corr) > 0.6, corr
+    # measured: mean 0.89, min 0.80 (initial states: mean 0.87, min 0.75)
+    assert np.mean(corr) > 0.85 and np.min(corr) > 0.7, corr
 
 
 # ---------------------------------------------------------------- causal drift
@@ -145,8 +145,8 @@ def test_drift_recovers_causal_effects_from_counts(trained):
     with torch.no_grad():
         model.module.mixing_upper.copy_(mixing[0])
         model.module.log_diffusion.copy_(mixing[1])
-    # measured: causal drift 0.63, plain score (D = I, K = 0) 0.57 (counts blur the latents)
-    assert auroc > 0.6, auroc
+    # measured: causal drift 0.75, plain score (D = I, K = 0) 0.69 (counts blur the latents)
+    assert auroc > 0.7, auroc
     assert auroc > score_auroc, (auroc, score_auroc)
 
 
@@ -213,7 +213,7 @@ def test_predicted_doubles_closer_than_control(trained, screen):
     for q in doubles:
         truth = observed[observed.obs["perturbation"] == q].layers["log_normalized"]
         pred = predicted[predicted.obs["perturbation"] == q].layers["log_normalized"]
-        # measured (energy distance to the observed double): LCD 0.21, 0.50, 0.27; control
+        # measured (energy distance to the observed double): LCD 0.52, 0.75, 0.34; control
         # cells 2.05, 1.36, 0.68
         assert energy_distance(pred, truth) < energy_distance(control, truth), q
 

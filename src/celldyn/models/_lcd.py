@@ -28,6 +28,9 @@ _SIZE_FACTOR_KEY = "size_factor"
 _BATCH = 4096
 _MIN_OBS_RATE = 0.05
 _TARGET_SUM = 1e4
+# scvi-tools' TrainingPlan defaults to Adam eps=0.01, which freezes the per-cell latent states
+# of stage 1 (their gradients are O(1 / batch size)); they get the usual Adam eps.
+_ADAM_EPS = 1e-8
 _PRIOR_INPUTS = ("library", "condition")
 
 
@@ -297,7 +300,12 @@ class LCD(TrainingMixin, BaseModelClass):
         )
         prior_update = _PriorUpdate(observed.tensors)
         callbacks = [*trainer_kwargs.get("callbacks", []), prior_update]
-        self._fit(observed, max_epochs=max_epochs, lr=lr, **{**fit, "callbacks": callbacks})
+        self._fit(
+            observed,
+            max_epochs=max_epochs,
+            lr=lr,
+            **{**fit, "callbacks": callbacks, "plan_kwargs": {"eps": _ADAM_EPS}},
+        )
         observation_history = self.history_ or {}
         self.history_, self.is_trained_ = None, False
 
