@@ -181,3 +181,17 @@ def test_flecs_without_trajectories_fails_cleanly(raw_h5ad, tmp_path):
     )
     assert code == 1
     assert not (tmp_path / "o.h5ad").exists()
+
+
+def test_lcd_subcommand(tmp_path):
+    screen = cd.datasets.simulate_perturbations(6, n_cells=40, n_doubles=0, counts=True)
+    src, out = tmp_path / "screen.h5ad", tmp_path / "lcd.h5ad"
+    screen.write_h5ad(src)
+    args = ["-q", "lcd", "-i", str(src), "-o", str(out), "--max-epochs", "2", "--score-epochs", "2"]
+    assert main(args) == 0
+    result = ad.read_h5ad(out)
+    assert result.obsm["X_lcd"].shape == (screen.n_obs, screen.n_vars)
+    assert np.isfinite(result.obsm["X_lcd"]).all()
+    assert list(result.uns["lcd"]["perturbation_labels"])[0] == "control"
+    bad = ["-q", "lcd", "-i", str(src), "-o", str(out), "--control", "not_a_label"]
+    assert main(bad) == 1

@@ -129,6 +129,21 @@ def _cellmnn(args, adata) -> None:
     )
 
 
+def _lcd(args, adata) -> None:
+    from . import tl
+
+    tl.lcd(
+        adata,
+        perturbation_key=args.perturbation_key,
+        control=args.control,
+        layer=args.layer,
+        max_epochs=args.max_epochs,
+        score_epochs=args.score_epochs,
+        random_state=args.random_state,
+        progress=False,
+    )
+
+
 def _add_io(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", "-i", type=Path, required=True, help="input .h5ad")
     parser.add_argument("--output", "-o", type=Path, required=True, help="output .h5ad")
@@ -221,6 +236,16 @@ def _build_parser() -> argparse.ArgumentParser:
     cellmnn.add_argument("--max-epochs", type=int, default=200)
     cellmnn.add_argument("--random-state", type=int, default=0)
     cellmnn.set_defaults(handler=_cellmnn)
+
+    lcd = sub.add_parser("lcd", help="fit LCD on a perturbation screen (raw counts)")
+    _add_io(lcd)
+    lcd.add_argument("--perturbation-key", default=_keys.PERTURBATION)
+    lcd.add_argument("--control", default=_keys.CONTROL)
+    lcd.add_argument("--layer", default=None, help="counts layer (default: X)")
+    lcd.add_argument("--max-epochs", type=int, default=300, help="latent-state epochs")
+    lcd.add_argument("--score-epochs", type=int, default=300, help="score-matching epochs")
+    lcd.add_argument("--random-state", type=int, default=0)
+    lcd.set_defaults(handler=_lcd)
     return parser
 
 
