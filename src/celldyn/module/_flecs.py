@@ -133,6 +133,26 @@ def flow_matching_pairs(
     return torch.stack([x0, x1], 1), torch.stack([torch.zeros_like(duration), duration], 1)
 
 
+def trajectory_mse(
+    predicted: torch.Tensor, observed: torch.Tensor, times: torch.Tensor
+) -> torch.Tensor:
+    """Mean squared error per trajectory over its later cells, ``(n_traj,)``.
+
+    A cell at the same time as the cell before it (short kNN paths repeat cells) adds no
+    term; a trajectory of zero duration scores 0.
+
+    Parameters
+    ----------
+    predicted, observed
+        Expression ``(n_traj, length, n_genes)``.
+    times
+        Non-decreasing times ``(n_traj, length)``.
+    """
+    counts = (times[:, 1:] > times[:, :-1]).to(predicted.dtype)
+    error = (predicted[:, 1:] - observed[:, 1:]).square().mean(dim=2)
+    return (error * counts).sum(1) / counts.sum(1).clamp(min=1.0)
+
+
 class FLeCSModule(BaseModuleClass):
     """FLeCS: :class:`~celldyn.nn.GRNVectorField` trained on trajectories by MSE.
 
@@ -272,11 +292,8 @@ class FLeCSModule(BaseModuleClass):
 
     def loss(self, tensors, inference_outputs, generative_outputs) -> LossOutput:
         """Squared error at every later cell whose time differs from the previous cell's."""
-        predicted, observed = inference_outputs["predicted"], inference_outputs["observed"]
-        times = inference_outputs["times"]
-        counts = (times[:, 1:] > times[:, :-1]).to(predicted.dtype)
-        error = (predicted[:, 1:] - observed[:, 1:]).square().mean(dim=2)
-        per_trajectory = (error * counts).sum(1) / counts.sum(1).clamp(min=1.0)
+        outputs = inference_outputs
+        per_trajectory = trajectory_mse(outputs["predicted"], outputs["observed"], outputs["times"])
         loss = per_trajectory.mean()
         if self.l1 > 0:
             loss = loss + self.l1 * self.field.prior_edge_weights().abs().mean()

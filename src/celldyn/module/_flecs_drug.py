@@ -9,7 +9,7 @@ import torch
 from scvi.module.base import BaseModuleClass, LossOutput
 
 from ..nn import DrugEffect, GRNVectorField
-from ._flecs import integrate_trajectories
+from ._flecs import integrate_trajectories, trajectory_mse
 
 
 def _frozen_copy(field: GRNVectorField) -> GRNVectorField:
@@ -109,12 +109,6 @@ class FLeCSDrugModule(BaseModuleClass):
         return {}
 
     def loss(self, tensors, inference_outputs, generative_outputs) -> LossOutput:
-        """Squared error at every later cell whose time differs from the previous cell's.
-
-        A repeated time (short kNN paths repeat cells) adds no term, as in FLeCS.
-        """
-        predicted, observed, times = inference_outputs["predicted"], tensors["x"], tensors["t"]
-        counts = (times[:, 1:] > times[:, :-1]).to(predicted.dtype)
-        error = (predicted[:, 1:] - observed[:, 1:]).square().mean(dim=2)
-        per_trajectory = (error * counts).sum(1) / counts.sum(1).clamp(min=1.0)
+        """Squared error at the later cells of every trajectory (:func:`trajectory_mse`)."""
+        per_trajectory = trajectory_mse(inference_outputs["predicted"], tensors["x"], tensors["t"])
         return LossOutput(loss=per_trajectory.mean(), reconstruction_loss=per_trajectory)
