@@ -148,12 +148,14 @@ def test_model_subcommands(raw_h5ad):
     common = ["-i", out, "-o", out, "--max-epochs", "2"]
     network = ["--network", str(f / "net.csv"), "--n-models", "2"]
     assert main(["-q", "flecs", *common, *network]) == 0
-    assert main(["-q", "cellmnn", *common, "--time-key", "time", "--n-components", "3"]) == 0
+    cellmnn = ["--time-key", "time", "--n-components", "3", "--interactions", "expression_scaled"]
+    assert main(["-q", "cellmnn", *common, *cellmnn]) == 0
     result = ad.read_h5ad(out)
     assert np.isfinite(result.layers["flecs_velocity"]).all()
     assert result.varp["flecs_weights"].nnz == result.varp["celldyn_prior"].nnz
     assert (result.varp["flecs_weights_std"].data > 0).all()
     assert result.obsm["cellmnn_operator"].shape == (result.n_obs, 9)
+    assert result.uns["cellmnn"]["params"]["interactions"] == "expression_scaled"
 
     regulator = result.var_names[result.varp["celldyn_prior"].tocsr().getnnz(axis=1).argmax()]
     ko = str(f / "ko.h5ad")

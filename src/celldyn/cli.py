@@ -124,6 +124,7 @@ def _cellmnn(args, adata) -> None:
         rep=args.rep,
         n_components=args.n_components,
         max_epochs=args.max_epochs,
+        interactions=args.interactions,
         random_state=args.random_state,
         progress=False,
     )
@@ -234,6 +235,9 @@ def _build_parser() -> argparse.ArgumentParser:
     cellmnn.add_argument("--rep", default="X_pca")
     cellmnn.add_argument("--n-components", type=int, default=5)
     cellmnn.add_argument("--max-epochs", type=int, default=200)
+    cellmnn.add_argument(
+        "--interactions", choices=["operator", "expression_scaled"], default="operator"
+    )
     cellmnn.add_argument("--random-state", type=int, default=0)
     cellmnn.set_defaults(handler=_cellmnn)
 
