@@ -11,15 +11,8 @@ from matplotlib.colors import to_rgba
 from matplotlib.patches import FancyArrowPatch
 
 from celldyn.nn import GRNVectorField
-from celldyn.pl._flecs import (
-    _NEGATIVE,
-    _POSITIVE,
-    affected_subnetwork,
-    edge_posteriors,
-    network,
-    simulated_vs_observed,
-    strongest_edges,
-)
+from celldyn.pl._flecs import affected_subnetwork, edge_posteriors, network, simulated_vs_observed
+from celldyn.pl._network import _NEGATIVE, _POSITIVE, strongest_edges
 from celldyn.tl._simulate import simulate
 
 GENES = [f"g{i}" for i in range(5)]

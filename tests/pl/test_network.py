@@ -8,8 +8,7 @@ from anndata import AnnData
 from matplotlib.colors import to_rgba
 from matplotlib.patches import FancyArrowPatch
 
-from celldyn.pl._flecs import _NEGATIVE, _POSITIVE
-from celldyn.pl._network import effect_network
+from celldyn.pl._network import _NEGATIVE, _POSITIVE, effect_network
 
 
 @pytest.fixture

@@ -2,11 +2,70 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
 from anndata import AnnData
 
 from .. import _keys
 from .._validate import check_int, check_varp_key
-from ._flecs import _draw_graph, strongest_edges
+
+_POSITIVE, _NEGATIVE = "#c0392b", "#2e6da4"  # activation red, repression blue
+
+
+def strongest_edges(adata: AnnData, varp_key: str, n_edges: int) -> pd.DataFrame:
+    """Return the ``n_edges`` largest ``|W|`` entries of ``varp[varp_key]`` (regulator × target).
+
+    Returns a DataFrame with ``source``, ``target`` and ``weight``, strongest first (ties in
+    row-major order).
+    """
+    if varp_key not in adata.varp:
+        raise KeyError(
+            f"adata.varp has no {varp_key!r}; run the tool that writes it first "
+            "(e.g. `celldyn.tl.flecs`, `celldyn.tl.clipr`)."
+        )
+    if isinstance(n_edges, bool) or int(n_edges) != n_edges or n_edges < 1:
+        raise ValueError(f"`n_edges` must be a positive integer, got {n_edges!r}.")
+    matrix = sp.coo_matrix(adata.varp[varp_key])
+    matrix.sum_duplicates()  # row-major order
+    keep = matrix.data != 0
+    rows, cols, values = matrix.row[keep], matrix.col[keep], matrix.data[keep]
+    order = np.argsort(-np.abs(values), kind="stable")[: int(n_edges)]
+    names = np.asarray(adata.var_names)
+    return pd.DataFrame(
+        {"source": names[rows[order]], "target": names[cols[order]], "weight": values[order]}
+    )
+
+
+def draw_graph(edges: pd.DataFrame, weight: str, ax, *, dashed=None, random_state: int = 0):
+    """Draw a directed graph: width ~ ``|weight|``, red for positive, blue for negative."""
+    import matplotlib.pyplot as plt
+    import networkx as nx
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 6))
+    graph = nx.DiGraph()
+    graph.add_edges_from(zip(edges["source"], edges["target"], strict=True))
+    position = nx.spring_layout(graph, seed=random_state)
+    values = edges[weight].to_numpy(dtype=np.float64)
+    scale = float(np.abs(values).max()) or 1.0
+    styles = ["dashed" if d else "solid" for d in (dashed if dashed is not None else [])]
+    nx.draw_networkx_nodes(graph, position, ax=ax, node_color="#eeeeee", edgecolors="black")
+    nx.draw_networkx_labels(graph, position, ax=ax, font_size=8)
+    nx.draw_networkx_edges(
+        graph,
+        position,
+        ax=ax,
+        edgelist=list(zip(edges["source"], edges["target"], strict=True)),
+        width=0.5 + 3.0 * np.abs(values) / scale,
+        edge_color=[_POSITIVE if v >= 0 else _NEGATIVE for v in values],
+        style=styles or "solid",
+        arrows=True,
+        arrowstyle="-|>",
+        connectionstyle="arc3,rad=0.1",
+    )
+    ax.set_axis_off()
+    return ax
 
 
 def effect_network(
@@ -53,4 +112,4 @@ def effect_network(
     edges = edges.head(n_edges)
     if edges.empty:
         raise ValueError(f"adata.varp[{key!r}] has no non-zero entry to draw.")
-    return _draw_graph(edges, "weight", ax, random_state=random_state)
+    return draw_graph(edges, "weight", ax, random_state=random_state)
