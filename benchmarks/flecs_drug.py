@@ -28,7 +28,7 @@ for the training drugs. Three seeds (``SEEDS=0,1,2``; ``EPOCHS`` sets the epochs
 Run ``OMP_NUM_THREADS=1 python benchmarks/flecs_drug.py`` (about 5 min on the loaded
 2-core machine).
 
-Measured (2-core AMD EPYC, shared and loaded, 1 torch thread, 100 epochs)::
+Measured (2-core Intel Xeon, shared and loaded, 1 torch thread, 100 epochs)::
 
     seed  fit_s  mse_model  mse_no_effect  mse_mean_drug  r_prod  r_decay  r_prod_fit  r_decay_fit
        0   88.2    0.01433        0.08772        0.07069  0.0517   0.7184      0.0790       0.8088
