@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from scvi.module.base import BaseModuleClass, LossOutput
 
-from ..nn import GRNVectorField, integrate
+from ..nn import GRNVectorField, SolverDivergedError, integrate
 
 
 def integrate_trajectories(
@@ -131,6 +131,93 @@ def flow_matching_pairs(
     x1 = torch.lerp(start, end, u[:, None])
     duration = d * (t[rows, j + 1] - t[rows, j])
     return torch.stack([x0, x1], 1), torch.stack([torch.zeros_like(duration), duration], 1)
+
+
+def chord_velocities(x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Finite-difference velocities: chord slopes between consecutive cells, at the midpoints.
+
+    For every pair of consecutive cells ``(x_k, x_{k+1})`` of a trajectory the velocity
+    ``(x_{k+1} - x_k) / (t_{k+1} - t_k)`` is placed at ``(x_k + x_{k+1}) / 2``, where it is a
+    second-order estimate of the derivative of a smooth path. Pairs of zero duration (repeated
+    cells of short kNN paths) are left out.
+
+    Parameters
+    ----------
+    x
+        Expression ``(n_traj, length, n_genes)``.
+    t
+        Non-decreasing times ``(n_traj, length)``.
+
+    Returns
+    -------
+    Midpoints and velocities, both ``(n_pairs, n_genes)``.
+    """
+    duration = t[:, 1:] - t[:, :-1]
+    keep = duration > 0
+    step = x[:, 1:] - x[:, :-1]
+    midpoints = x[:, :-1] + 0.5 * step
+    return midpoints[keep], step[keep] / duration[keep][:, None].to(x.dtype)
+
+
+def fit_velocities(
+    field: GRNVectorField, points: torch.Tensor, velocities: torch.Tensor, *, max_iter: int = 500
+) -> float:
+    """Fit the field's gene velocity to given velocities by least squares (full-batch L-BFGS).
+
+    No ODE is solved: the loss is ``mean |f(points) - velocities|^2`` over the genes of
+    :meth:`~celldyn.nn.GRNVectorField.gene_velocity` (proteins at steady state, latents 0).
+    Fitted to the :func:`chord_velocities` of the trajectories, it is a warm start that
+    identifies the network far better than the trajectory error alone (see the FLeCS user
+    guide).
+
+    Parameters
+    ----------
+    field
+        The vector field, updated in place.
+    points, velocities
+        Expression and velocity ``(n_points, n_genes)`` on the field's device.
+    max_iter
+        Largest number of L-BFGS iterations.
+
+    Returns
+    -------
+    The final mean squared error.
+
+    Raises
+    ------
+    SolverDivergedError
+        If the loss or the parameters become NaN or infinite (the parameters are restored).
+    """
+    params = [p for p in field.parameters() if p.requires_grad]
+    saved = [p.detach().clone() for p in params]
+    optimizer = torch.optim.LBFGS(
+        params, lr=1.0, max_iter=int(max_iter), history_size=20, line_search_fn="strong_wolfe"
+    )
+
+    def error() -> torch.Tensor:
+        loss = (field.gene_velocity(points) - velocities).square().mean()
+        if not torch.isfinite(loss):
+            raise SolverDivergedError("The velocity fit diverged: NaN or infinite loss.")
+        return loss
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = error()
+        loss.backward()
+        return loss
+
+    try:
+        optimizer.step(closure)
+        with torch.no_grad():
+            loss = error()
+        if not all(bool(torch.isfinite(p).all()) for p in params):
+            raise SolverDivergedError("The velocity fit diverged: NaN or infinite parameters.")
+    except SolverDivergedError:
+        with torch.no_grad():
+            for param, value in zip(params, saved, strict=True):
+                param.copy_(value)
+        raise
+    return float(loss)
 
 
 def trajectory_mse(
