@@ -101,6 +101,11 @@ def operator(method: str) -> str:
     return f"{method}_operator"
 
 
+def drift(method: str) -> str:
+    """``obsm`` key of a method's per-cell constant drift, e.g. ``'cellmnn_drift'``."""
+    return f"{method}_drift"
+
+
 def latent_velocity(method: str) -> str:
     """``obsm`` key of a method's latent-space velocity, e.g. ``'velocity_cellmnn'``."""
     return f"velocity_{method}"

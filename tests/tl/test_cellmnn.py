@@ -42,9 +42,10 @@ def test_writes_every_field_consistently(fitted):
     assert flat.shape == (n, d * d) and flat.dtype == np.float32
     operators = flat.reshape(n, d, d)
     z = adata.obsm["X_pca"][:, :d]
-    velocity = adata.obsm["velocity_cellmnn"]
+    velocity, drift = adata.obsm["velocity_cellmnn"], adata.obsm["cellmnn_drift"]
+    assert drift.shape == (n, d) and drift.dtype == np.float32
     np.testing.assert_allclose(
-        velocity, np.einsum("cij,cj->ci", operators, z), rtol=1e-4, atol=1e-5
+        velocity, np.einsum("cij,cj->ci", operators, z) + drift, rtol=1e-4, atol=1e-5
     )
     loadings = adata.varm["PCs"][:, :d]
     covered = adata.var["cellmnn_velocity_genes"].to_numpy()

@@ -201,8 +201,9 @@ class CellMNN(TrainingMixin, BaseModelClass):
 
     An MLP maps a cell's latent state ``z`` (the first ``n_components`` columns of
     ``obsm[rep]``), its time ``t`` and optionally its dataset (``batch_key``) to a local
-    operator ``A``; the cell moves as ``z(t') = expm(A (t' - t)) z``, the closed-form
-    solution of ``dz/dt = A z``. Training matches pushed and observed cell populations by MMD
+    operator ``A`` and (``affine``, the default) a constant drift ``b``; the cell moves along
+    ``dz/dt = A z + b``, solved in closed form (``z(t') = expm(A (t' - t)) z`` when
+    ``affine=False``). Training matches pushed and observed cell populations by MMD
     (Laplace and Gaussian kernels) at every later training time, without optimal transport
     (von Bassewitz et al., arXiv:2510.02903).
 
@@ -235,6 +236,11 @@ class CellMNN(TrainingMixin, BaseModelClass):
         Weight of the invertibility penalty of ``P`` (``'eigen'`` only).
     init_scale
         Scale of the MLP's output layer at initialisation (``A`` starts near 0).
+    affine
+        Cells move along ``dz/dt = A z + b`` with a per-cell constant drift ``b`` output by
+        the same MLP (``‖b‖ < max_rate`` in internal units), instead of ``dz/dt = A z``,
+        whose flows all keep the origin of ``rep`` fixed. :meth:`get_operators` and the
+        interactions report ``A``; the velocities include ``b``.
     """
 
     def __init__(
@@ -250,6 +256,7 @@ class CellMNN(TrainingMixin, BaseModelClass):
         lambda_kinetic: float = 1e-3,
         lambda_invertibility: float = 0.01,
         init_scale: float = 0.01,
+        affine: bool = True,
     ):
         super().__init__(adata)
         args = self.adata_manager.registry["setup_args"]
@@ -268,6 +275,7 @@ class CellMNN(TrainingMixin, BaseModelClass):
             n_zero_eigenvalues=n_zero_eigenvalues,
             max_rate=max_rate,
             init_scale=init_scale,
+            affine=affine,
         )
         values = read_numeric_times(adata, self.time_key).values
         z = self._latent(adata)
@@ -353,17 +361,22 @@ class CellMNN(TrainingMixin, BaseModelClass):
         return z, t, condition.astype(np.int64), groups
 
     @torch.no_grad()
-    def _internal_operators(self, z, t, condition) -> np.ndarray:
+    def _internal_operators(self, z, t, condition) -> tuple[np.ndarray, np.ndarray | None]:
+        """Return internal operators ``(n, d, d)`` and drifts ``(n, d)`` (``None``: not affine)."""
         self.module.eval()
-        out = []
+        matrices, drifts = [], []
         for s in range(0, len(z), _INFERENCE_BATCH):
             tensors = (
                 torch.as_tensor(a[s : s + _INFERENCE_BATCH], device=self.device)
                 for a in (z, t, condition)
             )
             zb, tb, cb = tensors
-            out.append(self.module.operator(zb.float(), tb.float(), cb).matrix.cpu().numpy())
-        return np.concatenate(out).astype(np.float64)
+            out = self.module.operator(zb.float(), tb.float(), cb)
+            matrices.append(out.matrix.cpu().numpy())
+            if out.drift is not None:
+                drifts.append(out.drift.cpu().numpy())
+        drift = np.concatenate(drifts).astype(np.float64) if drifts else None
+        return np.concatenate(matrices).astype(np.float64), drift
 
     def _to_rep(self, internal: np.ndarray) -> np.ndarray:
         """Convert internal operators ``(n, d, d)`` to ``rep`` coordinates per unit time."""
@@ -497,12 +510,13 @@ class CellMNN(TrainingMixin, BaseModelClass):
         cells = groups.codes == _find_time(groups, time_from, "time_from")
         if not np.isfinite(float(time_to)):
             raise ValueError(f"`time_to` must be finite, got {time_to!r}.")
-        internal = self._internal_operators(z[cells], t[cells], condition[cells])
+        matrix, drift = self._internal_operators(z[cells], t[cells], condition[cells])
         dt = (float(time_to) - float(time_from)) / float(self.module.t_scale)
         pushed = propagate(
-            torch.as_tensor(internal),
+            torch.as_tensor(matrix),
             torch.as_tensor(z[cells]),
             torch.full((int(cells.sum()), 1), dt, dtype=torch.float64),
+            None if drift is None else torch.as_tensor(drift),
         )[:, 0].numpy()
         if not np.all(np.isfinite(pushed)):
             raise SolverDivergedError(
@@ -529,12 +543,26 @@ class CellMNN(TrainingMixin, BaseModelClass):
         """
         z, t, condition, groups = self._inputs(adata)
         cells = check_time_range(groups, time_range)
-        return self._to_rep(self._internal_operators(z[cells], t[cells], condition[cells]))
+        return self._to_rep(self._internal_operators(z[cells], t[cells], condition[cells])[0])
+
+    def get_drift(self, adata: AnnData | None = None) -> np.ndarray:
+        """Constant drift ``b`` of every cell, ``(n_cells, d)``, in ``obsm[rep]`` units per time.
+
+        Zero for a model with ``affine=False``.
+        """
+        z, t, condition, _ = self._inputs(adata)
+        drift = self._internal_operators(z, t, condition)[1]
+        if drift is None:
+            return np.zeros_like(z)
+        return drift * self.module.z_scale.cpu().numpy() / float(self.module.t_scale)
 
     def get_latent_velocity(self, adata: AnnData | None = None) -> np.ndarray:
-        """Velocity ``A z`` of every cell, ``(n_cells, d)``, in ``obsm[rep]`` units per time."""
-        operators = self.get_operators(adata)
-        return np.einsum("cij,cj->ci", operators, self._latent(self._validate_anndata(adata)))
+        """Velocity ``A z + b`` of every cell, ``(n_cells, d)``, in ``obsm[rep]`` units per time.
+
+        ``b`` is the drift (:meth:`get_drift`; 0 without ``affine``).
+        """
+        z = self._latent(self._validate_anndata(adata))
+        return np.einsum("cij,cj->ci", self.get_operators(adata), z) + self.get_drift(adata)
 
     def _loadings(self, adata: AnnData, loadings: str) -> np.ndarray:
         if loadings not in adata.varm:
@@ -589,7 +617,7 @@ class CellMNN(TrainingMixin, BaseModelClass):
           reconstructed from ``rep`` (relative to the gene means for PCA): the contribution
           of gene ``j``, at its expression in that cell, to the velocity of gene ``i``
           (von Bassewitz et al.). For orthonormal loadings the column ``i`` sums to the mean
-          velocity of gene ``i``.
+          velocity of gene ``i`` without the drift ``b`` of an ``affine`` model.
 
         Parameters
         ----------

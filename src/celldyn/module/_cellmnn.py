@@ -77,13 +77,15 @@ class CellMNNModule(BaseModuleClass):
     Works in internal units: states ``z / z_scale`` (per-component scaling, no centering, so
     linear maps keep the origin of the representation fixed) and times
     ``(t - t_origin) / t_scale`` (the observed time range becomes ``[0, 1]``). A cell at
-    ``(z0, t0)`` is pushed in closed form, ``z(t) = expm(A(z0, t0) (t - t0)) z0``.
+    ``(z0, t0)`` is pushed in closed form, ``z(t) = expm(A(z0, t0) (t - t0)) z0``, or with
+    ``affine=True`` along ``dz/dt = A(z0, t0) z + b(z0, t0)`` (see
+    :func:`~celldyn.nn._operator_mlp.propagate`).
 
     The loss sums, over conditions, start times ``s`` and later training times ``g``, the
     squared MMD (one term per kernel in ``kernels``) between the minibatch cells of time
     ``s`` pushed to ``g`` and observed partner cells of time ``g``, weighted by
     ``gamma**(k - 1)`` for ``g`` ``k`` training times after ``s`` and normalised by the sum of
-    weights; plus ``lambda_kinetic`` times the mean kinetic energy ``‖A z‖²`` at the start
+    weights; plus ``lambda_kinetic`` times the mean kinetic energy ``‖A z + b‖²`` at the start
     and pushed states, plus (``'eigen'`` only) ``lambda_invertibility`` times
     :func:`~celldyn.nn._operator_mlp.invertibility_penalty`.
 
@@ -105,7 +107,7 @@ class CellMNNModule(BaseModuleClass):
         (no gradient), so it follows both the spread of the target and its distance.
     **mlp_kwargs
         Passed to :class:`~celldyn.nn._operator_mlp.OperatorMLP` (``n_hidden``, ``n_layers``,
-        ``parametrization``, ``n_zero_eigenvalues``, ``max_rate``, ``init_scale``).
+        ``parametrization``, ``n_zero_eigenvalues``, ``max_rate``, ``init_scale``, ``affine``).
     """
 
     def __init__(
@@ -152,7 +154,7 @@ class CellMNNModule(BaseModuleClass):
     def inference(self, z: torch.Tensor, t: torch.Tensor, condition: torch.Tensor) -> dict:
         """Operators of the start cells."""
         operator = self.operator(z, t, condition)
-        return {"operator": operator.matrix, "basis": operator.basis}
+        return {"operator": operator.matrix, "basis": operator.basis, "drift": operator.drift}
 
     def _get_generative_input(self, tensors, inference_outputs) -> dict:
         return {}
@@ -170,14 +172,16 @@ class CellMNNModule(BaseModuleClass):
         among the training times of the condition, ``-1`` if not a training time) and
         ``available`` ``(n_conditions, n_groups)`` (partners present).
         """
-        z, matrix = tensors["z"], inference_outputs["operator"]
+        z, matrix, drift = tensors["z"], inference_outputs["operator"], inference_outputs["drift"]
         dt = tensors["partner_times"][None, :] - tensors["t"][:, None]
-        pushed = propagate(matrix, z, dt)
+        pushed = propagate(matrix, z, dt, drift)
         mmd, valid = snapshot_mmd(pushed, tensors, gamma=self.gamma, kernels=self.kernels)
 
         states = torch.cat([z[:, None], pushed], 1)
         mask = torch.cat([torch.ones_like(valid[:, :1]), valid], 1)
         velocity = states @ matrix.mT
+        if drift is not None:
+            velocity = velocity + drift[:, None]
         kinetic = velocity.square().sum(-1)[mask].mean()
         loss = mmd + self.lambda_kinetic * kinetic
         extra = {"mmd": mmd.detach(), "kinetic": kinetic.detach()}

@@ -1,8 +1,9 @@
 """Cell-MNN building blocks: an MLP mapping a cell state to a bounded linear operator.
 
 Convention (column vectors, used everywhere): a state ``z`` of shape ``(d,)`` evolves as
-``dz/dt = A z``, so ``A[i, j]`` is the effect of coordinate ``j`` on the rate of
-coordinate ``i``, and ``z(t0 + dt) = expm(A dt) z(t0)``.
+``dz/dt = A z + b``, so ``A[i, j]`` is the effect of coordinate ``j`` on the rate of
+coordinate ``i``; ``b`` is an optional constant drift (``b = 0``: linear, ``z(t0 + dt) =
+expm(A dt) z(t0)``; else affine, solved in closed form through the augmented state ``(z, 1)``).
 """
 
 from __future__ import annotations
@@ -26,10 +27,13 @@ class Operator(NamedTuple):
         Operators ``A``, shape ``(batch, d, d)``.
     basis
         Eigenbasis ``P`` of ``A = P diag(λ) P⁻¹`` (``parametrization='eigen'``), else ``None``.
+    drift
+        Constant drifts ``b``, shape ``(batch, d)`` (``affine=True``), else ``None``.
     """
 
     matrix: torch.Tensor
     basis: torch.Tensor | None
+    drift: torch.Tensor | None = None
 
 
 def bound_norm(raw: torch.Tensor, max_norm: float) -> torch.Tensor:
@@ -41,8 +45,16 @@ def bound_norm(raw: torch.Tensor, max_norm: float) -> torch.Tensor:
     return raw * (max_norm * torch.tanh(norm / max_norm) / norm)
 
 
-def propagate(operator: torch.Tensor, z0: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
-    """Closed-form solution ``expm(A dt) z0`` of ``dz/dt = A z`` at several horizons.
+def propagate(
+    operator: torch.Tensor,
+    z0: torch.Tensor,
+    dt: torch.Tensor,
+    drift: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Closed-form solution of ``dz/dt = A z + b`` at several horizons.
+
+    Without ``drift`` this is ``expm(A dt) z0``; with it, the exponential of the augmented
+    operator ``[[A, b], [0, 0]]`` applied to ``(z0, 1)``.
 
     Parameters
     ----------
@@ -52,13 +64,19 @@ def propagate(operator: torch.Tensor, z0: torch.Tensor, dt: torch.Tensor) -> tor
         Initial states, shape ``(batch, d)``.
     dt
         Horizons (negative values integrate backwards), shape ``(batch, n_times)``.
+    drift
+        Constant drifts ``b``, shape ``(batch, d)``, or ``None`` (``b = 0``).
 
     Returns
     -------
     States of shape ``(batch, n_times, d)``.
     """
+    if drift is not None:
+        operator = nn.functional.pad(torch.cat([operator, drift[..., None]], -1), (0, 0, 0, 1))
+        z0 = nn.functional.pad(z0, (0, 1), value=1.0)
     flows = torch.linalg.matrix_exp(operator[:, None] * dt[..., None, None])
-    return (flows @ z0[:, None, :, None]).squeeze(-1)
+    states = (flows @ z0[:, None, :, None]).squeeze(-1)
+    return states if drift is None else states[..., :-1]
 
 
 def invertibility_penalty(basis: torch.Tensor) -> torch.Tensor:
@@ -78,8 +96,13 @@ class OperatorMLP(nn.Module):
       ``‖expm(A dt)‖₂ ≤ cond(P) exp(max_rate |dt|)``; train it with
       :func:`invertibility_penalty`.
 
+    With ``affine=True`` the MLP also outputs a constant drift ``b`` (``dz/dt = A z + b``),
+    rescaled like ``A`` so ``‖b‖ < max_rate``: without it every cell's flow keeps the origin
+    of the coordinates fixed, so a population that must pass near the origin (e.g. centred
+    PCA coordinates of a time course) can only get there by rotating around it.
+
     The last layer is scaled by ``init_scale``, so ``A`` starts near 0 (``'direct'``) or
-    with eigenvalues near 0 and ``P`` near the identity (``'eigen'``).
+    with eigenvalues near 0 and ``P`` near the identity (``'eigen'``), and ``b`` near 0.
 
     Parameters
     ----------
@@ -99,6 +122,8 @@ class OperatorMLP(nn.Module):
         Bound on the operator (see above), in units of 1 / time.
     init_scale
         Factor applied to the initial weights and bias of the output layer.
+    affine
+        Also output a constant drift ``b`` (see above).
     """
 
     def __init__(
@@ -112,6 +137,7 @@ class OperatorMLP(nn.Module):
         n_zero_eigenvalues: int = 0,
         max_rate: float = 10.0,
         init_scale: float = 0.01,
+        affine: bool = False,
     ):
         super().__init__()
         if parametrization not in PARAMETRIZATIONS:
@@ -131,7 +157,8 @@ class OperatorMLP(nn.Module):
         self.parametrization = parametrization
         self.n_free_eigenvalues = n_latent - n_zero_eigenvalues
         self.max_rate = float(max_rate)
-        n_out = n_latent * n_latent
+        self.affine = bool(affine)
+        n_out = n_latent * n_latent + (n_latent if self.affine else 0)
         if parametrization == "eigen":
             n_out += self.n_free_eigenvalues
         layers, n_in = [], n_latent + 1 + n_conditions
@@ -158,12 +185,16 @@ class OperatorMLP(nn.Module):
             inputs.append(nn.functional.one_hot(condition.long(), self.n_conditions).to(z.dtype))
         raw = self.net(torch.cat(inputs, dim=-1))
         d = self.n_latent
+        drift = None
+        if self.affine:
+            drift = bound_norm(raw[:, -d:, None], self.max_rate)[..., 0]
+            raw = raw[:, :-d]
         if self.parametrization == "direct":
-            return Operator(bound_norm(raw.view(-1, d, d), self.max_rate), None)
+            return Operator(bound_norm(raw.view(-1, d, d), self.max_rate), None, drift)
         basis = raw[:, : d * d].view(-1, d, d) + torch.eye(d, dtype=raw.dtype, device=raw.device)
         rates = self.max_rate * torch.tanh(raw[:, d * d :] / self.max_rate)
         rates = nn.functional.pad(rates, (0, d - self.n_free_eigenvalues))
         # A = P diag(λ) P⁻¹ solves A P = P diag(λ), i.e. Pᵀ Aᵀ = (P diag(λ))ᵀ
         scaled = basis * rates[:, None, :]
         matrix = torch.linalg.solve(basis.mT, scaled.mT).mT
-        return Operator(matrix, basis)
+        return Operator(matrix, basis, drift)

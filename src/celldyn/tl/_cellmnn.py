@@ -99,8 +99,10 @@ def cellmnn(
     - ``obsm['{key_added}_operator']``: per-cell operator ``A`` (n_obs × d², row-major:
       column ``i*d + j`` is ``A[i, j]``, the effect of component ``j`` on ``dz_i/dt``), in
       ``rep`` coordinates per unit of ``time_key``.
-    - ``obsm['velocity_{key_added}']``: latent velocity ``A z`` (n_obs × d).
-    - ``layers['{key_added}_velocity']``: dense float32 gene velocity ``(A z)·Vᵀ``; NaN for
+    - ``obsm['{key_added}_drift']``: per-cell constant drift ``b`` of the default ``affine``
+      model (n_obs × d, ``rep`` units per unit of ``time_key``; 0 with ``affine=False``).
+    - ``obsm['velocity_{key_added}']``: latent velocity ``A z + b`` (n_obs × d).
+    - ``layers['{key_added}_velocity']``: dense float32 gene velocity ``(A z + b)·Vᵀ``; NaN for
       genes with zero loadings (with ``loadings``).
     - ``var['{key_added}_velocity_genes']``: genes with non-zero loadings (with ``loadings``).
     - ``uns['{key_added}_velocity_params']``: ``{'embeddings': []}`` for scvelo (with
@@ -194,6 +196,7 @@ def cellmnn(
     slots = {
         "obsm": {
             _keys.operator(key_added): operators.reshape(len(operators), d * d).astype(np.float32),
+            _keys.drift(key_added): model.get_drift(work).astype(np.float32),
             _keys.latent_velocity(key_added): model.get_latent_velocity(work).astype(np.float32),
         },
         "uns": {key_added: results},
