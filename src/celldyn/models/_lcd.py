@@ -73,12 +73,13 @@ class LCD(TrainingMixin, BaseModelClass):
     ``s(x, σ, e_q)``, conditioned in every hidden layer on the sum ``e_q`` of learnt gene
     embeddings, by denoising score matching of the latent states over a geometric range of
     noise levels. Then a shared positive diagonal ``D`` (geometric mean 1) and a shared
-    antisymmetric ``K`` are chosen so that the drift ``f(x, e_q) = (D + K) s(x, σ_min, e_q)``
-    changes sparsely between conditions. Every such drift leaves each ``p_q`` stationary
-    under ``dx = f dt + √(2D) dW`` (``∇·(K ∇p) = 0``): ``K`` is the part of the drift the
-    distributions alone cannot fix and sparse perturbation responses identify it (with
-    ``D = I, K = 0`` the drift would be the score, whose linear part is symmetric); ``D``
-    absorbs the per-gene units of the latent space, which the count model leaves free.
+    antisymmetric ``K`` are chosen so that the drift ``f(x, e_q) = (D + K) s(x, σ_f, e_q)``
+    responds sparsely to the perturbations (:meth:`get_drift_response`). Every such drift
+    leaves each ``p_q`` stationary under ``dx = f dt + √(2D) dW`` (``∇·(K ∇p) = 0``): ``K``
+    is the part of the drift the distributions alone cannot fix and sparse perturbation
+    responses identify it (with ``D = I, K = 0`` the drift would be the score, whose linear
+    part is symmetric); ``D`` absorbs the per-gene units of the latent space, which the count
+    model leaves free.
 
     Parameters
     ----------
@@ -92,6 +93,12 @@ class LCD(TrainingMixin, BaseModelClass):
         Noise levels of score matching: ``n_sigmas`` geometric steps from ``sigma_max`` down
         to ``sigma_min``, in units of the median per-gene standard deviation of the latent
         states.
+    drift_sigma
+        Noise level ``σ_f`` of the score in the drift (same units, between ``sigma_min`` and
+        ``sigma_max``). At the smallest levels a score network fitted to a few hundred cells
+        per condition approaches the score of its training points (each cell a narrow bump),
+        whose Jacobian says little about the law; at ``σ_f`` the law is smoothed by
+        ``N(0, σ_f² I)``, a small isotropic bias (see the user guide).
     """
 
     def __init__(
@@ -104,6 +111,7 @@ class LCD(TrainingMixin, BaseModelClass):
         n_sigmas: int = 10,
         sigma_min: float = 0.05,
         sigma_max: float = 3.0,
+        drift_sigma: float = 0.3,
     ):
         super().__init__(adata)
         args = self.adata_manager.registry["setup_args"]
@@ -112,6 +120,12 @@ class LCD(TrainingMixin, BaseModelClass):
         check_positive(sigma_min, "sigma_min")
         if not sigma_max > sigma_min:
             raise ValueError(f"`sigma_max` ({sigma_max}) must exceed `sigma_min` ({sigma_min}).")
+        if not sigma_min <= drift_sigma <= sigma_max:
+            raise ValueError(
+                f"`drift_sigma` ({drift_sigma}) must lie between `sigma_min` ({sigma_min}) and "
+                f"`sigma_max` ({sigma_max})."
+            )
+        self._drift_sigma = float(drift_sigma)
         labels = read_perturbations(adata, self.perturbation_key, self.control)
         self.perturbation_labels_: list[str] = list(labels.categories)
         self.perturbed_genes_: list[str] = sorted(
@@ -127,6 +141,7 @@ class LCD(TrainingMixin, BaseModelClass):
             len(self.perturbation_labels_),
             len(self.perturbed_genes_),
             sigmas=self._relative_sigmas,
+            drift_sigma=self._drift_sigma,
             score_kwargs={"n_hidden": n_hidden, "n_layers": n_layers, "embed_dim": embed_dim},
         )
         self._init_observation(counts, library)
@@ -313,6 +328,7 @@ class LCD(TrainingMixin, BaseModelClass):
         self.module.set_units(latent.mean(0), latent.std(0) + 1e-6)
         unit = float(np.median(latent.std(0)))
         self.module.sigmas.copy_(torch.as_tensor(self._relative_sigmas * unit))
+        self.module.drift_sigma.fill_(self._drift_sigma * unit)
         self.module.stage = "score"
         mask, _ = self._condition_inputs(self.perturbation_labels_)
         scored = TensorDataModule(
@@ -336,16 +352,28 @@ class LCD(TrainingMixin, BaseModelClass):
             raise SolverDivergedError("Fitting the drift mixing K produced NaN values.")
 
     @torch.no_grad()
-    def _score_responses(self, latent: np.ndarray, n_cells: int = 256) -> torch.Tensor:
-        """Score responses ``s(x, e_q) − s(x, e_ctrl)`` at control and condition-q cells."""
-        rng = np.random.default_rng(0)
-        responses = []
-        for q, label in enumerate(self.perturbation_labels_[1:], start=1):
-            cells = np.flatnonzero((self._codes == q) | (self._codes == 0))
-            cells = rng.choice(cells, min(n_cells, len(cells)), replace=False)
-            x = torch.as_tensor(latent[cells], dtype=torch.float32, device=self.device)
-            responses.append(self._score(x, label) - self._score(x, self.control))
-        return torch.cat(responses)
+    def _score_responses(self, latent: np.ndarray, budget: int = 2**22) -> torch.Tensor:
+        """Score responses ``−J(x) l_q`` to every condition's mean shift at control cells.
+
+        ``l_q`` is the shift of condition ``q``'s mean fitted state from the control's; the
+        control cells are subsampled so that all responses hold about ``budget`` numbers.
+        """
+        shifts = self._mean_shifts(latent)
+        control = np.flatnonzero(self._codes == 0)
+        n_cells = int(np.clip(budget // max(shifts.size, 1), 16, 256))
+        cells = np.random.default_rng(0).choice(control, min(n_cells, len(control)), replace=False)
+        x = torch.as_tensor(latent[cells], dtype=torch.float32, device=self.device)
+        shifts = torch.as_tensor(shifts, dtype=torch.float32, device=self.device)
+        e = self._embedding(self.control, len(x))
+        responses = self.module.translation_responses(x, e, shifts)
+        return responses.reshape(-1, responses.shape[-1])
+
+    def _mean_shifts(self, latent: np.ndarray) -> np.ndarray:
+        """Mean fitted state of every perturbed condition minus the control's, ``(Q − 1, G)``."""
+        means = np.stack(
+            [latent[self._codes == q].mean(0) for q in range(len(self.perturbation_labels_))]
+        )
+        return means[1:] - means[0]
 
     # ------------------------------------------------------------------ getters
     def _embedding(self, perturbation: str, n: int) -> torch.Tensor:
@@ -375,7 +403,7 @@ class LCD(TrainingMixin, BaseModelClass):
 
     @torch.no_grad()
     def get_drift(self, x: np.ndarray, perturbation: str) -> np.ndarray:
-        """Causal drift ``f(x, e_q) = (D + K) s(x, σ_min, e_q)`` at latent points ``x``.
+        """Causal drift ``f(x, e_q) = (D + K) s(x, σ_f, e_q)`` at latent points ``x``.
 
         Parameters
         ----------
@@ -399,6 +427,45 @@ class LCD(TrainingMixin, BaseModelClass):
             xb = torch.as_tensor(x[s : s + _BATCH], device=self.device)
             out.append(self.module.drift(xb, self._embedding(perturbation, len(xb))).cpu())
         return torch.cat(out).numpy().astype(np.float64)
+
+    @torch.no_grad()
+    def get_drift_response(self, x: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+        """Change of the control drift when its stationary law is translated, at points ``x``.
+
+        A shift intervention on a linear diffusion translates the stationary law by its mean
+        shift ``l`` and the drift by the same: ``f_q(x) = f_ctrl(x − l)``. Row ``k`` of the
+        result is the mean over ``x`` of the first-order change
+        ``f_ctrl(x − l_k) − f_ctrl(x) ≈ −(D + K) J(x) l_k``, ``J`` the Jacobian of the control
+        score at ``σ_f``; at control cells it is the initial velocity ``v_q`` CLIPR needs
+        (:func:`celldyn.tl.perturbation_responses`).
+
+        Parameters
+        ----------
+        x
+            Latent points ``(n, n_genes)``, e.g. the control cells' fitted states.
+        shifts
+            Translations ``(k, n_genes)``, e.g. mean shifts of perturbed conditions.
+
+        Returns
+        -------
+        Array ``(k, n_genes)``.
+        """
+        x = np.asarray(x, dtype=np.float32)
+        shifts = np.asarray(shifts, dtype=np.float32)
+        for name, a in (("x", x), ("shifts", shifts)):
+            if a.ndim != 2 or a.shape[1] != len(self.genes_) or len(a) == 0:
+                raise ValueError(
+                    f"`{name}` must have shape (n, {len(self.genes_)}) with n > 0, got {a.shape}."
+                )
+        self.module.eval()
+        directions = torch.as_tensor(shifts, device=self.device)
+        total = torch.zeros(len(shifts), len(self.genes_), device=self.device)
+        for s in range(0, len(x), _BATCH):
+            xb = torch.as_tensor(x[s : s + _BATCH], device=self.device)
+            e = self._embedding(self.control, len(xb))
+            responses = self.module.translation_responses(xb, e, directions)
+            total += self.module.apply_mixing(responses.sum(1))
+        return (total / len(x)).cpu().numpy().astype(np.float64)
 
     @torch.no_grad()
     def sample_latent(

@@ -27,7 +27,8 @@ class LCDModule(BaseModuleClass):
     would shrink the latent states towards ``m_q``).
     Stage ``'score'``: denoising score matching of the conditional score network
     ``s(x, σ, e_q)`` on the fitted latent states over the noise levels ``sigmas``. The causal
-    drift is ``f(x, e_q) = (D + K) s(x, σ_min, e_q)`` with a shared diagonal ``D > 0``
+    drift is ``f(x, e_q) = (D + K) s(x, σ_f, e_q)`` (``σ_f`` = ``drift_sigma``) with a shared
+    diagonal ``D > 0``
     (diffusion ``√(2D) dW``, geometric mean 1) and a shared antisymmetric ``K``
     (:meth:`fit_mixing`).
 
@@ -37,6 +38,8 @@ class LCDModule(BaseModuleClass):
         Sizes: cells, genes (= latent dimension), training conditions, genes with embeddings.
     sigmas
         Noise levels of score matching, decreasing.
+    drift_sigma
+        Noise level ``σ_f`` of the score in the drift; default the smallest of ``sigmas``.
     score_kwargs
         Passed to :class:`~celldyn.nn.ScoreNet`.
     """
@@ -49,6 +52,7 @@ class LCDModule(BaseModuleClass):
         n_perturbable: int,
         *,
         sigmas: np.ndarray,
+        drift_sigma: float | None = None,
         score_kwargs: dict | None = None,
     ):
         super().__init__()
@@ -62,6 +66,8 @@ class LCDModule(BaseModuleClass):
         self.mixing_upper = nn.Parameter(torch.zeros(n_genes * (n_genes - 1) // 2))
         self.log_diffusion = nn.Parameter(torch.zeros(n_genes))
         self.register_buffer("sigmas", torch.as_tensor(np.asarray(sigmas), dtype=torch.float32))
+        drift_sigma = self.sigmas[-1] if drift_sigma is None else float(drift_sigma)
+        self.register_buffer("drift_sigma", torch.as_tensor(drift_sigma, dtype=torch.float32))
         self.register_buffer("center", torch.zeros(n_genes))
         self.register_buffer("spread", torch.ones(n_genes))
 
@@ -151,8 +157,39 @@ class LCDModule(BaseModuleClass):
         return s * self.diffusion() + s @ self.mixing().T
 
     def drift(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        """Causal drift ``f(x, e) = (D + K) s(x, σ_min, e)``."""
-        return self.apply_mixing(self.score(x, self.sigmas[-1].expand(len(x)), e))
+        """Causal drift ``f(x, e) = (D + K) s(x, σ_f, e)`` (``σ_f`` = ``drift_sigma``)."""
+        return self.apply_mixing(self.score(x, self.drift_sigma.expand(len(x)), e))
+
+    def translation_responses(
+        self, x: torch.Tensor, e: torch.Tensor, shifts: torch.Tensor
+    ) -> torch.Tensor:
+        """First-order score changes ``−J(x) l`` of translating the law by each shift ``l``.
+
+        ``J(x)`` is the Jacobian in ``x`` of ``s(x, σ_f, e)``; a law translated by ``l`` has the
+        score ``s(x − l) ≈ s(x) − J(x) l``. Computed by forward-mode Jacobian-vector products,
+        without forming ``J``.
+
+        Parameters
+        ----------
+        x
+            ``(n, G)`` points.
+        e
+            ``(n, embed_dim)`` condition embeddings.
+        shifts
+            ``(k, G)`` translations.
+
+        Returns
+        -------
+        ``(k, n, G)`` tensor.
+        """
+        sigma = self.drift_sigma.expand(len(x))
+
+        def score(z: torch.Tensor) -> torch.Tensor:
+            return self.score(z, sigma, e)
+
+        return torch.stack(
+            [-torch.func.jvp(score, (x,), (shift.expand_as(x),))[1] for shift in shifts]
+        )
 
     def fit_mixing(
         self, responses: torch.Tensor, *, n_steps: int = 2000, lr: float = 0.02
@@ -160,7 +197,7 @@ class LCDModule(BaseModuleClass):
         """Choose ``D`` and ``K`` so that the drift responses ``(D + K) r`` are sparse.
 
         Minimizes the mean of ``Σ_g |((D + K) r)_g|`` over the score responses ``r`` (rows of
-        ``responses``, e.g. ``s(x, e_q) − s(x, e_ctrl)`` at cells ``x``). Every ``(D + K) s``
+        ``responses``, e.g. :meth:`translation_responses` at control cells). Every ``(D + K) s``
         has the same stationary laws; ``D`` absorbs the per-gene units of the fitted latent
         space, which the count model leaves free. ``vᵀ(D + K)v = vᵀDv > 0``, so the
         responses cannot collapse to 0.

@@ -87,7 +87,8 @@ def lcd(
       ``perturbation_labels`` (training conditions, control first), ``perturbed_genes``
       (genes with a learnt embedding), ``gene_scale`` (``s_g``), ``inverse_dispersion``
       (``θ_g``), ``diffusion`` (diagonal ``D``), ``mixing`` (antisymmetric ``K``, rows and
-      columns in ``var_names`` order, acting as ``(D + K) s``) and ``sigmas`` (noise levels).
+      columns in ``var_names`` order, acting as ``(D + K) s``), ``sigmas`` (noise levels) and
+      ``drift_sigma`` (noise level of the score in the drift), both in latent units.
     """
     from ..models._lcd import LCD
 
@@ -133,6 +134,7 @@ def lcd(
         "diffusion": module.diffusion().detach().cpu().numpy(),
         "mixing": module.mixing().detach().cpu().numpy(),
         "sigmas": module.sigmas.cpu().numpy(),
+        "drift_sigma": float(module.drift_sigma),
     }
     return write_results(
         adata,

@@ -4,8 +4,8 @@ For every perturbation :math:`q` a model gives :math:`v_q`, the change of its dr
 control steady state, and :math:`l_q`, the shift of its steady state; CLIPR
 (:func:`celldyn.tl.clipr_effects`) turns them into a causal effect matrix.
 
-- LCD (:class:`~celldyn.models.LCD`): the drift change at the control cells' latent states
-  and the shift of the mean latent state of each condition.
+- LCD (:class:`~celldyn.models.LCD`): the shift of the mean latent state of each condition
+  and the first-order change of the control drift when its law is translated by that shift.
 - FLeCS (:class:`~celldyn.models.FLeCS`, or a bare :class:`~celldyn.nn.GRNVectorField`):
   knocking down gene :math:`j` adds ``-strength`` to its production input
   (:attr:`~celldyn.nn.GRNVectorField.production_offset`). The control steady state is the
@@ -229,11 +229,11 @@ def lcd_responses(
 ) -> PerturbationResponses:
     """Responses of a fitted LCD model to its perturbation conditions.
 
-    ``v_q`` is the mean over the control cells' fitted latent states of
-    ``f(x, e_q) - f(x, e_ctrl)`` (:meth:`~celldyn.models.LCD.get_drift`); ``l_q`` the shift of
-    the mean latent state: of the fitted states for a trained condition, of ``n_samples``
-    stationary samples (:meth:`~celldyn.models.LCD.sample_latent`, the same seed for the
-    condition and the control) for any other label.
+    ``l_q`` is the shift of the mean latent state: of the fitted states for a trained
+    condition, of ``n_samples`` stationary samples (:meth:`~celldyn.models.LCD.sample_latent`,
+    the same seed for the condition and the control) for any other label. ``v_q`` is the
+    change of the control drift when its law is translated by ``l_q``, to first order, mean
+    over the control cells' fitted states (:meth:`~celldyn.models.LCD.get_drift_response`).
     """
     latent = model.get_latent()
     labels = model.adata.obs[model.perturbation_key].astype(str).to_numpy()
@@ -242,10 +242,9 @@ def lcd_responses(
     if isinstance(perturbations, str) or len(perturbations) == 0:
         raise ValueError("`perturbations` must be a non-empty sequence of condition labels.")
     ctrl = latent[labels == model.control]
-    base = model.get_drift(ctrl, model.control)
-    velocities, shifts, sampled_control = [], [], None
+    shifts, sampled_control = [], None
     for q in perturbations:
-        velocities.append((model.get_drift(ctrl, q) - base).mean(0))
+        model._check_label(q)
         if q in model.perturbation_labels_:
             shifts.append(latent[labels == q].mean(0) - ctrl.mean(0))
             continue
@@ -255,10 +254,11 @@ def lcd_responses(
             ).mean(0)
         sample = model.sample_latent(q, n_samples, random_state=random_state)
         shifts.append(sample.mean(0) - sampled_control)
+    shifts = np.stack(shifts)
     return PerturbationResponses(
         [str(q) for q in perturbations],
-        np.stack(velocities),
-        np.stack(shifts),
+        model.get_drift_response(ctrl, shifts),
+        shifts,
         ctrl.mean(0),
         latent.shape[1],
     )
@@ -291,11 +291,14 @@ def perturbation_responses(
     These are the inputs of :func:`celldyn.tl.clipr_effects`.
 
     - LCD: perturbations are condition labels (``'A'``, ``'A+B'``; default every trained
-      condition); :math:`v_q` is the mean over the control cells' fitted latent states of
-      :math:`f(x, e_q) - f(x, e_{ctrl})` (:meth:`~celldyn.models.LCD.get_drift`), whose
-      expectation is the drift change at the control steady state, and :math:`l_q` the shift
-      of the mean latent state (fitted states for trained conditions, ``n_samples``
-      stationary samples otherwise). ``strength``, ``start`` and ``loadings`` do not apply.
+      condition); :math:`l_q` is the shift of the mean latent state (fitted states for trained
+      conditions, ``n_samples`` stationary samples otherwise) and :math:`v_q` the change of
+      the control drift when its law is translated by :math:`l_q`,
+      :math:`f_{ctrl}(x - l_q) - f_{ctrl}(x) \approx -J_f(x)\,l_q`, mean over the control
+      cells' fitted states (:meth:`~celldyn.models.LCD.get_drift_response`; exact for shift
+      interventions on a linear diffusion, where :math:`f_q(x) = f_{ctrl}(x - l_q)`). CLIPR
+      then returns the mean Jacobian of the learnt drift at the control cells.
+      ``strength``, ``start`` and ``loadings`` do not apply.
     - FLeCS: knocking down gene :math:`j` adds ``-strength`` to its production input
       (:attr:`~celldyn.nn.GRNVectorField.production_offset`). The control steady state
       :math:`G^*` is the fixed point reached by integrating the ODE from ``start``, the
