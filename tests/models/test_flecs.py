@@ -340,6 +340,8 @@ def test_diverging_training_raises(small):
         ({"l1": -1.0}, "l1"),
         ({"windows": 1}, "windows"),
         ({"flow_matching_noise": -0.1}, "flow_matching_noise"),
+        ({"velocity_init": -1}, "velocity_init"),
+        ({"velocity_init": 2.5}, "velocity_init"),
     ],
 )
 def test_bad_training_options(small, option, match):
@@ -371,6 +373,24 @@ def test_windows_and_flow_matching_change_the_fit(small):
     assert flow[-1] < 0.4 * flow[0]
     assert not np.allclose(w_windows.data, w_plain.data)
     assert not np.allclose(w_flow.data, w_plain.data)
+
+
+def test_velocity_warm_start_only_before_the_first_training(small, monkeypatch):
+    import celldyn.models._flecs as flecs_model
+
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs["max_iter"])
+        return fit_velocities(*args, **kwargs)
+
+    monkeypatch.setattr(flecs_model, "fit_velocities", counted)
+    FLeCS.setup_anndata(small)
+    model = FLeCS(small)
+    model.train(max_epochs=1, velocity_init=20, **FAST)
+    model.train(max_epochs=1, velocity_init=20, **FAST)
+    FLeCS(small).train(max_epochs=1, velocity_init=0, **FAST)
+    assert calls == [20]
 
 
 def test_velocity_warm_start_fits_the_paths_better(small):

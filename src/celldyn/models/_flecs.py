@@ -12,7 +12,7 @@ from scvi.data.fields import LayerField
 from scvi.model.base import BaseModelClass
 
 from .. import _keys
-from .._validate import check_adata, check_layer, check_uns_key, check_varp_key
+from .._validate import check_adata, check_int, check_layer, check_uns_key, check_varp_key
 from ..module._flecs import FLeCSModule, chord_velocities, fit_velocities
 from ..nn import SolverDivergedError
 from ._data import TensorDataModule
@@ -241,6 +241,7 @@ class FLeCS(TrainingMixin, BaseModelClass):
         plan_kwargs, **trainer_kwargs
             Passed to scvi-tools' ``TrainingPlan`` and Lightning's ``Trainer``.
         """
+        velocity_init = check_int(velocity_init, "velocity_init", 0)
         indices, times = read_trajectories(self.adata, self.trajectories_key)
         x = torch.from_numpy(self._expression(self.adata))
         self.module.configure(
@@ -269,7 +270,7 @@ class FLeCS(TrainingMixin, BaseModelClass):
             self._velocity_warm_start(
                 datamodule.tensors["x"][train_idx],
                 datamodule.tensors["t"][train_idx],
-                int(velocity_init),
+                velocity_init,
                 accelerator,
             )
         self._fit(
