@@ -193,6 +193,13 @@ def test_fitted_conditions_find_the_edge_that_changed():
     top = table.iloc[0]
     assert (top["source"], top["target"]) == tuple(net.loc[changed, ["source", "target"]])
     assert top["significant"]
-    # everything significant is an input of the target whose regulation changed (measured: 3 edges)
+    # the learnt weight flips with the true one (measured +2.09 -> -4.61, true +3.66 -> -3.66;
+    # without the velocity warm start both were about -0.4 and only their spread set them apart)
+    assert np.sign(top["mean_a"]) == np.sign(net.loc[changed, "weight"]) == -np.sign(top["mean_b"])
+    # significant edges are inputs of the target whose regulation changed (measured: 2) or
+    # negligible changes (measured: G3 -> G0, change 0.036 = 0.5 % of the flip's, p = 0.035;
+    # the threshold p <= 1/|E| expects one false positive among the |E| = 20 edges)
     significant = table[table["significant"]]
-    assert set(significant["target"]) == {top["target"]} and len(significant) <= 4
+    others = significant[significant["target"] != top["target"]]
+    assert len(significant) <= 4 and len(others) <= 1
+    assert np.all(np.abs(others["change"]) < 0.02 * abs(top["change"]))
