@@ -126,8 +126,8 @@ def flecs(
     copy
         Return a modified copy instead of writing into ``adata``.
     **train_kwargs
-        Passed to :meth:`~celldyn.models.FLeCS.train` (``method``, ``accelerator``,
-        ``early_stopping``, ``progress``, ...).
+        Passed to :meth:`~celldyn.models.FLeCS.train` (``velocity_init``, ``method``,
+        ``accelerator``, ``early_stopping``, ``progress``, ...).
 
     Returns
     -------
