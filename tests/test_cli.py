@@ -139,7 +139,7 @@ def test_demo_writes_results(tmp_path):
     assert (tmp_path / "demo.png").stat().st_size > 10_000
 
 
-def test_model_subcommands(raw_h5ad):
+def test_model_subcommands(raw_h5ad, caplog):
     f = raw_h5ad
     src, out = str(f / "raw.h5ad"), str(f / "m.h5ad")
     assert main(["-q", "pp", "recipe", "-i", src, "-o", out, "--n-top-genes", "20"]) == 0
@@ -147,6 +147,8 @@ def test_model_subcommands(raw_h5ad):
     assert main(["-q", "pp", "trajectories", "-i", out, "-o", out, "--n-trajectories", "40"]) == 0
     common = ["-i", out, "-o", out, "--max-epochs", "2"]
     network = ["--network", str(f / "net.csv"), "--n-models", "2"]
+    assert main(["-q", "flecs", *common, *network, "--velocity-init", "-1"]) == 1
+    assert "velocity_init" in caplog.text
     assert main(["-q", "flecs", *common, *network]) == 0
     cellmnn = ["--time-key", "time", "--n-components", "3", "--interactions", "expression_scaled"]
     assert main(["-q", "cellmnn", *common, *cellmnn]) == 0

@@ -102,6 +102,7 @@ def _flecs(args, adata) -> None:
         resample=args.resample,
         knockout=args.knockout,
         progress=False,
+        **({} if args.velocity_init is None else {"velocity_init": args.velocity_init}),
     )
 
 
@@ -215,6 +216,9 @@ def _build_parser() -> argparse.ArgumentParser:
     flecs.add_argument("--n-models", type=int, default=1, help="ensemble size (edge std)")
     flecs.add_argument("--resample", action="store_true", help="bootstrap members' trajectories")
     flecs.add_argument("--knockout", nargs="+", help="genes whose outgoing prior edges to remove")
+    flecs.add_argument(
+        "--velocity-init", type=int, help="L-BFGS iterations of the velocity warm start (0: none)"
+    )
     flecs.set_defaults(handler=_flecs)
 
     simulate = sub.add_parser(
