@@ -6,10 +6,11 @@ whitened). For every interior time ``t_k`` every method sees all other times and
 cells at ``t_k``; the score is the exact W1 (``celldyn.metrics.wasserstein``) between the
 prediction and the observed cells, averaged over the held-out times. Methods:
 
-- ``cellmnn``: ``celldyn.models.CellMNN`` trained without ``t_k`` (early stopping on its own
-  validation split of the training times), cells of ``t_{k-1}`` pushed to ``t_k`` (the
-  paper's protocol). ``cellmnn_two_sided``: the same model, a mixture of the cells of
-  ``t_{k-1}`` pushed forward and of ``t_{k+1}`` pushed backward, weighted like the
+- ``cellmnn``: ``celldyn.models.CellMNN`` (affine flows ``dz/dt = A z + b``, the package
+  default; ``--no-affine``: the paper's ``dz/dt = A z``) trained without ``t_k`` (early
+  stopping on its own validation split of the training times), cells of ``t_{k-1}`` pushed
+  to ``t_k`` (the paper's protocol). ``cellmnn_two_sided``: the same model, a mixture of the
+  cells of ``t_{k-1}`` pushed forward and of ``t_{k+1}`` pushed backward, weighted like the
   interpolation below (both neighbours, like OT-interpolate).
 - ``neural_ode``: an MLP velocity field ``dz/dt = f(z, t)`` with about as many parameters as
   Cell-MNN's operator MLP, same internal units, same minibatches and the same loss
@@ -117,7 +118,7 @@ def fit_cellmnn(z, t, times, k, seed, cfg):
     adata.obs["time"] = t
     CellMNN.setup_anndata(adata, time_key="time", n_components=z.shape[1])
     torch.manual_seed(seed)
-    model = CellMNN(adata, lambda_kinetic=cfg["lambda_kinetic"])
+    model = CellMNN(adata, lambda_kinetic=cfg["lambda_kinetic"], affine=cfg["affine"])
     start = time.perf_counter()
     model.train(
         holdout=[times[k]],
@@ -451,6 +452,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-2, help="Cell-MNN learning rate")
     parser.add_argument("--node-lr", type=float, default=3e-3)
     parser.add_argument("--no-neural-ode", action="store_true", help="skip the neural ODE")
+    parser.add_argument(
+        "--no-affine", action="store_true", help="Cell-MNN without drift: dz/dt = A z (paper)"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", help="write all rows to this file")
     parser.add_argument("--merge", nargs="+", help="print the tables of saved --json runs")
@@ -504,6 +508,7 @@ def main() -> None:
         "lr": args.lr,
         "node_lr": args.node_lr,
         "neural_ode": not args.no_neural_ode,
+        "affine": not args.no_affine,
     }
     rows = []
     start = time.perf_counter()
