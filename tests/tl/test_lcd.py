@@ -42,7 +42,7 @@ def test_lcd_writes_latents_and_parameters(screen):
     assert np.exp(np.log(result["diffusion"]).mean()) == pytest.approx(1.0, rel=1e-5)
     assert np.all(result["gene_scale"] > 0) and np.all(result["inverse_dispersion"] > 0)
     sigmas = result["sigmas"]
-    assert sigmas.min() < result["drift_sigma"] < sigmas.max()
+    assert result["drift_sigma"] in sigmas  # a level the network was fitted at
     assert len(result["history"]["observation_train_loss"]) == 3
     assert len(result["history"]["score_train_loss"]) == 3
     assert len(result["history"]["mixing_objective"]) == 50

@@ -94,11 +94,12 @@ class LCD(TrainingMixin, BaseModelClass):
         to ``sigma_min``, in units of the median per-gene standard deviation of the latent
         states.
     drift_sigma
-        Noise level ``σ_f`` of the score in the drift (same units, between ``sigma_min`` and
-        ``sigma_max``). At the smallest levels a score network fitted to a few hundred cells
-        per condition approaches the score of its training points (each cell a narrow bump),
-        whose Jacobian says little about the law; at ``σ_f`` the law is smoothed by
-        ``N(0, σ_f² I)``, a small isotropic bias (see the user guide).
+        Noise level ``σ_f`` of the score in the drift and the last level of sampling (same
+        units, between ``sigma_min`` and ``sigma_max``; the nearest level of the grid, where
+        the network was fitted, is used). At the smallest levels a score network fitted to a
+        few hundred cells per condition approaches the score of its training points (each
+        cell a narrow bump), whose Jacobian says little about the law; at ``σ_f`` the law is
+        smoothed by ``N(0, σ_f² I)``, a small isotropic bias (see the user guide).
     """
 
     def __init__(
@@ -125,7 +126,6 @@ class LCD(TrainingMixin, BaseModelClass):
                 f"`drift_sigma` ({drift_sigma}) must lie between `sigma_min` ({sigma_min}) and "
                 f"`sigma_max` ({sigma_max})."
             )
-        self._drift_sigma = float(drift_sigma)
         labels = read_perturbations(adata, self.perturbation_key, self.control)
         self.perturbation_labels_: list[str] = list(labels.categories)
         self.perturbed_genes_: list[str] = sorted(
@@ -135,13 +135,15 @@ class LCD(TrainingMixin, BaseModelClass):
         self._codes = np.asarray(labels.codes, dtype=np.int64)
         counts, library = self._counts(adata)
         self._relative_sigmas = np.geomspace(sigma_max, sigma_min, n_sigmas)
+        # the network is fitted at the grid levels only: the drift uses the nearest one
+        self._drift_level = int(np.argmin(np.abs(np.log(self._relative_sigmas / drift_sigma))))
         self.module = LCDModule(
             adata.n_obs,
             adata.n_vars,
             len(self.perturbation_labels_),
             len(self.perturbed_genes_),
             sigmas=self._relative_sigmas,
-            drift_sigma=self._drift_sigma,
+            drift_sigma=self._relative_sigmas[self._drift_level],
             score_kwargs={"n_hidden": n_hidden, "n_layers": n_layers, "embed_dim": embed_dim},
         )
         self._init_observation(counts, library)
@@ -328,7 +330,7 @@ class LCD(TrainingMixin, BaseModelClass):
         self.module.set_units(latent.mean(0), latent.std(0) + 1e-6)
         unit = float(np.median(latent.std(0)))
         self.module.sigmas.copy_(torch.as_tensor(self._relative_sigmas * unit))
-        self.module.drift_sigma.fill_(self._drift_sigma * unit)
+        self.module.drift_sigma.copy_(self.module.sigmas[self._drift_level])
         self.module.stage = "score"
         mask, _ = self._condition_inputs(self.perturbation_labels_)
         scored = TensorDataModule(
@@ -382,8 +384,7 @@ class LCD(TrainingMixin, BaseModelClass):
         e = net.embed(mask.to(self.device), n_unknown.to(self.device))
         return e.expand(n, -1)
 
-    def _score(self, x: torch.Tensor, perturbation: str, sigma: float | None = None):
-        sigma = self.module.sigmas[-1] if sigma is None else sigma
+    def _score(self, x: torch.Tensor, perturbation: str, sigma: float | torch.Tensor):
         sig = torch.as_tensor(sigma, dtype=torch.float32, device=self.device).expand(len(x))
         return self.module.score(x, sig, self._embedding(perturbation, len(x)))
 
@@ -479,10 +480,12 @@ class LCD(TrainingMixin, BaseModelClass):
     ) -> np.ndarray:
         """Stationary latent samples of a condition by annealed Langevin dynamics.
 
-        At each noise level ``σ`` (largest first) ``n_steps`` Euler–Maruyama steps of
-        ``dx = s(x, σ, e_q) dt + √2 dW`` with step ``step_size · (σ² + λ²)`` (``λ`` the
-        smallest per-gene spread of the latent states) are taken from samples of the previous
-        level; the result is denoised once by Tweedie's formula ``x + σ_min² s(x, σ_min)``.
+        At each noise level ``σ`` from the largest down to ``σ_f`` (``drift_sigma``, the level
+        of the drift) ``n_steps`` Euler–Maruyama steps of ``dx = s(x, σ, e_q) dt + √2 dW``
+        with step ``step_size · (σ² + λ²)`` (``λ`` the smallest per-gene spread of the latent
+        states) are taken from samples of the previous level; the result is denoised once by
+        Tweedie's formula ``x + σ_f² s(x, σ_f)``. The levels below ``σ_f`` are not used: there
+        the network approaches the score of its training cells (see the user guide).
 
         Parameters
         ----------
@@ -511,12 +514,13 @@ class LCD(TrainingMixin, BaseModelClass):
         spread = torch.sqrt(m.spread**2 + m.sigmas[0] ** 2)
         noise = torch.randn(n_cells, len(self.genes_), generator=generator, device=self.device)
         x = m.center + spread * noise
-        for sigma in m.sigmas:
+        levels = [*(sigma for sigma in m.sigmas if sigma > m.drift_sigma), m.drift_sigma]
+        for sigma in levels:
             dt = step_size * (float(sigma) ** 2 + floor)
             for _ in range(n_steps):
                 noise = torch.randn(x.shape, generator=generator, device=self.device)
                 x = x + dt * self._score(x, perturbation, sigma) + (2 * dt) ** 0.5 * noise
-        x = x + m.sigmas[-1] ** 2 * self._score(x, perturbation)
+        x = x + m.drift_sigma**2 * self._score(x, perturbation, m.drift_sigma)
         if not torch.isfinite(x).all():
             raise SolverDivergedError(f"Sampling {perturbation!r} diverged; lower `step_size`.")
         return x.cpu().numpy().astype(np.float64)
