@@ -212,7 +212,8 @@ def _cellmnn_with_operator(operator):
     out = model.module.operator_net.net[-1]
     with torch.no_grad():
         out.weight.zero_()
-        out.bias.copy_(torch.as_tensor(operator, dtype=torch.float32).flatten())
+        out.bias.zero_()  # the entries after the d x d operator (affine drift b) stay 0
+        out.bias[: operator.size] = torch.as_tensor(operator, dtype=torch.float32).flatten()
     return model
 
 
