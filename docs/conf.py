@@ -21,6 +21,7 @@ napoleon_numpy_docstring = True
 napoleon_google_docstring = False
 # Returns sections are prose (what is written where), not "name : type" fields: render as written.
 napoleon_custom_sections = [("Returns", "returns_as_written")]
+typehints_document_rtype = False  # the return type is in the signature
 myst_enable_extensions = ["dollarmath", "colon_fence"]
 nb_execution_mode = "cache"
 nb_execution_timeout = 600
@@ -36,4 +37,3 @@ intersphinx_mapping = {
     "scvelo": ("https://scvelo.readthedocs.io/en/stable/", None),
     "scvi": ("https://docs.scvi-tools.org/en/stable/", None),
 }
-typehints_document_rtype = False
