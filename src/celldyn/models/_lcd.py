@@ -29,7 +29,8 @@ _BATCH = 4096
 _MIN_OBS_RATE = 0.05
 _TARGET_SUM = 1e4
 # scvi-tools' TrainingPlan defaults to Adam eps=0.01, which freezes the per-cell latent states
-# of stage 1 (their gradients are O(1 / batch size)); they get the usual Adam eps.
+# of stage 1 (their gradients are O(1 / batch size)) and slows stage 2 (the sampled means of
+# the conditions lag behind, see the user guide); both stages use the usual Adam eps.
 _ADAM_EPS = 1e-8
 _PRIOR_INPUTS = ("library", "condition")
 
@@ -342,7 +343,13 @@ class LCD(TrainingMixin, BaseModelClass):
             validation_size=0.0,
             random_state=random_state,
         )
-        self._fit(scored, max_epochs=score_epochs, lr=score_lr, weight_decay=weight_decay, **fit)
+        self._fit(
+            scored,
+            max_epochs=score_epochs,
+            lr=score_lr,
+            weight_decay=weight_decay,
+            **{**fit, "plan_kwargs": {"eps": _ADAM_EPS}},
+        )
         history = {f"observation_{k}": v for k, v in observation_history.items()}
         history.update({f"score_{k}": v for k, v in (self.history_ or {}).items()})
 
