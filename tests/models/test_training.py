@@ -116,3 +116,17 @@ def test_datamodule_split_and_errors():
     assert set(data.train_idx) | set(data.val_idx) == set(range(10))
     with pytest.raises(ValueError, match="same length"):
         TensorDataModule({"a": torch.zeros(3), "b": torch.zeros(4)})
+
+
+def test_adam_eps_default_fits_small_gradients(regression):
+    """Gradients of order 1e-3 move Adam at full speed with ``ADAM_EPS``; scvi's 0.01 stalls."""
+    model, x, _, beta = regression
+    small = beta * 1e-3
+    y = x @ torch.from_numpy(small)
+    model.train(x, y, max_epochs=60, lr=2e-5, accelerator="cpu")
+    error = np.abs(model.module.beta.detach().numpy() - small).max()
+    model.module.beta.data.zero_()
+    model.train(x, y, max_epochs=60, lr=2e-5, accelerator="cpu", plan_kwargs={"eps": 0.01})
+    error_scvi_eps = np.abs(model.module.beta.detach().numpy() - small).max()
+    assert error < 1e-4
+    assert error_scvi_eps > 5 * error

@@ -28,10 +28,6 @@ _SIZE_FACTOR_KEY = "size_factor"
 _BATCH = 4096
 _MIN_OBS_RATE = 0.05
 _TARGET_SUM = 1e4
-# scvi-tools' TrainingPlan defaults to Adam eps=0.01, which freezes the per-cell latent states
-# of stage 1 (their gradients are O(1 / batch size)) and slows stage 2 (the sampled means of
-# the conditions lag behind, see the user guide); both stages use the usual Adam eps.
-_ADAM_EPS = 1e-8
 _PRIOR_INPUTS = ("library", "condition")
 
 
@@ -322,7 +318,7 @@ class LCD(TrainingMixin, BaseModelClass):
             observed,
             max_epochs=max_epochs,
             lr=lr,
-            **{**fit, "callbacks": callbacks, "plan_kwargs": {"eps": _ADAM_EPS}},
+            **{**fit, "callbacks": callbacks},
         )
         observation_history = self.history_ or {}
         self.history_, self.is_trained_ = None, False
@@ -348,7 +344,7 @@ class LCD(TrainingMixin, BaseModelClass):
             max_epochs=score_epochs,
             lr=score_lr,
             weight_decay=weight_decay,
-            **{**fit, "plan_kwargs": {"eps": _ADAM_EPS}},
+            **fit,
         )
         history = {f"observation_{k}": v for k, v in observation_history.items()}
         history.update({f"score_{k}": v for k, v in (self.history_ or {}).items()})

@@ -11,6 +11,11 @@ from .._compat import TrainingPlan, TrainRunner
 from ..nn import SolverDivergedError
 from ._data import TensorDataModule
 
+ADAM_EPS = 1e-8
+"""Adam's ``eps`` for every model. scvi-tools' ``TrainingPlan`` defaults to 0.01, tuned for
+VAEs; it damps updates whose gradients are below 0.01 (per-cell latent states, slowly fitted
+means): it froze the per-cell latent states of LCD and slowed its score fit."""
+
 
 class TrainingMixin:
     """``_fit`` for :class:`~scvi.model.base.BaseModelClass` subclasses trained on tensors."""
@@ -32,8 +37,9 @@ class TrainingMixin:
     ) -> None:
         """Train ``self.module`` with Lightning on the samples of ``datamodule``.
 
-        The module's ``loss`` must return a :class:`~scvi.module.base.LossOutput`. After
-        training, non-finite parameters raise :class:`~celldyn.nn.SolverDivergedError`.
+        The module's ``loss`` must return a :class:`~scvi.module.base.LossOutput`. Adam uses
+        ``eps`` = :data:`ADAM_EPS` unless ``plan_kwargs`` says otherwise. After training,
+        non-finite parameters raise :class:`~celldyn.nn.SolverDivergedError`.
         """
         if max_epochs < 1:
             raise ValueError(f"`max_epochs` must be at least 1, got {max_epochs}.")
@@ -41,7 +47,8 @@ class TrainingMixin:
             raise ValueError(f"`lr` must be a positive number, got {lr}.")
         if early_stopping and datamodule.n_val == 0:
             raise ValueError("Early stopping needs a validation split (`validation_size` > 0).")
-        plan = TrainingPlan(self.module, lr=lr, weight_decay=weight_decay, **(plan_kwargs or {}))
+        plan_kwargs = {"eps": ADAM_EPS, **(plan_kwargs or {})}
+        plan = TrainingPlan(self.module, lr=lr, weight_decay=weight_decay, **plan_kwargs)
         if datamodule.n_val > 0:
             trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
         trainer_kwargs.setdefault("log_every_n_steps", 1)  # short epochs are the norm here
