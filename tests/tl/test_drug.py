@@ -86,14 +86,14 @@ def _snapshot(adata):
 
 def test_writes_offsets_and_velocity(drug_adata, tmp_path):
     drug_effects(
-        drug_adata, FEATURES, condition_key="drug", max_epochs=150, batch_size=32, lr=0.05, **FAST
+        drug_adata, FEATURES, condition_key="drug", max_epochs=150, batch_size=32, **FAST
     )
     production = drug_adata.varm["flecs_drug_production_offset"]
     decay = drug_adata.varm["flecs_drug_decay_offset"]
     assert isinstance(production, pd.DataFrame) and production.shape == (N_GENES, 4)
     assert list(production.columns) == list(FEATURES.index)
     assert list(production.index) == list(drug_adata.var_names)
-    # drug B's faster decay of g2 is the largest decay offset (true 0.4, measured 0.33);
+    # drug B's faster decay of g2 is the largest decay offset (true 0.4, measured 0.38);
     # production offsets are only partly identifiable from short paths (they trade off
     # against decay), so they are checked through the velocity below
     assert decay.to_numpy().argmax() == np.ravel_multi_index((2, 1), decay.shape)
@@ -108,7 +108,7 @@ def test_writes_offsets_and_velocity(drug_adata, tmp_path):
     treated = (drug_adata.obs["drug"] != "control").to_numpy()
     error = ((velocity - true)[treated] ** 2).mean()
     base_error = ((base - true)[treated] ** 2).mean()
-    assert error < 0.15 * base_error  # measured 0.00053 vs 0.0101
+    assert error < 0.15 * base_error  # measured 0.00003 vs 0.0101 (default lr 0.01)
     np.testing.assert_allclose(velocity[~treated], base[~treated], rtol=1e-5, atol=1e-6)
 
     assert drug_adata.var["flecs_drug_velocity_genes"].all()
@@ -117,7 +117,7 @@ def test_writes_offsets_and_velocity(drug_adata, tmp_path):
     assert entry["params"]["condition_key"] == "drug" and entry["params"]["n_models"] == 1
     assert entry["trained_conditions"] == ["drugA", "drugB", "drugC"]
     loss = entry["history"]["train_loss"]
-    assert len(loss) == 150 and loss[-1] < 0.1 * loss[0]  # measured 0.0134 -> 0.00046
+    assert len(loss) == 150 and loss[-1] < 0.1 * loss[0]  # measured 0.0134 -> 0.00005
 
     drug_adata.write_h5ad(tmp_path / "drug.h5ad")
     back = ad.read_h5ad(tmp_path / "drug.h5ad")
