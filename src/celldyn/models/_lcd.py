@@ -254,6 +254,7 @@ class LCD(TrainingMixin, BaseModelClass):
         score_lr: float = 2e-3,
         weight_decay: float = 0.0,
         mixing_steps: int = 2000,
+        posterior_draws: int = 16,
         accelerator: str = "auto",
         devices: int | list[int] | str = "auto",
         random_state: int = 0,
@@ -278,6 +279,13 @@ class LCD(TrainingMixin, BaseModelClass):
             Adam weight decay of stage 2.
         mixing_steps
             Optimization steps of ``K`` (:meth:`~celldyn.module.LCDModule.fit_mixing`).
+        posterior_draws
+            Draws of each cell's latent state from its posterior given its counts
+            (:meth:`~celldyn.module.LCDModule.posterior_draws`) that stage 2 fits the score
+            to (one at random per cell and batch); ``0``: the fitted (MAP) states. The MAP
+            states are shrunk towards their condition's prior mean, most where counts are
+            low, so a score fitted to them samples too narrow a law and too few zero counts
+            (see the user guide, "Sampling and prediction").
         accelerator, devices
             Lightning device settings.
         random_state
@@ -292,6 +300,7 @@ class LCD(TrainingMixin, BaseModelClass):
         check_int(batch_size, "batch_size", 1)
         score_batch_size = check_int(score_batch_size or batch_size, "score_batch_size", 1)
         check_int(mixing_steps, "mixing_steps", 1)
+        check_int(posterior_draws, "posterior_draws", 0)
         torch.manual_seed(random_state)
         counts, library = self._counts(self.adata)
         fit = {
@@ -330,11 +339,17 @@ class LCD(TrainingMixin, BaseModelClass):
         self.module.drift_sigma.copy_(self.module.sigmas[self._drift_level])
         self.module.stage = "score"
         mask, _ = self._condition_inputs(self.perturbation_labels_)
+        if posterior_draws:
+            device = self.module.latent.device
+            inputs = (observed.tensors[k].to(device) for k in ("counts", *_PRIOR_INPUTS))
+            generator = torch.Generator(device=device).manual_seed(random_state)
+            states = self.module.posterior_draws(*inputs, posterior_draws, generator=generator)
+            states = states.cpu()
+            check_finite(states.numpy(), "The posterior draws of the latent states")
+        else:
+            states = torch.as_tensor(latent, dtype=torch.float32)
         scored = TensorDataModule(
-            {
-                "x": torch.as_tensor(latent, dtype=torch.float32),
-                "mask": mask[self._codes],
-            },
+            {"x": states, "mask": mask[self._codes]},
             batch_size=score_batch_size,
             validation_size=0.0,
             random_state=random_state,

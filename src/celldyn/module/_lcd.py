@@ -26,7 +26,8 @@ class LCDModule(BaseModuleClass):
     by gradient, ``v_q`` by Laplace EM in :meth:`update_prior`: a variance learnt by MAP
     would shrink the latent states towards ``m_q``).
     Stage ``'score'``: denoising score matching of the conditional score network
-    ``s(x, σ, e_q)`` on the fitted latent states over the noise levels ``sigmas``. The causal
+    ``s(x, σ, e_q)`` over the noise levels ``sigmas``, on the fitted latent states ``(n, G)``
+    or on several posterior draws of each (``(n, draws, G)``, :meth:`posterior_draws`). The causal
     drift is ``f(x, e_q) = (D + K) s(x, σ_f, e_q)`` (``σ_f`` = ``drift_sigma``) with a shared
     diagonal ``D > 0``
     (diffusion ``√(2D) dW``, geometric mean 1) and a shared antisymmetric ``K``
@@ -107,6 +108,72 @@ class LCDModule(BaseModuleClass):
         n = torch.bincount(condition, minlength=len(total)).clamp_min(1)
         self.prior_logvar.copy_(torch.log(total / n[:, None] + 1e-6))
 
+    @torch.no_grad()
+    def posterior_draws(
+        self,
+        counts: torch.Tensor,
+        library: torch.Tensor,
+        condition: torch.Tensor,
+        n_draws: int,
+        *,
+        n_grid: int = 64,
+        chunk: int = 256,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Draws of every cell's latent state from its posterior given the counts.
+
+        Under the fitted model the posterior of ``x_n`` factorizes over genes:
+        ``p(x_ng | y_ng) ∝ NB(y_ng; softplus(x_ng) s_g l_n, θ_g) · N(x_ng; m_qg, v_qg)``. Each
+        factor is evaluated on ``n_grid`` points spanning ±6 Laplace standard deviations
+        (:meth:`posterior_sd`) around the fitted state; a draw is a grid point chosen with
+        the posterior weights plus a uniform offset within its grid cell. Unlike the fitted
+        (MAP) states, which are shrunk towards ``m_q``, the draws of all cells of a condition
+        spread as the data do.
+
+        Parameters
+        ----------
+        counts, library, condition
+            ``(n, G)`` counts, ``(n,)`` library sizes and ``(n,)`` condition codes of all
+            cells, in the order of the latent states.
+        n_draws
+            Draws per cell.
+        n_grid
+            Grid points per cell and gene.
+        chunk
+            Cells per chunk (memory ``chunk · G · n_grid``).
+        generator
+            Random generator.
+
+        Returns
+        -------
+        ``(n, n_draws, G)`` tensor.
+        """
+        sd = self.posterior_sd(library, condition)
+        offsets = torch.linspace(-6.0, 6.0, n_grid, device=sd.device)
+        width = offsets[1] - offsets[0]
+        theta = torch.exp(self.log_theta)[:, None]
+        out = []
+        for s in range(0, len(counts), chunk):
+            cells = slice(s, s + chunk)
+            center, spread, q = self.latent[cells], sd[cells], condition[cells]
+            grid = center[..., None] + spread[..., None] * offsets  # (n, G, n_grid)
+            scale = torch.exp(self.log_scale)[:, None] * library[cells, None, None]
+            mu = F.softplus(grid) * scale
+            log_lik = NegativeBinomial(mu=mu, theta=theta.expand_as(mu)).log_prob(
+                counts[cells, :, None].expand_as(mu)
+            )
+            prior = torch.distributions.Normal(
+                self.prior_mean[q, :, None], torch.exp(0.5 * self.prior_logvar[q, :, None])
+            )
+            weights = torch.softmax(log_lik + prior.log_prob(grid), dim=-1)
+            index = torch.multinomial(
+                weights.flatten(0, 1), n_draws, replacement=True, generator=generator
+            )
+            jitter = torch.rand(index.shape, device=sd.device, generator=generator) - 0.5
+            t = (offsets[index] + width * jitter).view(*center.shape, n_draws)
+            out.append((center[..., None] + spread[..., None] * t).transpose(1, 2))
+        return torch.cat(out)
+
     def _observation_loss(self, tensors: dict) -> LossOutput:
         x = self.latent[tensors["index"]]
         condition = tensors["condition"]
@@ -131,6 +198,9 @@ class LCDModule(BaseModuleClass):
 
     def _score_loss(self, tensors: dict) -> LossOutput:
         x = tensors["x"]
+        if x.ndim == 3:  # several posterior draws per cell (n, draws, G): one at random
+            pick = torch.randint(0, x.shape[1], (len(x),), device=x.device)
+            x = x[torch.arange(len(x), device=x.device), pick]
         e = self.score_net.embed(tensors["mask"])
         level = torch.randint(0, len(self.sigmas), (len(x),), device=x.device)
         sigma = self.sigmas[level]
