@@ -27,6 +27,8 @@ _MIN_TIMES = 3
 _INFERENCE_BATCH = 4096
 INTERACTION_KINDS = ("operator", "expression_scaled")
 """Kinds of gene interactions of :meth:`CellMNN.get_interactions`."""
+INTERNAL_SCALES = ("component", "common")
+"""Internal scalings of the latent state accepted by :class:`CellMNN` (``internal_scale``)."""
 
 
 def read_numeric_times(adata: AnnData, time_key: str) -> TimeGroups:
@@ -56,6 +58,31 @@ def check_time_range(groups: TimeGroups, time_range: Sequence[float] | None) -> 
             f"No cells with time in {(lo, hi)}; observed times are {groups.values.tolist()}."
         )
     return mask
+
+
+def latent_scale(z: np.ndarray, kind: str) -> np.ndarray:
+    """Divisor of each latent component that gives the internal units of :class:`CellMNN`.
+
+    Parameters
+    ----------
+    z
+        Latent states ``(n_cells, d)``.
+    kind
+        ``'component'``: each component's own standard deviation ``s_i`` (whitening: every
+        component weighs the same in the loss). ``'common'``: one number for all components,
+        the root mean square of the ``s_i`` (the geometry of ``z`` is kept, so large
+        components weigh more, as in a Wasserstein distance on ``z``).
+
+    Returns
+    -------
+    Array ``(d,)`` of positive scales.
+    """
+    if kind not in INTERNAL_SCALES:
+        raise ValueError(f"`internal_scale` must be one of {INTERNAL_SCALES}, got {kind!r}.")
+    sd = z.std(0) + 1e-8
+    if kind == "common":
+        return np.full_like(sd, np.sqrt(np.mean(np.square(sd))))
+    return sd
 
 
 def _find_time(groups: TimeGroups, value: float, name: str) -> int:
@@ -209,9 +236,10 @@ class CellMNN(TrainingMixin, BaseModelClass):
 
     Operators are reported in the coordinates of ``obsm[rep]`` and per unit of
     ``obs[time_key]``, column-vector convention: ``A[i, j]`` is the effect of component
-    ``j`` on ``dz_i/dt``. Internally ``z`` is divided by its per-component standard
-    deviation ``s`` (no centering: the origin of ``rep`` is the fixed point of every linear
-    map; PCA coordinates are centred), so ``A = S A_int S⁻¹ / t_scale`` with ``S = diag(s)``.
+    ``j`` on ``dz_i/dt``. Internally ``z`` is divided by a scale ``s`` (``internal_scale``;
+    by default each component's standard deviation; no centering: the origin of ``rep`` is
+    the fixed point of every linear map; PCA coordinates are centred), so
+    ``A = S A_int S⁻¹ / t_scale`` with ``S = diag(s)``.
 
     Parameters
     ----------
@@ -241,6 +269,13 @@ class CellMNN(TrainingMixin, BaseModelClass):
         the same MLP (``‖b‖ < max_rate`` in internal units), instead of ``dz/dt = A z``,
         whose flows all keep the origin of ``rep`` fixed. :meth:`get_operators` and the
         interactions report ``A``; the velocities include ``b``.
+    internal_scale
+        How ``z`` is scaled for the MLP and the loss (:func:`latent_scale`):
+        ``'component'`` divides each component by its own standard deviation (whitening;
+        all components weigh the same in the MMD), ``'common'`` divides all by one number
+        (the root mean square of the standard deviations), so a component counts in
+        proportion to its spread, as in a Wasserstein distance on ``rep`` — useful when
+        ``n_components`` includes many small components (e.g. 50 PCs).
     """
 
     def __init__(
@@ -257,8 +292,14 @@ class CellMNN(TrainingMixin, BaseModelClass):
         lambda_invertibility: float = 0.01,
         init_scale: float = 0.01,
         affine: bool = True,
+        internal_scale: str = "component",
     ):
         super().__init__(adata)
+        if internal_scale not in INTERNAL_SCALES:
+            raise ValueError(
+                f"`internal_scale` must be one of {INTERNAL_SCALES}, got {internal_scale!r}."
+            )
+        self.internal_scale = internal_scale
         args = self.adata_manager.registry["setup_args"]
         self.time_key, self.n_components = args["time_key"], int(args["n_components"])
         n_batch = self.summary_stats.n_batch
@@ -278,10 +319,7 @@ class CellMNN(TrainingMixin, BaseModelClass):
             affine=affine,
         )
         values = read_numeric_times(adata, self.time_key).values
-        z = self._latent(adata)
-        self.module.set_units(
-            z.std(0) + 1e-8, z.mean(0) / (z.std(0) + 1e-8), values[0], values[-1] - values[0]
-        )
+        self._set_units(self._latent(adata), values[0], values[-1] - values[0])
         self.holdout_: list[float] = []
         self._model_summary_string = (
             f"CellMNN: {self.n_components} latent dims, {parametrization} operator, "
@@ -345,6 +383,11 @@ class CellMNN(TrainingMixin, BaseModelClass):
         cls.register_manager(manager)
 
     # ------------------------------------------------------------------ data access
+    def _set_units(self, z: np.ndarray, t_origin: float, t_scale: float) -> None:
+        """Internal units from the states ``z`` (``internal_scale``) and the time range."""
+        scale = latent_scale(z, self.internal_scale)
+        self.module.set_units(scale, z.mean(0) / scale, t_origin, t_scale)
+
     def _latent(self, adata: AnnData) -> np.ndarray:
         manager = self.get_anndata_manager(adata, required=True)
         z = np.asarray(manager.get_from_registry(_REP_KEY), dtype=np.float64)
@@ -449,12 +492,9 @@ class CellMNN(TrainingMixin, BaseModelClass):
         check_positive(batch_size, "batch_size")
         if not 0.0 <= validation_size < 1.0:
             raise ValueError(f"`validation_size` must be in [0, 1), got {validation_size}.")
-        z_rep = self._latent(self.adata)
         in_train = train_groups[groups.codes]
-        scale = z_rep[in_train].std(0) + 1e-8
-        self.module.set_units(
-            scale,
-            z_rep[in_train].mean(0) / scale,
+        self._set_units(
+            self._latent(self.adata)[in_train],
             float(self.module.t_origin),
             float(self.module.t_scale),
         )
