@@ -384,7 +384,7 @@ class CellMNN(TrainingMixin, BaseModelClass):
 
     # ------------------------------------------------------------------ data access
     def _set_units(self, z: np.ndarray, t_origin: float, t_scale: float) -> None:
-        """Internal units from the states ``z`` (``internal_scale``) and the time range."""
+        """Set the internal units from the states ``z`` (``internal_scale``) and time range."""
         scale = latent_scale(z, self.internal_scale)
         self.module.set_units(scale, z.mean(0) / scale, t_origin, t_scale)
 
