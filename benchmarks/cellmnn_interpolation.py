@@ -123,6 +123,8 @@ def fit_cellmnn(z, t, times, k, seed, cfg):
         lambda_kinetic=cfg["lambda_kinetic"],
         affine=cfg["affine"],
         internal_scale=cfg["internal_scale"],
+        max_rate=cfg["max_rate"],
+        lambda_marginal=cfg["lambda_marginal"],
     )
     start = time.perf_counter()
     model.train(
@@ -487,6 +489,10 @@ def main() -> None:
         choices=("component", "common"),
         help="CellMNN(internal_scale=...): whiten each component or one scale for all",
     )
+    parser.add_argument("--max-rate", type=float, default=10.0, help="CellMNN(max_rate=...)")
+    parser.add_argument(
+        "--lambda-marginal", type=float, default=0.0, help="CellMNN(lambda_marginal=...)"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", help="write all rows to this file")
     parser.add_argument("--merge", nargs="+", help="print the tables of saved --json runs")
@@ -542,6 +548,8 @@ def main() -> None:
         "neural_ode": not args.no_neural_ode,
         "affine": not args.no_affine,
         "internal_scale": args.internal_scale,
+        "max_rate": args.max_rate,
+        "lambda_marginal": args.lambda_marginal,
     }
     rows = []
     start = time.perf_counter()

@@ -183,6 +183,8 @@ def test_internal_scale_sets_the_units_only(tmp_path):
     np.testing.assert_allclose(outputs["component"], outputs["common"], rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="internal_scale"):
         CellMNN(adata, internal_scale="pca")
+    with pytest.raises(ValueError, match="lambda_marginal"):
+        CellMNN(adata, lambda_marginal=-1.0)
 
 
 def test_interactions_are_regulator_by_target():

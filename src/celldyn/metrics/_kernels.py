@@ -151,3 +151,39 @@ def energy_distance_torch(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         - mean_pairwise(x, x, _identity)
         - mean_pairwise(y, y, _identity)
     )
+
+
+def _sum_abs_differences(u: torch.Tensor) -> torch.Tensor:
+    """Per column of ``u`` ``(n, d)``: ``Σ_{i<j} |u_i - u_j|``, from the sorted values."""
+    n = u.shape[0]
+    ranks = torch.arange(n, dtype=u.dtype, device=u.device)
+    return (torch.sort(u, dim=0).values * (2.0 * ranks - (n - 1))[:, None]).sum(0)
+
+
+def marginal_energy_distance_torch(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean over the coordinates of the energy distances of the 1-D marginals of ``x`` and ``y``.
+
+    For coordinate ``k``: ``2E|X_k - Y_k| - E|X_k - X'_k| - E|Y_k - Y'_k|`` (V-statistic,
+    like :func:`energy_distance_torch`), computed from sorted values in ``O(n log n)``.
+    Unlike a kernel on the joint distance, it is linear in each coordinate's scale, and its
+    gradient with respect to a point's coordinate is bounded by a constant whatever that
+    coordinate's spread, so small coordinates are matched as closely as large ones.
+
+    Parameters
+    ----------
+    x, y
+        Tensors of shape ``(n, d)`` and ``(m, d)``.
+
+    Returns
+    -------
+    0-d tensor, ``>= 0``, differentiable with respect to ``x`` and ``y``.
+    """
+    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
+        raise ValueError(
+            f"Expected (n, d) and (m, d) tensors, got {tuple(x.shape)}, {tuple(y.shape)}."
+        )
+    n, m = x.shape[0], y.shape[0]
+    within_x, within_y = _sum_abs_differences(x), _sum_abs_differences(y)
+    cross = _sum_abs_differences(torch.cat([x, y])) - within_x - within_y
+    per_coordinate = 2.0 * cross / (n * m) - 2.0 * within_x / n**2 - 2.0 * within_y / m**2
+    return per_coordinate.mean()

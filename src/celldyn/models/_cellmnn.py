@@ -262,6 +262,13 @@ class CellMNN(TrainingMixin, BaseModelClass):
         Weight of the kinetic energy ``‖A z‖²`` (internal units).
     lambda_invertibility
         Weight of the invertibility penalty of ``P`` (``'eigen'`` only).
+    lambda_marginal
+        Weight of a second discrepancy added to every MMD term: the mean over components of
+        the energy distances of the 1-D marginals (internal units;
+        :func:`~celldyn.metrics._kernels.marginal_energy_distance_torch`). The MMD's
+        bandwidth follows the distances between whole states, so it barely sees the spread
+        of small components; this term matches every component's distribution, small ones
+        included (``0``: off).
     init_scale
         Scale of the MLP's output layer at initialisation (``A`` starts near 0).
     affine
@@ -290,6 +297,7 @@ class CellMNN(TrainingMixin, BaseModelClass):
         gamma: float = 0.7,
         lambda_kinetic: float = 1e-3,
         lambda_invertibility: float = 0.01,
+        lambda_marginal: float = 0.0,
         init_scale: float = 0.01,
         affine: bool = True,
         internal_scale: str = "component",
@@ -304,12 +312,15 @@ class CellMNN(TrainingMixin, BaseModelClass):
         self.time_key, self.n_components = args["time_key"], int(args["n_components"])
         n_batch = self.summary_stats.n_batch
         check_positive(max_rate, "max_rate")
+        if not lambda_marginal >= 0:
+            raise ValueError(f"`lambda_marginal` must be >= 0, got {lambda_marginal!r}.")
         self.module = CellMNNModule(
             self.n_components,
             n_conditions=n_batch if n_batch > 1 else 0,
             gamma=gamma,
             lambda_kinetic=lambda_kinetic,
             lambda_invertibility=lambda_invertibility,
+            lambda_marginal=lambda_marginal,
             n_hidden=n_hidden,
             n_layers=n_layers,
             parametrization=parametrization,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from scvi.module.base import BaseModuleClass, LossOutput
 
-from ..metrics._kernels import KERNELS, mmd_torch
+from ..metrics._kernels import KERNELS, marginal_energy_distance_torch, mmd_torch
 from ..nn._operator_mlp import OperatorMLP, invertibility_penalty, propagate
 
 BANDWIDTH_FACTOR = 0.5
@@ -27,15 +27,22 @@ def population_mmd(x: torch.Tensor, y: torch.Tensor, kernels: tuple[str, ...]) -
 
 
 def snapshot_mmd(
-    pushed: torch.Tensor, tensors: dict[str, torch.Tensor], *, gamma: float, kernels: tuple
+    pushed: torch.Tensor,
+    tensors: dict[str, torch.Tensor],
+    *,
+    gamma: float,
+    kernels: tuple,
+    lambda_marginal: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Discounted MMD between pushed start cells and observed cells at later training times.
 
     Sums, over conditions, start times ``s`` and later training times ``g``, the
-    :func:`population_mmd` between the minibatch cells of time ``s`` pushed to ``g`` and the
-    partner cells of time ``g``, weighted by ``gamma**(k - 1)`` for ``g`` ``k`` training
-    times after ``s``, normalised by the sum of weights. Shared by every model trained on
-    snapshots (Cell-MNN; the neural-ODE baseline of the benchmarks).
+    :func:`population_mmd` (plus ``lambda_marginal`` times the
+    :func:`~celldyn.metrics._kernels.marginal_energy_distance_torch`) between the minibatch
+    cells of time ``s`` pushed to ``g`` and the partner cells of time ``g``, weighted by
+    ``gamma**(k - 1)`` for ``g`` ``k`` training times after ``s``, normalised by the sum of
+    weights. Shared by every model trained on snapshots (Cell-MNN; the neural-ODE baseline
+    of the benchmarks).
 
     Parameters
     ----------
@@ -48,6 +55,8 @@ def snapshot_mmd(
         Discount of targets further ahead.
     kernels
         MMD kernels.
+    lambda_marginal
+        Weight of the energy distance of the 1-D marginals (``0``: not computed).
 
     Returns
     -------
@@ -64,9 +73,11 @@ def snapshot_mmd(
         first = int(cells.nonzero()[0, 0])
         for g in valid[first].nonzero()[:, 0].tolist():
             weight = gamma ** (int(steps[first, g]) - 1)
-            mmd = mmd + weight * population_mmd(
-                pushed[cells, g], tensors["partners"][c, g], kernels
-            )
+            x, y = pushed[cells, g], tensors["partners"][c, g]
+            term = population_mmd(x, y, kernels)
+            if lambda_marginal:
+                term = term + lambda_marginal * marginal_energy_distance_torch(x, y)
+            mmd = mmd + weight * term
             total_weight += weight
     return mmd / max(total_weight, 1e-12), valid
 
@@ -85,9 +96,10 @@ class CellMNNModule(BaseModuleClass):
     squared MMD (one term per kernel in ``kernels``) between the minibatch cells of time
     ``s`` pushed to ``g`` and observed partner cells of time ``g``, weighted by
     ``gamma**(k - 1)`` for ``g`` ``k`` training times after ``s`` and normalised by the sum of
-    weights; plus ``lambda_kinetic`` times the mean kinetic energy ``‖A z + b‖²`` at the start
-    and pushed states, plus (``'eigen'`` only) ``lambda_invertibility`` times
-    :func:`~celldyn.nn._operator_mlp.invertibility_penalty`.
+    weights (plus ``lambda_marginal`` times the energy distance of the 1-D marginals, see
+    :func:`snapshot_mmd`); plus ``lambda_kinetic`` times the mean kinetic energy
+    ``‖A z + b‖²`` at the start and pushed states, plus (``'eigen'`` only)
+    ``lambda_invertibility`` times :func:`~celldyn.nn._operator_mlp.invertibility_penalty`.
 
     Parameters
     ----------
@@ -101,6 +113,8 @@ class CellMNNModule(BaseModuleClass):
         Weight of the kinetic-energy penalty.
     lambda_invertibility
         Weight of the eigenbasis invertibility penalty (``'eigen'`` only).
+    lambda_marginal
+        Weight of the energy distance of the 1-D marginals, added to every MMD term.
     kernels
         MMD kernels (:func:`~celldyn.metrics._kernels.mmd_torch`); the bandwidth is
         :data:`BANDWIDTH_FACTOR` times the median distance between pushed and observed cells
@@ -118,6 +132,7 @@ class CellMNNModule(BaseModuleClass):
         gamma: float = 0.7,
         lambda_kinetic: float = 1e-3,
         lambda_invertibility: float = 0.01,
+        lambda_marginal: float = 0.0,
         kernels: tuple[str, ...] = ("laplace", "rbf"),
         **mlp_kwargs,
     ):
@@ -131,6 +146,7 @@ class CellMNNModule(BaseModuleClass):
         self.gamma = float(gamma)
         self.lambda_kinetic = float(lambda_kinetic)
         self.lambda_invertibility = float(lambda_invertibility)
+        self.lambda_marginal = float(lambda_marginal)
         self.kernels = tuple(kernels)
         self.register_buffer("z_scale", torch.ones(n_latent))
         self.register_buffer("input_shift", torch.zeros(n_latent))
@@ -175,7 +191,13 @@ class CellMNNModule(BaseModuleClass):
         z, matrix, drift = tensors["z"], inference_outputs["operator"], inference_outputs["drift"]
         dt = tensors["partner_times"][None, :] - tensors["t"][:, None]
         pushed = propagate(matrix, z, dt, drift)
-        mmd, valid = snapshot_mmd(pushed, tensors, gamma=self.gamma, kernels=self.kernels)
+        mmd, valid = snapshot_mmd(
+            pushed,
+            tensors,
+            gamma=self.gamma,
+            kernels=self.kernels,
+            lambda_marginal=self.lambda_marginal,
+        )
 
         states = torch.cat([z[:, None], pushed], 1)
         mask = torch.cat([torch.ones_like(valid[:, :1]), valid], 1)
