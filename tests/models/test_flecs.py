@@ -237,7 +237,7 @@ def test_recovers_simulated_network():
     )
     truth = adata.uns["ground_truth_network"]
     scores = grn_scores(model.get_weights(), truth, genes=adata.var_names, candidates=candidates)
-    # measured 0.936 (true edges vs random prior edges; 0.5 is chance)
+    # measured 0.939 (true edges vs random prior edges; 0.5 is chance)
     assert scores["auroc"] >= 0.85
     # |Pearson r| of regulator and target on the same candidate edges: measured 0.467
     correlation = np.abs(np.corrcoef(np.asarray(adata.X), rowvar=False))
@@ -247,7 +247,7 @@ def test_recovers_simulated_network():
     cosine = (
         (velocity * true).sum(1) / np.linalg.norm(velocity, axis=1) / np.linalg.norm(true, axis=1)
     )
-    assert cosine.mean() >= 0.95  # measured 0.992
+    assert cosine.mean() >= 0.95  # measured 0.987
 
 
 def test_bad_input(small):
