@@ -236,7 +236,9 @@ def table(rows: list[dict], columns: list[str]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3, help="simulate_grn seeds")
+    parser.add_argument("--lr", type=float, default=TRAIN["lr"], help="Adam learning rate")
     args = parser.parse_args()
+    TRAIN["lr"] = args.lr
     quiet()
     torch.set_num_threads(1)
     rows, knockouts = [], []
