@@ -285,7 +285,7 @@ class LCD(TrainingMixin, BaseModelClass):
             to (one at random per cell and batch); ``0``: the fitted (MAP) states. The MAP
             states are shrunk towards their condition's prior mean, most where counts are
             low, so a score fitted to them samples too narrow a law and too few zero counts
-            (see the user guide, "Sampling and prediction").
+            (see the user guide, "Training").
         accelerator, devices
             Lightning device settings.
         random_state
