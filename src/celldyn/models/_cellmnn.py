@@ -303,17 +303,11 @@ class CellMNN(TrainingMixin, BaseModelClass):
         internal_scale: str = "component",
     ):
         super().__init__(adata)
-        if internal_scale not in INTERNAL_SCALES:
-            raise ValueError(
-                f"`internal_scale` must be one of {INTERNAL_SCALES}, got {internal_scale!r}."
-            )
-        self.internal_scale = internal_scale
+        self.internal_scale = internal_scale  # checked by `latent_scale` in `_set_units`
         args = self.adata_manager.registry["setup_args"]
         self.time_key, self.n_components = args["time_key"], int(args["n_components"])
         n_batch = self.summary_stats.n_batch
         check_positive(max_rate, "max_rate")
-        if not lambda_marginal >= 0:
-            raise ValueError(f"`lambda_marginal` must be >= 0, got {lambda_marginal!r}.")
         self.module = CellMNNModule(
             self.n_components,
             n_conditions=n_batch if n_batch > 1 else 0,

@@ -142,6 +142,8 @@ class CellMNNModule(BaseModuleClass):
             raise ValueError(f"`kernels` must be a non-empty subset of {KERNELS}, got {kernels}.")
         if not 0 < gamma <= 1:
             raise ValueError(f"`gamma` must be in (0, 1], got {gamma}.")
+        if not lambda_marginal >= 0:
+            raise ValueError(f"`lambda_marginal` must be >= 0, got {lambda_marginal!r}.")
         self.operator_net = OperatorMLP(n_latent, n_conditions=n_conditions, **mlp_kwargs)
         self.gamma = float(gamma)
         self.lambda_kinetic = float(lambda_kinetic)
