@@ -57,3 +57,19 @@ def test_cellmnn_fits_the_same_on_gpu():
     assert np.isfinite(gpu.obsm["cellmnn_operator"]).all()
     corr = np.corrcoef(gpu.obsm["velocity_cellmnn"].ravel(), cpu.obsm["velocity_cellmnn"].ravel())
     assert corr[0, 1] > 0.9
+
+
+def test_lcd_fits_the_same_on_gpu():
+    screen = cd.datasets.simulate_perturbations(6, n_cells=100, counts=True, random_state=0)
+
+    def fit(**device):
+        return cd.tl.lcd(screen, score_epochs=15, batch_size=128, copy=True, **TRAIN, **device)
+
+    cpu, gpu = _fit_on_both(fit)
+    for stage in ("observation", "score"):
+        key = f"{stage}_train_loss"
+        losses = gpu.uns["lcd"]["history"][key][-1], cpu.uns["lcd"]["history"][key][-1]
+        assert losses[0] == pytest.approx(losses[1], rel=0.2), stage
+    assert np.isfinite(gpu.obsm["X_lcd"]).all()
+    corr = np.corrcoef(gpu.obsm["X_lcd"].ravel(), cpu.obsm["X_lcd"].ravel())
+    assert corr[0, 1] > 0.9
