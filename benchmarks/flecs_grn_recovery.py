@@ -238,7 +238,6 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="simulate_grn seeds")
     parser.add_argument("--lr", type=float, default=TRAIN["lr"], help="Adam learning rate")
     args = parser.parse_args()
-    TRAIN["lr"] = args.lr
     quiet()
     torch.set_num_threads(1)
     rows, knockouts = [], []
@@ -249,7 +248,7 @@ def main() -> None:
         models, fit_s = {}, {}
         for variant, options in VARIANTS.items():
             start = time.perf_counter()
-            models[variant] = fit_flecs(adata, seed, **options)
+            models[variant] = fit_flecs(adata, seed, lr=args.lr, **options)
             fit_s[variant] = time.perf_counter() - start
         for method, s in score_all(adata, models, seed).items():
             rows.append(

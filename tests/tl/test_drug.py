@@ -85,9 +85,7 @@ def _snapshot(adata):
 
 
 def test_writes_offsets_and_velocity(drug_adata, tmp_path):
-    drug_effects(
-        drug_adata, FEATURES, condition_key="drug", max_epochs=150, batch_size=32, **FAST
-    )
+    drug_effects(drug_adata, FEATURES, condition_key="drug", max_epochs=150, batch_size=32, **FAST)
     production = drug_adata.varm["flecs_drug_production_offset"]
     decay = drug_adata.varm["flecs_drug_decay_offset"]
     assert isinstance(production, pd.DataFrame) and production.shape == (N_GENES, 4)
