@@ -135,6 +135,7 @@ def fit_cellmnn(z, t, times, k, seed, cfg):
         lr=cfg["lr"],
         early_stopping=True,
         early_stopping_patience=cfg["patience"],
+        validation_smoothing=cfg["validation_smoothing"],
         random_state=seed,
         accelerator="cpu",
         progress=False,
@@ -485,13 +486,20 @@ def main() -> None:
     )
     parser.add_argument(
         "--internal-scale",
-        default="component",
+        default="common",
         choices=("component", "common"),
         help="CellMNN(internal_scale=...): whiten each component or one scale for all",
     )
     parser.add_argument("--max-rate", type=float, default=10.0, help="CellMNN(max_rate=...)")
     parser.add_argument(
         "--lambda-marginal", type=float, default=0.0, help="CellMNN(lambda_marginal=...)"
+    )
+    parser.add_argument(
+        "--validation-smoothing",
+        type=float,
+        default=0.9,
+        help="CellMNN.train(validation_smoothing=...): moving average of the validation loss "
+        "that early stopping and the restored weights follow (0: the raw loss)",
     )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", help="write all rows to this file")
@@ -550,6 +558,7 @@ def main() -> None:
         "internal_scale": args.internal_scale,
         "max_rate": args.max_rate,
         "lambda_marginal": args.lambda_marginal,
+        "validation_smoothing": args.validation_smoothing,
     }
     rows = []
     start = time.perf_counter()
