@@ -61,15 +61,25 @@ def log_normalized(adata):
     )
 
 
-def fit_lcd(adata, epochs: int, seed: int):
+def fit_lcd(
+    adata, epochs: int, seed: int, score_base: str = "gaussian", score_schedule: str = "cosine"
+):
+    """LCD, default size, ``epochs`` epochs of each stage."""
     import torch
 
     from celldyn.models import LCD
 
     torch.manual_seed(seed)
     LCD.setup_anndata(adata, size_factor_key="size_factor")
-    model = LCD(adata)
-    model.train(epochs, score_epochs=epochs, accelerator="cpu", progress=False, random_state=seed)
+    model = LCD(adata, score_base=score_base)
+    model.train(
+        epochs,
+        score_epochs=epochs,
+        score_schedule=score_schedule,
+        accelerator="cpu",
+        progress=False,
+        random_state=seed,
+    )
     return model
 
 
@@ -84,7 +94,7 @@ def _offdiagonal_scores(effects: np.ndarray, adata) -> dict[str, float]:
     }
 
 
-def clipr_recovery(d: int, n_cells: int, epochs: int, seed: int) -> list[dict]:
+def clipr_recovery(d: int, n_cells: int, epochs: int, seed: int, **options) -> list[dict]:
     """Effect-matrix recovery of LCD + CLIPR and the baselines on a d-gene linear screen."""
     import celldyn as cd
 
@@ -98,7 +108,7 @@ def clipr_recovery(d: int, n_cells: int, epochs: int, seed: int) -> list[dict]:
     rows = []
 
     start = time.perf_counter()
-    model = fit_lcd(adata, epochs, seed)
+    model = fit_lcd(adata, epochs, seed, **options)
     cd.tl.clipr(adata, model=model)
     rows.append(
         {
@@ -191,7 +201,13 @@ def held_out_doubles(observed, n_test: int, seed: int) -> list[str]:
 
 
 def unseen_doubles(
-    n_genes: int, n_cells: int, n_train_doubles: int, n_test_doubles: int, epochs: int, seed: int
+    n_genes: int,
+    n_cells: int,
+    n_train_doubles: int,
+    n_test_doubles: int,
+    epochs: int,
+    seed: int,
+    **options,
 ):
     """Scores of LCD and the baselines on held-out doubles of the nonlinear simulator."""
     import celldyn as cd
@@ -214,7 +230,7 @@ def unseen_doubles(
     harder = non_additive(observed, test)
 
     start = time.perf_counter()
-    model = fit_lcd(train, epochs, seed)
+    model = fit_lcd(train, epochs, seed, **options)
     predictions = {"LCD": log_normalized(model.predict(test, n_cells, random_state=seed))}
     lcd_seconds = time.perf_counter() - start
     train_ln = log_normalized(train)
@@ -243,25 +259,29 @@ def main(argv=None) -> None:
     parser.add_argument("--combo-genes", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--score-base", choices=["gaussian", "none"], default="gaussian")
+    parser.add_argument("--score-schedule", choices=["cosine", "constant"], default="cosine")
     args = parser.parse_args(argv)
+    options = {"score_base": args.score_base, "score_schedule": args.score_schedule}
 
     import torch
 
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    print(f"# LCD + CLIPR benchmark\n\nmachine: {machine()}; torch threads {args.threads}\n")
+    print(f"# LCD + CLIPR benchmark\n\nmachine: {machine()}; torch threads {args.threads}")
+    print(f"LCD options: {options}\n")
 
     rows = []
     for d in args.dims:
-        rows += clipr_recovery(d, args.cells, args.epochs, args.seed)
+        rows += clipr_recovery(d, args.cells, args.epochs, args.seed, **options)
         print(pd.DataFrame(rows[-5:]).round(3).to_markdown(index=False), flush=True)
     print("\n## Effect-matrix recovery (off-diagonal)\n")
     print(pd.DataFrame(rows).round(3).to_markdown(index=False))
 
     if args.combo_genes:
         table, seconds, harder = unseen_doubles(
-            args.combo_genes, 2 * args.cells, 15, 10, args.epochs, args.seed
+            args.combo_genes, 2 * args.cells, 15, 10, args.epochs, args.seed, **options
         )
         title = f"{args.combo_genes} genes, nonlinear; LCD fit + predict {seconds:.0f} s"
         print(f"\n## Unseen doubles ({title})\n")

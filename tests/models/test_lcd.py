@@ -172,7 +172,9 @@ def test_drift_mixing_identifies_nonsymmetric_effects(screen):
     codes = read_perturbations(adata).codes
     genes = list(adata.var_names)
     mask = torch.as_tensor(perturbation_mask(list(adata.obs["perturbation"]), genes)[0])
-    module = LCDModule(len(x), N_GENES, 11, N_GENES, sigmas=np.geomspace(3.0, 0.05, 10))
+    module = LCDModule(
+        len(x), N_GENES, 11, N_GENES, sigmas=np.geomspace(3.0, 0.05, 10), score_base="none"
+    )
     module.sigmas.mul_(float(x.std(0).median()))
     module.set_units(x.mean(0).numpy(), x.std(0).numpy())
     module.stage = "score"
@@ -186,12 +188,10 @@ def test_drift_mixing_identifies_nonsymmetric_effects(screen):
     control = x[torch.as_tensor(codes == 0)]
     sigma = module.sigmas[-1].expand(len(control))
     with torch.no_grad():
-        base = module.score(
-            control, sigma, module.score_net.embed(mask[:1].expand(len(control), -1))
-        )
+        base = module.score(control, sigma, module.embed(mask[:1].expand(len(control), -1)))
         responses = []
         for g in range(N_GENES):
-            e = module.score_net.embed(torch.eye(N_GENES)[[g]].expand(len(control), -1))
+            e = module.embed(torch.eye(N_GENES)[[g]].expand(len(control), -1))
             responses.append(module.score(control, sigma, e) - base)
     module.fit_mixing(torch.cat(responses))
     mean_responses = torch.stack([r.mean(0) for r in responses])

@@ -14,6 +14,7 @@ from torch import nn
 from ..nn import ScoreNet
 
 STAGES = ("observation", "score")
+SCORE_BASES = ("gaussian", "none")
 
 
 class LCDModule(BaseModuleClass):
@@ -25,13 +26,16 @@ class LCDModule(BaseModuleClass):
     latent states have the prior ``N(m_q, diag(v_q))`` of their condition ``q`` (``m_q``
     by gradient, ``v_q`` by Laplace EM in :meth:`update_prior`: a variance learnt by MAP
     would shrink the latent states towards ``m_q``).
-    Stage ``'score'``: denoising score matching of the conditional score network
-    ``s(x, σ, e_q)`` over the noise levels ``sigmas``, on the fitted latent states ``(n, G)``
-    or on several posterior draws of each (``(n, draws, G)``, :meth:`posterior_draws`). The causal
-    drift is ``f(x, e_q) = (D + K) s(x, σ_f, e_q)`` (``σ_f`` = ``drift_sigma``) with a shared
-    diagonal ``D > 0``
-    (diffusion ``√(2D) dW``, geometric mean 1) and a shared antisymmetric ``K``
-    (:meth:`fit_mixing`).
+    Stage ``'score'``: denoising score matching of the conditional score ``s(x, σ, q)`` over
+    the noise levels ``sigmas``, on the fitted latent states ``(n, G)`` or on several
+    posterior draws of each (``(n, draws, G)``, :meth:`posterior_draws`). The score is the
+    network ``F(x, σ, e_q) / σ`` (:class:`~celldyn.nn.ScoreNet`), with ``score_base='gaussian'``
+    plus a Gaussian term, ``s(x, σ, q) = −(x − m_q) / (v + σ²) + F(x, σ, e_q) / σ``: the
+    condition mean ``m_q = m_0 + Σ_{g∈q} M_g`` is linear in the perturbed genes and ``v`` is a
+    per-gene variance (:meth:`set_base`), so the network learns the non-Gaussian residual and
+    the interactions. The causal drift is ``f(x, q) = (D + K) s(x, σ_f, q)`` (``σ_f`` =
+    ``drift_sigma``) with a shared diagonal ``D > 0`` (diffusion ``√(2D) dW``, geometric mean
+    1) and a shared antisymmetric ``K`` (:meth:`fit_mixing`).
 
     Parameters
     ----------
@@ -43,6 +47,9 @@ class LCDModule(BaseModuleClass):
         Noise level ``σ_f`` of the score in the drift; default the smallest of ``sigmas``.
     score_kwargs
         Passed to :class:`~celldyn.nn.ScoreNet`.
+    score_base
+        ``'gaussian'``: the score adds the Gaussian term above to the network; ``'none'``: the
+        network alone.
     """
 
     def __init__(
@@ -55,8 +62,12 @@ class LCDModule(BaseModuleClass):
         sigmas: np.ndarray,
         drift_sigma: float | None = None,
         score_kwargs: dict | None = None,
+        score_base: str = "gaussian",
     ):
         super().__init__()
+        if score_base not in SCORE_BASES:
+            raise ValueError(f"`score_base` must be one of {SCORE_BASES}, got {score_base!r}.")
+        self.score_base = score_base
         self.stage = STAGES[0]
         self.latent = nn.Parameter(torch.zeros(n_cells, n_genes))
         self.log_scale = nn.Parameter(torch.zeros(n_genes))
@@ -71,6 +82,9 @@ class LCDModule(BaseModuleClass):
         self.register_buffer("drift_sigma", torch.as_tensor(drift_sigma, dtype=torch.float32))
         self.register_buffer("center", torch.zeros(n_genes))
         self.register_buffer("spread", torch.ones(n_genes))
+        self.register_buffer("base_mean", torch.zeros(n_genes))
+        self.register_buffer("base_shift", torch.zeros(max(n_perturbable, 1), n_genes))
+        self.register_buffer("base_var", torch.ones(n_genes))
 
     # ------------------------------------------------------------------ observation model
     def rate(self, x: torch.Tensor, library: torch.Tensor) -> torch.Tensor:
@@ -191,22 +205,72 @@ class LCDModule(BaseModuleClass):
         self.center.copy_(torch.as_tensor(center, dtype=torch.float32))
         self.spread.copy_(torch.as_tensor(spread, dtype=torch.float32))
 
-    def score(self, x: torch.Tensor, sigma: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        """Score ``∇ log p_σ(x | e)`` in latent units; the input is standardized per gene."""
+    def set_base(self, mean: np.ndarray, shift: np.ndarray, var: np.ndarray) -> None:
+        """Set the Gaussian term of the score (``score_base='gaussian'``).
+
+        Parameters
+        ----------
+        mean
+            ``m_0`` ``(G,)``, the intercept (about the mean of the control).
+        shift
+            ``M`` ``(n_perturbable, G)``, the mean shift of each perturbed gene.
+        var
+            ``v`` ``(G,)``, positive per-gene variances.
+        """
+        for buffer, value in ((self.base_mean, mean), (self.base_var, var)):
+            buffer.copy_(torch.as_tensor(value, dtype=torch.float32))
+        self.base_shift[: len(shift)] = torch.as_tensor(shift, dtype=torch.float32)
+
+    def embed(self, mask: torch.Tensor, n_unknown: torch.Tensor | None = None) -> torch.Tensor:
+        """Condition codes ``[e_q, m_q]``: the network's embedding and the Gaussian mean.
+
+        ``m_q = m_0 + mask @ M`` plus ``n_unknown`` times the mean row of ``M`` (the same
+        fallback as the embedding, :meth:`~celldyn.nn.ScoreNet.embed`).
+
+        Parameters
+        ----------
+        mask
+            ``(n, n_perturbable)`` 0/1 matrix of the perturbed genes with a learnt vector.
+        n_unknown
+            ``(n,)`` number of perturbed genes without a learnt vector (default none).
+
+        Returns
+        -------
+        ``(n, embed_dim + G)`` tensor.
+        """
+        n_perturbable = self.score_net.n_perturbable
+        shift = self.base_shift[:n_perturbable]
+        mean = self.base_mean + (mask @ shift if n_perturbable else 0.0)
+        if n_unknown is not None and n_perturbable:
+            mean = mean + n_unknown[:, None] * shift.mean(0)
+        mean = mean.expand(len(mask), -1)
+        return torch.cat([self.score_net.embed(mask, n_unknown), mean], dim=1)
+
+    def score(self, x: torch.Tensor, sigma: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Score ``∇ log p_σ(x | q)`` in latent units for condition codes ``c`` (:meth:`embed`).
+
+        The network's input is standardized per gene; with ``score_base='gaussian'`` the term
+        ``−(x − m_q) / (v + σ²)`` is added.
+        """
+        n_genes = x.shape[1]
+        e, mean = c[:, :-n_genes], c[:, -n_genes:]
         scale = torch.sqrt(self.spread**2 + sigma[:, None] ** 2)
-        return self.score_net((x - self.center) / scale, sigma, e)
+        s = self.score_net((x - self.center) / scale, sigma, e)
+        if self.score_base == "gaussian":
+            s = s - (x - mean) / (self.base_var + sigma[:, None] ** 2)
+        return s
 
     def _score_loss(self, tensors: dict) -> LossOutput:
         x = tensors["x"]
         if x.ndim == 3:  # several posterior draws per cell (n, draws, G): one at random
             pick = torch.randint(0, x.shape[1], (len(x),), device=x.device)
             x = x[torch.arange(len(x), device=x.device), pick]
-        e = self.score_net.embed(tensors["mask"])
+        c = self.embed(tensors["mask"])
         level = torch.randint(0, len(self.sigmas), (len(x),), device=x.device)
         sigma = self.sigmas[level]
         noise = torch.randn_like(x)
         # σ²-weighted DSM: |σ s(x + σ ε) + ε|², equal weight on every noise level
-        residual = sigma[:, None] * self.score(x + sigma[:, None] * noise, sigma, e) + noise
+        residual = sigma[:, None] * self.score(x + sigma[:, None] * noise, sigma, c) + noise
         per_cell = 0.5 * (residual**2).sum(1)
         return LossOutput(loss=per_cell.mean(), reconstruction_loss=per_cell)
 
@@ -226,16 +290,19 @@ class LCDModule(BaseModuleClass):
         """``(D + K) s`` for rows ``s``."""
         return s * self.diffusion() + s @ self.mixing().T
 
-    def drift(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        """Causal drift ``f(x, e) = (D + K) s(x, σ_f, e)`` (``σ_f`` = ``drift_sigma``)."""
-        return self.apply_mixing(self.score(x, self.drift_sigma.expand(len(x)), e))
+    def drift(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Causal drift ``f(x, q) = (D + K) s(x, σ_f, q)`` (``σ_f`` = ``drift_sigma``).
+
+        ``c`` holds the condition codes (:meth:`embed`).
+        """
+        return self.apply_mixing(self.score(x, self.drift_sigma.expand(len(x)), c))
 
     def translation_responses(
-        self, x: torch.Tensor, e: torch.Tensor, shifts: torch.Tensor
+        self, x: torch.Tensor, c: torch.Tensor, shifts: torch.Tensor
     ) -> torch.Tensor:
         """First-order score changes ``−J(x) l`` of translating the law by each shift ``l``.
 
-        ``J(x)`` is the Jacobian in ``x`` of ``s(x, σ_f, e)``; a law translated by ``l`` has the
+        ``J(x)`` is the Jacobian in ``x`` of ``s(x, σ_f, q)``; a law translated by ``l`` has the
         score ``s(x − l) ≈ s(x) − J(x) l``. Computed by forward-mode Jacobian-vector products,
         without forming ``J``.
 
@@ -243,8 +310,8 @@ class LCDModule(BaseModuleClass):
         ----------
         x
             ``(n, G)`` points.
-        e
-            ``(n, embed_dim)`` condition embeddings.
+        c
+            ``(n, embed_dim + G)`` condition codes (:meth:`embed`).
         shifts
             ``(k, G)`` translations.
 
@@ -255,7 +322,7 @@ class LCDModule(BaseModuleClass):
         sigma = self.drift_sigma.expand(len(x))
 
         def score(z: torch.Tensor) -> torch.Tensor:
-            return self.score(z, sigma, e)
+            return self.score(z, sigma, c)
 
         return torch.stack(
             [-torch.func.jvp(score, (x,), (shift.expand_as(x),))[1] for shift in shifts]
