@@ -218,8 +218,10 @@ class LCDModule(BaseModuleClass):
             ``v`` ``(G,)``, positive per-gene variances.
         """
         for buffer, value in ((self.base_mean, mean), (self.base_var, var)):
-            buffer.copy_(torch.as_tensor(value, dtype=torch.float32))
-        self.base_shift[: len(shift)] = torch.as_tensor(shift, dtype=torch.float32)
+            buffer.copy_(torch.as_tensor(value, dtype=torch.float32, device=buffer.device))
+        self.base_shift[: len(shift)] = torch.as_tensor(
+            shift, dtype=torch.float32, device=self.base_shift.device
+        )
 
     def embed(self, mask: torch.Tensor, n_unknown: torch.Tensor | None = None) -> torch.Tensor:
         """Condition codes ``[e_q, m_q]``: the network's embedding and the Gaussian mean.
