@@ -116,22 +116,22 @@ def _gaussian_base(
 class LCD(TrainingMixin, BaseModelClass):
     """Latent causal diffusion: a stationary SDE per perturbation condition, seen through counts.
 
-    Cells of condition ``q`` are draws from the stationary law ``p_q`` of
-    ``dx = f(x, e_q) dt + √2 dW`` in a latent expression space with one coordinate per gene;
-    their counts are ``NB(softplus(x_g) · s_g · l_n, θ_g)`` (per-gene scale ``s_g`` and
-    inverse dispersion ``θ_g``, library size ``l_n``). Training runs in two stages (as the
-    reference implementation): (1) the per-cell latent states, with a Gaussian prior per
-    condition, and the observation model by maximum a posteriori; (2) a score network
-    ``s(x, σ, e_q)``, conditioned in every hidden layer on the sum ``e_q`` of learnt gene
-    embeddings, by denoising score matching of the latent states over a geometric range of
-    noise levels. Then a shared positive diagonal ``D`` (geometric mean 1) and a shared
-    antisymmetric ``K`` are chosen so that the drift ``f(x, e_q) = (D + K) s(x, σ_f, e_q)``
-    responds sparsely to the perturbations (:meth:`get_drift_response`). Every such drift
-    leaves each ``p_q`` stationary under ``dx = f dt + √(2D) dW`` (``∇·(K ∇p) = 0``): ``K``
-    is the part of the drift the distributions alone cannot fix and sparse perturbation
-    responses identify it (with ``D = I, K = 0`` the drift would be the score, whose linear
-    part is symmetric); ``D`` absorbs the per-gene units of the latent space, which the count
-    model leaves free.
+    Cells of condition ``q`` are draws from the stationary law ``p_q`` of ``dx = f(x, e_q) dt +
+    √2 dW`` in a latent expression space with one coordinate per gene; their counts are
+    ``NB(softplus(x_g) · s_g · l_n, θ_g)`` (per-gene scale ``s_g`` and inverse dispersion
+    ``θ_g``, library size ``l_n``). Training runs in two stages (as the reference
+    implementation): (1) the per-cell latent states, with a Gaussian prior per condition, and
+    the observation model by maximum a posteriori; (2) a score network ``s(x, σ, e_q)``,
+    conditioned in every hidden layer on the sum ``e_q`` of learnt gene embeddings and added to
+    a Gaussian term with condition means linear in the perturbed genes (``score_base``), by
+    denoising score matching of the latent states over a geometric range of noise levels. Then a
+    shared positive diagonal ``D`` (geometric mean 1) and a shared antisymmetric ``K`` are
+    chosen so that the drift ``f(x, e_q) = (D + K) s(x, σ_f, e_q)`` responds sparsely to the
+    perturbations (:meth:`get_drift_response`). Every such drift leaves each ``p_q`` stationary
+    under ``dx = f dt + √(2D) dW`` (``∇·(K ∇p) = 0``): ``K`` is the part of the drift the
+    distributions alone cannot fix and sparse perturbation responses identify it (with ``D = I,
+    K = 0`` the drift would be the score, whose linear part is symmetric); ``D`` absorbs the
+    per-gene units of the latent space, which the count model leaves free.
 
     Parameters
     ----------
