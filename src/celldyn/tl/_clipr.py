@@ -144,7 +144,9 @@ def clipr(
         production offset ``-strength``; steady states by integrating the ODE from the
         training cells' mean) or :class:`~celldyn.models.CellMNN` (its mean gene-space
         operator as a linear drift; knockdown = constant shift ``-strength``; raises if that
-        operator is not stable). See :func:`~celldyn.tl.perturbation_responses`.
+        operator is not stable). See :func:`~celldyn.tl.perturbation_responses`. For LCD,
+        ``LCD(score_base='none')`` ranks effects better than the default Gaussian base
+        (simulated screens, AUROC 0.890 vs 0.858 at 100 genes; user guide, "Limits").
     perturbations
         LCD: condition labels (``'A'``, ``'A+B'``), default every trained condition. FLeCS,
         Cell-MNN: genes knocked down, one perturbation each, default every gene.
