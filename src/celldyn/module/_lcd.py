@@ -12,6 +12,7 @@ from scvi.module.base import BaseModuleClass, LossOutput
 from torch import nn
 
 from ..nn import ScoreNet
+from ..nn._score import sum_of_rows
 
 STAGES = ("observation", "score")
 SCORE_BASES = ("gaussian", "none")
@@ -240,12 +241,8 @@ class LCDModule(BaseModuleClass):
         -------
         ``(n, embed_dim + G)`` tensor.
         """
-        n_perturbable = self.score_net.n_perturbable
-        shift = self.base_shift[:n_perturbable]
-        mean = self.base_mean + (mask @ shift if n_perturbable else 0.0)
-        if n_unknown is not None and n_perturbable:
-            mean = mean + n_unknown[:, None] * shift.mean(0)
-        mean = mean.expand(len(mask), -1)
+        shift = self.base_shift[: self.score_net.n_perturbable]
+        mean = self.base_mean + sum_of_rows(shift, mask, n_unknown)
         return torch.cat([self.score_net.embed(mask, n_unknown), mean], dim=1)
 
     def score(self, x: torch.Tensor, sigma: torch.Tensor, c: torch.Tensor) -> torch.Tensor:

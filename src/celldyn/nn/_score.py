@@ -8,6 +8,29 @@ import torch
 from torch import nn
 
 
+def sum_of_rows(
+    table: torch.Tensor, mask: torch.Tensor, n_unknown: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``mask @ table`` plus ``n_unknown`` times the mean row of ``table``.
+
+    The sum over a condition's perturbed genes of a per-gene quantity; a gene without a row
+    (never perturbed in training) counts as the mean row.
+
+    Parameters
+    ----------
+    table
+        ``(k, m)`` one row per gene (``k`` may be 0).
+    mask
+        ``(n, k)`` 0/1 matrix of the perturbed genes with a row.
+    n_unknown
+        ``(n,)`` number of perturbed genes without a row (default none).
+    """
+    out = mask @ table  # (n, 0) @ (0, m) is zeros
+    if n_unknown is not None and len(table):
+        out = out + n_unknown[:, None] * table.mean(0)
+    return out
+
+
 class ScoreNet(nn.Module):
     """Noise-conditional score ``s(x, σ, e_q)`` of the perturbation conditions' stationary laws.
 
@@ -69,11 +92,7 @@ class ScoreNet(nn.Module):
         n_unknown
             ``(n,)`` number of perturbed genes without a learnt vector (default none).
         """
-        table = self.gene_embedding[: self.n_perturbable]
-        e = mask @ table if self.n_perturbable else mask.new_zeros(len(mask), table.shape[1])
-        if n_unknown is not None and self.n_perturbable:
-            e = e + n_unknown[:, None] * table.mean(0)
-        return e
+        return sum_of_rows(self.gene_embedding[: self.n_perturbable], mask, n_unknown)
 
     def _noise_features(self, sigma: torch.Tensor) -> torch.Tensor:
         half = self.noise_dim // 2
