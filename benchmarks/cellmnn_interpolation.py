@@ -162,14 +162,14 @@ def fit_neural_ode(z, t, times, k, seed, cfg, n_params: int):
     import torch
     from torch import nn
 
-    from celldyn.models._cellmnn import _SnapshotDataModule
+    from celldyn.models._cellmnn import _SnapshotDataModule, latent_scale
     from celldyn.module._cellmnn import snapshot_mmd
     from celldyn.nn import integrate
 
     d, n_layers = z.shape[1], 3
     width = _hidden_width(n_params, d, n_layers)
     train = t != times[k]
-    scale = z[train].std(0) + 1e-8
+    scale = latent_scale(z[train], cfg["internal_scale"])  # Cell-MNN's internal units
     t0, span = times[0], times[-1] - times[0]
     grid = (times - t0) / span
     codes = np.searchsorted(times, t)
@@ -217,7 +217,8 @@ def fit_neural_ode(z, t, times, k, seed, cfg, n_params: int):
         random_state=seed,
     )
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg["node_lr"], weight_decay=1e-5)
-    best, best_state, since_best, epochs = np.inf, None, 0, 0
+    best, best_state, since_best, epochs, monitor = np.inf, None, 0, 0, None
+    beta = cfg["validation_smoothing"]  # the same moving average as CellMNN.train
     start = time.perf_counter()
     for _ in range(cfg["max_epochs"]):
         epochs += 1
@@ -227,6 +228,8 @@ def fit_neural_ode(z, t, times, k, seed, cfg, n_params: int):
             optimizer.step()
         with torch.no_grad():
             value = float(np.mean([float(loss(b)) for b in data.val_dataloader()]))
+        monitor = value if monitor is None else beta * monitor + (1 - beta) * value
+        value = monitor
         if value < best:
             best, since_best = value, 0
             best_state = {n: p.detach().clone() for n, p in net.state_dict().items()}
