@@ -476,7 +476,7 @@ def main() -> None:
     parser.add_argument("--n-genes", type=int, default=60)
     parser.add_argument("--n-timepoints", type=int, default=5)
     parser.add_argument("--cells-per-time", type=int, default=120)
-    parser.add_argument("--max-epochs", type=int, default=50)
+    parser.add_argument("--max-epochs", type=int, default=150)
     parser.add_argument("--patience", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--n-partners", type=int, default=128)
