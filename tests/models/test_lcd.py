@@ -8,7 +8,7 @@ from celldyn._perturbations import perturbation_mask, read_perturbations, split_
 from celldyn.datasets import simulate_perturbations
 from celldyn.metrics import energy_distance, grn_scores, perturbation_table
 from celldyn.models import LCD
-from celldyn.models._lcd import _gaussian_base
+from celldyn.models._lcd import _CosineDecay, _gaussian_base
 from celldyn.module._lcd import LCDModule
 from celldyn.tl import perturbation_baseline
 
@@ -412,6 +412,24 @@ def test_getters_unseen_gene_and_errors(trained):
         LCD(train, score_base="normal")
     with pytest.raises(ValueError, match="score_schedule"):
         LCD(train).train(1, score_epochs=1, score_schedule="linear", progress=False)
+
+
+def test_cosine_decay_follows_the_schedule_to_zero():
+    """Step k of K runs at lr · (1 + cos(π k / K)) / 2; the last step is close to 0."""
+    weight = torch.nn.Parameter(torch.zeros(2))
+    optimizer = torch.optim.Adam([weight], lr=0.1)
+    trainer = type("Trainer", (), {"estimated_stepping_batches": 4, "optimizers": [optimizer]})
+    decay = _CosineDecay()
+    decay.on_train_start(trainer, None)
+    used = []
+    for step in range(4):
+        used.append(optimizer.param_groups[0]["lr"])
+        weight.sum().backward()
+        optimizer.step()
+        decay.on_train_batch_end(trainer, None, None, None, step)
+    expected = 0.05 * (1 + np.cos(np.pi * np.arange(4) / 4))
+    np.testing.assert_allclose(used, expected, rtol=1e-6)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_save_load_roundtrip(trained, tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -15,6 +14,7 @@ from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager
 from scvi.data.fields import LayerField, NumericalObsField
 from scvi.model.base import BaseModelClass
+from torch.optim.lr_scheduler import CosineAnnealingLR
 
 from .. import _keys
 from .._logging import logger
@@ -61,17 +61,19 @@ class _PriorUpdate(Callback):
 
 
 class _CosineDecay(Callback):
-    """Cosine decay of the learning rate from its initial value to 0 over all steps of a fit."""
+    """Cosine decay of the learning rate from its initial value to 0 over all steps of a fit.
+
+    :class:`torch.optim.lr_scheduler.CosineAnnealingLR` over the fit's steps, stepped after
+    every batch.
+    """
 
     def on_train_start(self, trainer, pl_module) -> None:
-        self.total = max(int(trainer.estimated_stepping_batches), 1)
-        self.initial = [[g["lr"] for g in opt.param_groups] for opt in trainer.optimizers]
+        total = max(int(trainer.estimated_stepping_batches), 1)
+        self.schedulers = [CosineAnnealingLR(opt, T_max=total) for opt in trainer.optimizers]
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        factor = 0.5 * (1.0 + math.cos(math.pi * min(trainer.global_step / self.total, 1.0)))
-        for opt, initial in zip(trainer.optimizers, self.initial, strict=True):
-            for group, lr in zip(opt.param_groups, initial, strict=True):
-                group["lr"] = lr * factor
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        for scheduler in self.schedulers:
+            scheduler.step()
 
 
 def _gaussian_base(
