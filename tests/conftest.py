@@ -2,9 +2,29 @@ import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+from pathlib import Path
+
 import anndata as ad
 import numpy as np
 import pytest
+
+_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = next(
+    (p for p in (_ROOT.parent / "shared" / "data", _ROOT / "shared" / "data") if p.is_dir()), None
+)
+"""The project's copies of real datasets (``../shared/data``), or ``None`` where absent."""
+
+
+def _shared_folder(name: str) -> Path:
+    if SHARED_DATA is None or not (SHARED_DATA / name).is_dir():
+        pytest.skip(f"real data ../shared/data/{name} not found")
+    return SHARED_DATA / name
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """``shared_data(name)``: folder ``name`` of the real data; skips the test where absent."""
+    return _shared_folder
 
 
 @pytest.fixture(scope="session")
