@@ -23,6 +23,9 @@ prediction and the observed cells, averaged over the held-out times. Methods:
   population means of ``t_{k-1}`` and ``t_{k+1}``.
 - ``nearest_copy``: the cells of the nearest observed time (the earlier one on ties).
 
+The three baselines are ``celldyn.tl.interpolation_baseline`` (methods ``'ot'``, ``'mean'``,
+``'nearest'``).
+
     python benchmarks/cellmnn_interpolation.py            # 5 seeds x {5, 50} dims
     python benchmarks/cellmnn_interpolation.py --quick    # 1 seed x 5 dims, ~1 min
     python benchmarks/cellmnn_interpolation.py --scaling --batch-size 256  # 25k/250k cells
@@ -72,29 +75,26 @@ def simulate(seed: int, *, n_genes: int, n_timepoints: int, cells_per_time: int,
 
 
 # ----------------------------------------------------------------------------- baselines
-def nearest_copy(z, t, times, k, rng):
-    before, after = times[k] - times[k - 1], times[k + 1] - times[k]
-    return z[t == (times[k - 1] if before <= after else times[k + 1])]
+BASELINES = {"ot_interpolate": "ot", "mean_interpolation": "mean", "nearest_copy": "nearest"}
+"""Benchmark names of the ``celldyn.tl.interpolation_baseline`` methods."""
 
 
-def mean_interpolation(z, t, times, k, rng):
-    alpha = (times[k] - times[k - 1]) / (times[k + 1] - times[k - 1])
-    prev, nxt = z[t == times[k - 1]], z[t == times[k + 1]]
-    return prev + alpha * (nxt.mean(0) - prev.mean(0))
+def snapshots(z, t):
+    """AnnData with the cells ``z`` in ``obsm['X_pca']`` and their times in ``obs['time']``."""
+    import anndata as ad
+
+    adata = ad.AnnData(np.zeros((len(z), 1), dtype=np.float32), obsm={"X_pca": z})
+    adata.obs["time"] = t
+    return adata
 
 
-def ot_interpolate(z, t, times, k, rng):
-    import ot
+def baseline(name, adata, times, k, rng):
+    """Cells at ``times[k]`` predicted by a baseline from ``times[k - 1]`` and ``times[k + 1]``."""
+    from celldyn.tl import interpolation_baseline
 
-    alpha = (times[k] - times[k - 1]) / (times[k + 1] - times[k - 1])
-    prev, nxt = z[t == times[k - 1]], z[t == times[k + 1]]
-    plan = ot.emd(
-        np.full(len(prev), 1 / len(prev)), np.full(len(nxt), 1 / len(nxt)), ot.dist(prev, nxt)
+    return interpolation_baseline(
+        adata, times[k], BASELINES[name], time_key="time", rep="X_pca", random_state=rng
     )
-    n = int((t == times[k]).sum())
-    pairs = rng.choice(plan.size, size=n, p=plan.ravel() / plan.sum())
-    i, j = np.unravel_index(pairs, plan.shape)
-    return (1 - alpha) * prev[i] + alpha * nxt[j]
 
 
 def two_sided(forward, backward, times, k, n, rng):
@@ -277,6 +277,7 @@ def run_seed(seed: int, n_dims: int, cfg: dict, z_all, t) -> list[dict]:
 
     z = z_all[:, :n_dims]
     times = np.unique(t)
+    data = snapshots(z, t)
     rows = []
     for k in range(1, len(times) - 1):
         observed = z[t == times[k]]
@@ -294,12 +295,8 @@ def run_seed(seed: int, n_dims: int, cfg: dict, z_all, t) -> list[dict]:
             node_scores, node_info = {"neural_ode": np.nan, "neural_ode_two_sided": np.nan}, {}
         row |= node_scores
         row["neural_ode_info"] = node_info
-        for name, method in [
-            ("ot_interpolate", ot_interpolate),
-            ("mean_interpolation", mean_interpolation),
-            ("nearest_copy", nearest_copy),
-        ]:
-            row[name] = wasserstein(method(z, t, times, k, rng), observed)
+        for name in BASELINES:
+            row[name] = wasserstein(baseline(name, data, times, k, rng), observed)
         print(
             f"seed {seed} dims {n_dims} t={times[k]:.3g}: "
             + ", ".join(f"{m} {row[m]:.3f}" for m in METHODS)

@@ -11,10 +11,11 @@ candidate edges (``metrics.grn_scores(candidates=prior)``), ranked by ``|score|`
   to the chord velocities of the trajectories, then the trajectory fit).
 - ``flecs_cold``: the same without the warm start (``velocity_init=0``; the default before),
   the trajectory fit alone.
-- ``correlation``: ``|Pearson r|`` of regulator and target over all cells.
-- ``genie3``: GENIE3-style random forests (scikit-learn): for each target, a
-  ``RandomForestRegressor`` on all other genes; the score of ``j -> i`` is the impurity
-  importance of ``j`` for ``i``.
+- ``correlation``: ``|Pearson r|`` of regulator and target over all cells
+  (``celldyn.tl.grn_baseline(method='correlation')``).
+- ``genie3``: GENIE3-style random forests (scikit-learn; ``celldyn.tl.grn_baseline(
+  method='forest')`` with 200 trees): for each target, a ``RandomForestRegressor`` on all
+  other genes; the score of ``j -> i`` is the impurity importance of ``j`` for ``i``.
 
 Knockout experiments (``GRNVectorField.knockout``, all outgoing edges of a regulator set to 0):
 
@@ -53,6 +54,7 @@ from celldyn.metrics import grn_scores
 from celldyn.models._flecs import FLeCS
 from celldyn.nn import integrate
 from celldyn.pp import prior_network, time_groups, trajectories
+from celldyn.tl import grn_baseline
 
 TRAIN = {"max_epochs": 200, "batch_size": 400, "lr": 0.1, "accelerator": "cpu", "progress": False}
 VARIANTS = {"flecs": {}, "flecs_cold": {"velocity_init": 0}}
@@ -95,28 +97,6 @@ def candidates(adata) -> pd.DataFrame:
     )
 
 
-def correlation_scores(x: np.ndarray) -> np.ndarray:
-    """|Pearson r| between every regulator (row) and target (column)."""
-    r = np.corrcoef(x, rowvar=False)
-    return np.abs(np.nan_to_num(r))
-
-
-def genie3_scores(x: np.ndarray, seed: int) -> np.ndarray:
-    """GENIE3-style importances: regulator (row) x target (column)."""
-    from sklearn.ensemble import RandomForestRegressor
-
-    n = x.shape[1]
-    scores = np.zeros((n, n))
-    for target in range(n):
-        regulators = np.delete(np.arange(n), target)
-        forest = RandomForestRegressor(
-            n_estimators=200, max_features="sqrt", random_state=seed, n_jobs=1
-        )
-        forest.fit(x[:, regulators], x[:, target])
-        scores[regulators, target] = forest.feature_importances_
-    return scores
-
-
 def fit_flecs(adata, seed: int, **train) -> FLeCS:
     FLeCS.setup_anndata(adata)
     torch.manual_seed(seed)
@@ -136,13 +116,16 @@ def velocity_cosine(adata, model: FLeCS) -> float | str:
 
 
 def score_all(adata, models: dict[str, FLeCS], seed: int) -> dict[str, dict]:
-    x = np.asarray(adata.X, dtype=np.float64)
     truth = adata.uns["ground_truth_network"]
     cand = candidates(adata)
     genes = adata.var_names
     predictions = {name: model.get_weights() for name, model in models.items()}
-    predictions["correlation"] = correlation_scores(x)
-    predictions["genie3"] = genie3_scores(x, seed)
+    # the baselines score all ordered pairs (the forests see every other gene, not only the
+    # prior's regulators); grn_scores keeps the candidates
+    predictions["correlation"] = grn_baseline(adata, "correlation", prior_key=None)
+    predictions["genie3"] = grn_baseline(
+        adata, "forest", prior_key=None, n_estimators=200, max_cells=None, random_state=seed
+    )
     return {
         name: grn_scores(pred, truth, genes=genes, candidates=cand)
         for name, pred in predictions.items()

@@ -5,6 +5,8 @@ from ._clipr import clipr, clipr_effects
 from ._differential import affected_subnetwork, differential_edges
 from ._drug import drug_effects
 from ._flecs import flecs
+from ._grn_baselines import grn_baseline
+from ._interpolation_baselines import interpolation_baseline
 from ._lcd import lcd
 from ._perturbation_baselines import perturbation_baseline
 from ._responses import perturbation_responses
@@ -19,6 +21,8 @@ __all__ = [
     "differential_edges",
     "drug_effects",
     "flecs",
+    "grn_baseline",
+    "interpolation_baseline",
     "knockout",
     "lcd",
     "perturbation_baseline",
