@@ -75,6 +75,7 @@ def read_perturbations(
     control: str = _keys.CONTROL,
     *,
     min_conditions: int = 2,
+    measured_genes: bool = True,
 ) -> pd.Categorical:
     """Check a perturbation column and return it as a categorical with the control first.
 
@@ -88,6 +89,9 @@ def read_perturbations(
         Label of unperturbed cells.
     min_conditions
         Minimum number of distinct labels (control included).
+    measured_genes
+        Require every gene named by a label to be in ``adata.var_names`` (models that use
+        the target's expression); ``False`` for methods that only use the labels.
 
     Returns
     -------
@@ -100,7 +104,7 @@ def read_perturbations(
         If ``perturbation_key`` is not a column of ``adata.obs``.
     ValueError
         On missing labels, unparseable labels, no control cell, fewer than ``min_conditions``
-        conditions, or genes absent from ``adata.var_names``.
+        conditions, or (with ``measured_genes``) genes absent from ``adata.var_names``.
     """
     check_obs_key(adata, perturbation_key)
     column = adata.obs[perturbation_key]
@@ -118,7 +122,9 @@ def read_perturbations(
             f"{min_conditions} (control and perturbations) are needed."
         )
     for label in labels:
-        check_genes_known(split_label(label, control=control), adata.var_names, label)
+        genes = split_label(label, control=control)
+        if measured_genes:
+            check_genes_known(genes, adata.var_names, label)
     order = [control, *[lab for lab in labels if lab != control]]
     return pd.Categorical(column.astype(object).to_numpy(), categories=order)
 
