@@ -1,6 +1,14 @@
 """Sphinx configuration for celldyn."""
 
+import os
 from importlib.metadata import version as _version
+from pathlib import Path
+
+# The real-data tutorials read the project's copies of the datasets when they are there
+# (the loaders' cache directory, see celldyn.datasets.get_cache_dir), else they download.
+_SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+if _SHARED_DATA.is_dir():
+    os.environ.setdefault("CELLDYN_DATA", str(_SHARED_DATA))
 
 project = "celldyn"
 author = "celldyn developers"
