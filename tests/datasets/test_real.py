@@ -211,6 +211,15 @@ def test_recover_counts_exact_and_rejects_non_multiples():
 def test_papalexi21_subset(shared_data):
     path = shared_data("papalexi2021_eccite_sceptre")
     a = datasets.papalexi21_subset(path=path)
+    # the conversion of sceptre's R data equals the h5ad made for SOURCE.md
+    everything = datasets.papalexi21_subset(path=path, unassigned=True)
+    shipped = ad.read_h5ad(path / "papalexi2021_eccite_sceptre_subset.h5ad")
+    assert (everything.var_names == shipped.var_names).all()
+    assert abs(everything.X - shipped.X).max() == 0
+    assert abs(everything.obsm["grna_counts"] - shipped.obsm["grna_counts"]).max() == 0
+    for column in ("bio_rep", "grna_max_id", "grna_assigned", "perturbation", "guide_id"):
+        assert (everything.obs[column].to_numpy() == shipped.obs[column].to_numpy()).all()
+    np.testing.assert_allclose(everything.obs["grna_max_frac"], shipped.obs["grna_max_frac"])
     assert a.shape == (16192, 299) and "unassigned" not in set(a.obs["perturbation"])
     counts = a.obs["perturbation"].value_counts()
     assert counts["control"] == 1923 and counts["IFNGR1"] == 1064 and counts["SPI1"] == 33
@@ -222,7 +231,7 @@ def test_papalexi21_subset(shared_data):
         "TNFRSF14",
         "UBE2L6",
     }
-    assert datasets.papalexi21_subset(path=path, unassigned=True).n_obs == 20729
+    assert everything.n_obs == 20729
 
 
 def test_sachs(shared_data):
@@ -231,8 +240,14 @@ def test_sachs(shared_data):
     assert a.shape == (11672, 11)
     counts = a.obs["perturbation"].value_counts()
     assert counts["control"] == 853 and counts["ICAM2+LY294002"] == 927 and len(counts) == 14
+    # the 14 Excel files read here equal the concatenated table made for SOURCE.md
     raw = pd.read_csv(path / "sachs2005_14conditions.csv")
-    np.testing.assert_allclose(np.exp(a.X), raw[list(a.var_names)].to_numpy(), rtol=1e-5)
+    np.testing.assert_array_equal(
+        a.layers["intensity"], raw[list(a.var_names)].to_numpy(np.float32)
+    )
+    np.testing.assert_allclose(np.exp(a.X), a.layers["intensity"], rtol=1e-5)
+    for column in ("condition_id", "condition", "base_stimulus"):
+        assert (a.obs[column].to_numpy() == raw[column].to_numpy()).all()
     for key, file in [
         ("consensus", "sachs_consensus_network.csv"),
         ("cdt", "sachs_network_cdt_variant.csv"),
@@ -265,10 +280,16 @@ def test_bad_input(tmp_path, offline_cache):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match=r"lacks the file\(s\) \['guo_qpcr.csv'\]"):
         datasets.guo10(path=tmp_path / "empty")
+
+
+def test_dataset_files_without_url_needs_a_copy(offline_cache, tmp_path):
+    from celldyn.datasets._files import dataset_files
+
     with pytest.raises(FileNotFoundError, match="no public download"):
-        datasets.sachs()
-    with pytest.raises(FileNotFoundError, match="no public download"):
-        datasets.papalexi21_subset()
+        dataset_files("local_only", None, {"data.npy": None})
+    (offline_cache / "local_only").mkdir(parents=True)
+    (offline_cache / "local_only" / "data.npy").write_bytes(b"x")
+    assert dataset_files("local_only", None, {"data.npy": None})["data.npy"].is_file()
 
 
 @pytest.mark.parametrize(
@@ -281,6 +302,8 @@ def test_bad_input(tmp_path, offline_cache):
         datasets.guo10,
         datasets.dyngen_bifurcation,
         datasets.norman19_subset,
+        datasets.papalexi21_subset,
+        datasets.sachs,
     ],
 )
 def test_offline_error_names_the_url(loader, offline_cache):

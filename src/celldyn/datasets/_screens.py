@@ -6,6 +6,8 @@ Labels follow celldyn's format in ``obs['perturbation']``: ``'control'``, ``'A'`
 from __future__ import annotations
 
 import os
+import warnings
+from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
@@ -20,6 +22,10 @@ from ._timecourses import NETWORKS, _dataset_info, _network
 _PERTURBENCH_DEVEL = (
     "https://raw.githubusercontent.com/altoslabs/perturbench/"
     "d357dfae3b50968e800e9f5f273ff145080ae67c/src/perturbench/data/resources/devel.h5ad"
+)
+_SCEPTRE_RDA = (
+    "https://raw.githubusercontent.com/Katsevich-Lab/sceptre/"
+    "823bcdae9df321db501a59aa6b7acc1975052b9f/data/lowmoi_example_data.rda"
 )
 NORMAN19_HELD_OUT = (
     "KLF1+MAP2K6",
@@ -112,6 +118,37 @@ def norman19_subset(path: str | os.PathLike | None = None) -> AnnData:
     return adata
 
 
+def _dgt_matrix(obj) -> sp.csr_matrix:
+    """Turn a ``dgTMatrix`` read by ``rdata`` (0-based triplets) into its transpose, as CSR."""
+    n_rows, n_cols = (int(d) for d in obj.Dim)
+    matrix = sp.coo_matrix((obj.x, (obj.i, obj.j)), shape=(n_rows, n_cols), dtype=np.float32)
+    return matrix.T.tocsr()
+
+
+def _assign_grnas(grna: sp.csr_matrix, names: np.ndarray, targets: dict) -> pd.DataFrame:
+    """Each cell's dominant gRNA: kept if it has >= 5 UMIs and >= 80% of the cell's gRNA UMIs."""
+    dense = grna.toarray()
+    best = dense.argmax(1)
+    top = dense[np.arange(len(dense)), best]
+    total = dense.sum(1)
+    fraction = np.divide(top, total, out=np.zeros_like(top), where=total > 0)
+    assigned = (top >= 5) & (fraction >= 0.8)
+    guide = np.where(assigned, names[best], "unassigned")
+    target = np.array([targets.get(g, "unassigned") for g in guide], dtype=object)
+    target[target == "non-targeting"] = _keys.CONTROL
+    return pd.DataFrame(
+        {
+            "grna_n_umis_total": total,
+            "grna_max_id": names[best],
+            "grna_max_umis": top,
+            "grna_max_frac": fraction,
+            "grna_assigned": assigned,
+            _keys.PERTURBATION: target,
+            "guide_id": guide,
+        }
+    )
+
+
 def papalexi21_subset(
     path: str | os.PathLike | None = None, *, unassigned: bool = False
 ) -> AnnData:
@@ -119,16 +156,17 @@ def papalexi21_subset(
 
     20,729 cells x 299 genes (289 random genes, one mitochondrial and the 9 measured targets
     CMTM6, IFNGR2, JAK2, NFKBIA, STAT1, STAT2, STAT3, TNFRSF14, UBE2L6), 25 single-gene
-    knockouts and non-targeting controls (Papalexi et al. 2021, Nat. Genet. 53:322; the real
-    example data of sceptre 0.0.4, GPL-3). A cell's perturbation is its dominant gRNA's
-    target (at least 5 UMIs and 80% of its gRNA UMIs; others are ``'unassigned'``).
+    knockouts and non-targeting controls (Papalexi et al. 2021, Nat. Genet. 53:322), read
+    from the real example data of sceptre 0.0.4 (``lowmoi_example_data.rda``, GPL-3; with
+    ``rdata``). A cell's perturbation is the target of its dominant gRNA when that gRNA has at
+    least 5 UMIs and 80% of the cell's gRNA UMIs; other cells are ``'unassigned'``.
 
     Parameters
     ----------
     path
-        Folder with ``papalexi2021_eccite_sceptre_subset.h5ad``, e.g.
-        ``'../shared/data/papalexi2021_eccite_sceptre'``. The file is a conversion of
-        sceptre's R data made for this subset; there is no public download of it.
+        Folder with ``lowmoi_example_data_sceptre_823bcda.rda``, e.g.
+        ``'../shared/data/papalexi2021_eccite_sceptre'``; without it the file is downloaded
+        once from sceptre's repository (commit 823bcda).
     unassigned
         Keep the 4,537 cells without a confident gRNA (``obs['perturbation'] ==
         'unassigned'``); by default they are dropped.
@@ -137,48 +175,68 @@ def papalexi21_subset(
     -------
     AnnData with ``X`` and ``layers['counts']``: raw UMI counts (sparse float32);
     ``obs['perturbation']``: ``'control'`` or the knocked-out gene, categorical with
-    ``'control'`` first; ``obs['bio_rep']``, ``obs['guide_id']`` and the gRNA numbers;
-    ``var['is_perturbation_target']``; ``obsm['grna_counts']``; ``uns['dataset']``.
+    ``'control'`` first; ``obs['bio_rep']``, ``obs['n_umis_panel']``, ``obs['guide_id']`` and
+    the gRNA numbers behind the assignment; ``var['is_perturbation_target']``;
+    ``obsm['grna_counts']`` (cells x 110 gRNAs) with ``uns['grna_names']`` and
+    ``uns['grna_target_data_frame']``; ``uns['dataset']``.
     """
-    import anndata
+    import rdata
 
-    name = "papalexi2021_eccite_sceptre_subset.h5ad"
-    files = dataset_files("papalexi2021_eccite_sceptre", path, {name: None})
-    adata = anndata.read_h5ad(files[name])
-    labels = adata.obs[_keys.PERTURBATION].astype(str)
+    name = "lowmoi_example_data_sceptre_823bcda.rda"
+    files = dataset_files("papalexi2021_eccite_sceptre", path, {name: _SCEPTRE_RDA})
+    with warnings.catch_warnings():  # rdata has no constructor for dgTMatrix: raw slots
+        warnings.simplefilter("ignore", UserWarning)
+        data = rdata.read_rda(files[name])["lowmoi_example_data"]
+    counts = _dgt_matrix(data["response_matrix"])
+    grna = _dgt_matrix(data["grna_matrix"])
+    genes = np.asarray(data["response_matrix"].Dimnames[0], dtype=str)
+    grna_names = np.asarray(data["grna_matrix"].Dimnames[0], dtype=str)
+    table = data["grna_target_data_frame"].reset_index(drop=True)
+    obs = _assign_grnas(grna, grna_names, dict(zip(table.grna_id, table.grna_target, strict=True)))
+    obs.insert(0, "bio_rep", data["extra_covariates"]["bio_rep"].astype(str).to_numpy())
+    obs.insert(1, "n_umis_panel", np.asarray(counts.sum(1)).ravel())
+    obs.index = [f"cell_{i:05d}" for i in range(len(obs))]
+    var = pd.DataFrame(index=genes)
+    var["is_perturbation_target"] = var.index.isin(set(table.grna_target))
+    adata = AnnData(counts, obs=obs, var=var)
+    adata.obsm["grna_counts"] = grna
+    adata.uns["grna_names"] = grna_names
+    adata.uns["grna_target_data_frame"] = table.astype(str)
     if not unassigned:
-        adata = adata[(labels != "unassigned").to_numpy()].copy()
-        labels = adata.obs[_keys.PERTURBATION].astype(str)
+        adata = adata[adata.obs[_keys.PERTURBATION] != "unassigned"].copy()
+    labels = adata.obs[_keys.PERTURBATION].astype(str)
     others = sorted(set(labels) - {_keys.CONTROL})
     adata.obs[_keys.PERTURBATION] = pd.Categorical(labels, categories=[_keys.CONTROL, *others])
-    adata.X = sp.csr_matrix(adata.X, dtype=np.float32)
     adata.layers[_keys.COUNTS] = adata.X.copy()
-    for key in ("source_note", "control_label"):
-        adata.uns.pop(key, None)
     adata.uns["dataset"] = _dataset_info(
-        "Papalexi et al. (2021) Nat. Genet. 53:322", "sceptre 0.0.4 lowmoi_example_data"
+        "Papalexi et al. (2021) Nat. Genet. 53:322", "sceptre 0.0.4 lowmoi_example_data.rda"
     )
     return adata
 
 
 # ----------------------------------------------------------------------------- Sachs 2005
 SACHS_PROTEINS = ("Raf", "Mek", "Plcg", "PIP2", "PIP3", "Erk", "Akt", "PKA", "PKC", "P38", "Jnk")
-_SACHS_LABELS = {
-    1: "control",
-    2: "ICAM2",
-    3: "AKTi",
-    4: "G06976",
-    5: "psitectorigenin",
-    6: "U0126",
-    7: "LY294002",
-    8: "PMA",
-    9: "b2cAMP",
-    10: "ICAM2+AKTi",
-    11: "ICAM2+G06976",
-    12: "ICAM2+psitectorigenin",
-    13: "ICAM2+U0126",
-    14: "ICAM2+LY294002",
-}
+"""The 11 measured (phospho-)proteins, in the column order of every supplementary file."""
+_SACHS_CONDITIONS = (  # file stem, label, base stimulus, intended target (Sachs et al. 2005)
+    ("cd3cd28", "control", "CD3+CD28", "none"),
+    ("cd3cd28icam2", "ICAM2", "CD3+CD28", "none (ICAM-2, general stimulus)"),
+    ("cd3cd28+aktinhib", "AKTi", "CD3+CD28", "Akt (inhibited)"),
+    ("cd3cd28+g0076", "G06976", "CD3+CD28", "PKC (inhibited)"),
+    ("cd3cd28+psitect", "psitectorigenin", "CD3+CD28", "PIP2 (inhibited)"),
+    ("cd3cd28+u0126", "U0126", "CD3+CD28", "Mek (inhibited)"),
+    ("cd3cd28+ly", "LY294002", "CD3+CD28", "PIP3 (PI3K inhibited)"),
+    ("pma", "PMA", "none", "PKC (activated)"),
+    ("b2camp", "b2cAMP", "none", "PKA (activated)"),
+    ("cd3cd28icam2+aktinhib", "ICAM2+AKTi", "CD3+CD28", "Akt (inhibited)"),
+    ("cd3cd28icam2+g0076", "ICAM2+G06976", "CD3+CD28", "PKC (inhibited)"),
+    ("cd3cd28icam2+psit", "ICAM2+psitectorigenin", "CD3+CD28", "PIP2 (inhibited)"),
+    ("cd3cd28icam2+u0126", "ICAM2+U0126", "CD3+CD28", "Mek (inhibited)"),
+    ("cd3cd28icam2+ly", "ICAM2+LY294002", "CD3+CD28", "PIP3 (PI3K inhibited)"),
+)
+_SNARLES = (
+    "https://raw.githubusercontent.com/snarles/causal/"
+    "2f4c6ab8a17c46e6429d0616c72466397cd27618/sachs_data"
+)
 SACHS_TARGETS = {
     "AKTi": "Akt",
     "G06976": "PKC",
@@ -205,19 +263,27 @@ def _edge_list(text: str) -> pd.DataFrame:
     return _network([s for s, _ in pairs], [t for _, t in pairs])
 
 
+def _sachs_files() -> dict[str, str]:
+    """Local name (``raw_xls/NN_<stem>.xls``) -> URL of each condition's supplementary file."""
+    return {
+        f"raw_xls/{i:02d}_{stem}.xls": f"{_SNARLES}/{i}.%20{quote(stem)}.xls"
+        for i, (stem, *_) in enumerate(_SACHS_CONDITIONS, start=1)
+    }
+
+
 def sachs(path: str | os.PathLike | None = None) -> AnnData:
     """Sachs et al. (2005): 11 phospho-proteins by flow cytometry under 14 interventions.
 
     11,672 primary human CD4+ T cells (Sachs et al. 2005, Science 308:523): CD3/CD28
     stimulation (the control), ICAM-2, five inhibitors, their combinations with ICAM-2 (real
-    double interventions), and PMA / beta2-cAMP without CD3/CD28.
+    double interventions), and PMA / beta2-cAMP without CD3/CD28. Read from the paper's 14
+    supplementary Excel files (with ``xlrd``), as redistributed in ``snarles/causal``.
 
     Parameters
     ----------
     path
-        Folder with ``sachs2005_14conditions.csv`` (the 14 supplementary Excel files
-        concatenated, values unchanged), e.g. ``'../shared/data/sachs2005'``. There is no
-        public download of this table.
+        Folder with ``raw_xls/NN_<condition>.xls`` (the 14 files, numbered as in the paper),
+        e.g. ``'../shared/data/sachs2005'``; without it they are downloaded once.
 
     Returns
     -------
@@ -225,26 +291,32 @@ def sachs(path: str | os.PathLike | None = None) -> AnnData:
     ``layers['intensity']``: the raw intensities; ``obs['perturbation']``: ``'control'``,
     a reagent (``'ICAM2'``, ``'AKTi'``, ``'G06976'``, ``'psitectorigenin'``, ``'U0126'``,
     ``'LY294002'``, ``'PMA'``, ``'b2cAMP'``) or ``'ICAM2+<inhibitor>'``;
-    ``obs['condition']``, ``obs['base_stimulus']`` (``'none'`` for PMA and b2cAMP, which
-    differ from the control in more than their reagent), ``obs['targeted_node']``;
+    ``obs['condition_id']`` (1-14), ``obs['condition']`` (file stem),
+    ``obs['base_stimulus']`` (``'none'`` for PMA and b2cAMP, which differ from the control
+    in more than their reagent), ``obs['targeted_node']``;
     ``uns['perturbation_targets']``: reagent -> protein it acts on (:data:`SACHS_TARGETS`);
     ``uns['networks']``: ``'consensus'`` (20 arcs; ``in_17_arc_network`` marks the 17
     validated ones) and ``'cdt'`` (18 arcs of the CausalDiscoveryToolbox); ``uns['dataset']``.
     """
-    name = "sachs2005_14conditions.csv"
-    files = dataset_files("sachs2005", path, {name: None})
-    table = pd.read_csv(files[name])
-    missing = [c for c in ("condition_id", *SACHS_PROTEINS) if c not in table]
-    if missing:
-        raise KeyError(f"{str(files[name])!r} lacks the column(s) {missing}.")
-    intensity = table[list(SACHS_PROTEINS)].to_numpy(np.float32)
+    files = dataset_files("sachs2005", path, _sachs_files())
+    blocks, obs = [], []
+    for i, (file, (stem, label, base, target)) in enumerate(
+        zip(files.values(), _SACHS_CONDITIONS, strict=True), start=1
+    ):
+        table = pd.read_excel(file)
+        if table.shape[1] != len(SACHS_PROTEINS):
+            raise ValueError(f"{str(file)!r} has {table.shape[1]} columns, expected 11.")
+        blocks.append(table.to_numpy(np.float32))
+        info = {"condition_id": i, "condition": stem, _keys.PERTURBATION: label}
+        info.update(base_stimulus=base, targeted_node=target)
+        obs.append(pd.DataFrame(info, index=range(len(table))))
+    intensity = np.concatenate(blocks)
     if not np.isfinite(intensity).all() or intensity.min() <= 0:
         raise ValueError("Sachs intensities must be finite and positive.")
-    obs = table.drop(columns=list(SACHS_PROTEINS)).fillna({"added_reagents": ""})
+    obs = pd.concat(obs, ignore_index=True)
     obs.index = [f"cell{i}" for i in range(len(obs))]
-    obs[_keys.PERTURBATION] = pd.Categorical(
-        obs["condition_id"].map(_SACHS_LABELS), categories=list(_SACHS_LABELS.values())
-    )
+    labels = [label for _, label, _, _ in _SACHS_CONDITIONS]
+    obs[_keys.PERTURBATION] = pd.Categorical(obs[_keys.PERTURBATION], categories=labels)
     adata = AnnData(np.log(intensity), obs=obs, var=pd.DataFrame(index=list(SACHS_PROTEINS)))
     adata.layers["intensity"] = intensity
     adata.uns["perturbation_targets"] = dict(SACHS_TARGETS)
@@ -252,6 +324,6 @@ def sachs(path: str | os.PathLike | None = None) -> AnnData:
     consensus["in_17_arc_network"] = np.arange(len(consensus)) < 17
     adata.uns[NETWORKS] = {"consensus": consensus, "cdt": _edge_list(_SACHS_CDT)}
     adata.uns["dataset"] = _dataset_info(
-        "Sachs et al. (2005) Science 308:523", "Science supplementary data, 14 conditions"
+        "Sachs et al. (2005) Science 308:523", "Science supplementary data (14 Excel files)"
     )
     return adata
