@@ -38,8 +38,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import platform
 import subprocess
 import time
 import warnings
@@ -71,18 +69,12 @@ def quiet() -> None:
 
 
 def machine() -> str:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in open("/proc/cpuinfo")  # noqa: SIM115
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
+    from lcd import machine as cpu_and_load
+
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
-    return f"{cpu}, {os.cpu_count()} cores (load {os.getloadavg()[0]:.1f}), commit {commit}"
+    return f"{cpu_and_load()}, commit {commit}"
 
 
 def standardised_pcs(x: np.ndarray, n: int = 5) -> np.ndarray:

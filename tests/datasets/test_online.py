@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pooch
 import pytest
-import requests
 
 from celldyn import datasets
 from celldyn.datasets import _online, _trrust
@@ -23,17 +22,9 @@ needs_trrust = pytest.mark.skipif(_TRRUST_DIR is None, reason="shared TRRUST cop
 
 
 @pytest.fixture(autouse=True)
-def cache(tmp_path, monkeypatch):
-    """An empty cache directory; every download fails as if offline."""
-    monkeypatch.delenv("CELLDYN_DATA", raising=False)
-
-    def offline(self, url, output_file, pooch_, **kwargs):
-        raise requests.exceptions.ConnectionError(f"offline: {url}")
-
-    monkeypatch.setattr(pooch.HTTPDownloader, "__call__", offline)
-    datasets.set_cache_dir(tmp_path / "cache")
-    yield tmp_path / "cache"
-    datasets.set_cache_dir(None)
+def cache(offline_cache):
+    """Every test here starts from an empty cache, offline."""
+    return offline_cache
 
 
 def _expected_trrust(path):

@@ -6,27 +6,11 @@ Expected shapes and counts are the ones verified in each folder's SOURCE.md.
 import anndata as ad
 import numpy as np
 import pandas as pd
-import pooch
 import pytest
-import requests
 import scipy.sparse as sp
 
 from celldyn import datasets
 from celldyn.datasets import _screens, _timecourses
-
-
-@pytest.fixture
-def offline_cache(tmp_path, monkeypatch):
-    """An empty cache directory; every download fails as if offline."""
-    monkeypatch.delenv("CELLDYN_DATA", raising=False)
-
-    def offline(self, url, output_file, pooch_, **kwargs):
-        raise requests.exceptions.ConnectionError(f"offline: {url}")
-
-    monkeypatch.setattr(pooch.HTTPDownloader, "__call__", offline)
-    datasets.set_cache_dir(tmp_path / "cache")
-    yield tmp_path / "cache"
-    datasets.set_cache_dir(None)
 
 
 def _time_counts(adata) -> dict[float, int]:

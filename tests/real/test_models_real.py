@@ -179,13 +179,14 @@ def test_lcd_papalexi_knockouts_beat_no_change(shared_data):
 
 
 @pytest.mark.real
-def test_real_data_quick_suite(shared_data, capsys):
+def test_real_data_quick_suite(shared_data, capsys, monkeypatch):
     """``benchmarks/real_data.py --quick`` runs end to end on the shared data (~2-3 min)."""
     import importlib.util
     from pathlib import Path
 
     folder = shared_data("eb_trajectorynet_pca5").parent
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "real_data.py"
+    monkeypatch.syspath_prepend(str(script.parent))  # it imports its sibling scripts
     spec = importlib.util.spec_from_file_location("real_data", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
