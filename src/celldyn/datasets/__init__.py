@@ -1,7 +1,9 @@
 """Datasets: simulators with known ground truth, real data and cached online loaders.
 
 Simulators: :func:`simulate_grn` (time courses from a FLeCS-type gene network),
-:func:`simulate_perturbations` (single/double knockdown screens with a known effect matrix).
+:func:`simulate_hill` (time courses from a Hill-kinetics network), :func:`simulate_bursty`
+(bursty mRNA counts of a stimulated network, harissa-like), :func:`simulate_perturbations`
+(single/double knockdown screens with a known effect matrix).
 Offline: :func:`krumsiek11`. Real data, read from a local folder (``path=``) or downloaded
 once into :func:`get_cache_dir`: time courses :func:`eb`, :func:`beeline`, :func:`scode`,
 :func:`moignard15`, :func:`guo10`, :func:`dyngen_bifurcation`; perturbation screens
@@ -13,7 +15,9 @@ from ._cache import get_cache_dir, set_cache_dir
 from ._krumsiek11 import krumsiek11
 from ._online import norman19, paul15
 from ._screens import norman19_subset, papalexi21_subset, sachs
+from ._simulate_bursty import simulate_bursty
 from ._simulate_grn import simulate_grn
+from ._simulate_hill import simulate_hill
 from ._simulate_perturbations import simulate_perturbations
 from ._timecourses import beeline, dyngen_bifurcation, eb, guo10, moignard15, scode
 from ._trrust import trrust
@@ -33,7 +37,9 @@ __all__ = [
     "sachs",
     "scode",
     "set_cache_dir",
+    "simulate_bursty",
     "simulate_grn",
+    "simulate_hill",
     "simulate_perturbations",
     "trrust",
 ]
