@@ -294,3 +294,32 @@ def test_offline_error_names_the_url(loader, offline_cache):
     with pytest.raises(ConnectionError, match="Could not download https://") as info:
         loader()
     assert str(offline_cache) in str(info.value)
+
+
+@pytest.mark.internet
+@pytest.mark.parametrize(
+    ("loader", "folder"),
+    [
+        (lambda path: datasets.beeline("mDC", path=path), "beeline_mdc"),
+        (lambda path: datasets.scode("hESC", path=path), "scode_chu2016_hesc_de"),
+        (lambda path: datasets.moignard15(path=path), "moignard2015"),
+        (lambda path: datasets.guo10(path=path), "guo2010"),
+        (lambda path: datasets.dyngen_bifurcation(path=path), "dyngen_bif"),
+        (lambda path: datasets.norman19_subset(path=path), "norman2019_perturbench_devel"),
+        (lambda path: datasets.papalexi21_subset(path=path), "papalexi2021_eccite_sceptre"),
+        (lambda path: datasets.sachs(path=path), "sachs2005"),
+    ],
+)
+def test_download_equals_the_shared_copy(loader, folder, shared_data, tmp_path):
+    """The public source gives the same AnnData as the project's copy (needs internet)."""
+    local = loader(shared_data(folder))
+    datasets.set_cache_dir(tmp_path / "cache")
+    try:
+        downloaded = loader(None)
+    finally:
+        datasets.set_cache_dir(None)
+    assert downloaded.shape == local.shape and (downloaded.obs_names == local.obs_names).all()
+    np.testing.assert_array_equal(
+        downloaded.X.toarray() if sp.issparse(downloaded.X) else downloaded.X,
+        local.X.toarray() if sp.issparse(local.X) else local.X,
+    )

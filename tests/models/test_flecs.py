@@ -398,3 +398,36 @@ def test_velocity_warm_start_fits_the_paths_better(small):
     warm, _ = _validation_losses(small, velocity_init=500)
     # measured 0.0049 vs 0.0724 (validation MSE on full trajectories after 15 epochs)
     assert warm[-1] < 0.3 * cold[-1]
+
+
+def test_ot_velocity_warm_start_recovers_a_hill_network():
+    """On a generator of another family, the warm start on OT velocities carries the network;
+    the one on the chords of kNN paths does not (issue 13 diagnosis)."""
+    import scanpy as sc
+
+    from celldyn.datasets import simulate_hill
+
+    adata = simulate_hill(random_state=0)
+    truth = adata.uns["ground_truth_network"]
+    prior_network(adata, truth, add_random_edges=4 * len(truth) / adata.n_vars**2)
+    sc.pp.pca(adata, n_comps=10)
+    time_groups(adata, time_key="time")
+    trajectories(adata, method="knn", random_state=0)
+    prior = adata.varp["celldyn_prior"].tocoo()
+    candidates = pd.DataFrame(
+        {"source": adata.var_names[prior.row], "target": adata.var_names[prior.col]}
+    )
+    candidates = candidates[candidates.source != candidates.target]
+    auroc = {}
+    for target in ("ot", "chords"):
+        FLeCS.setup_anndata(adata)
+        model = FLeCS(adata)
+        model.train(max_epochs=1, velocity_target=target, **FAST)
+        auroc[target] = grn_scores(
+            model.get_weights(), truth, genes=adata.var_names, candidates=candidates
+        )["auroc"]
+    # measured: ot 0.764, chords 0.550 (OT-ridge on the same edges 0.847)
+    assert auroc["ot"] >= 0.7
+    assert auroc["ot"] >= auroc["chords"] + 0.1
+    with pytest.raises(ValueError, match="velocity_target"):
+        model.train(max_epochs=1, velocity_target="knn", **FAST)

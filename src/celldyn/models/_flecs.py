@@ -12,9 +12,19 @@ from scvi.data.fields import LayerField
 from scvi.model.base import BaseModelClass
 
 from .. import _keys
-from .._validate import check_adata, check_int, check_layer, check_uns_key, check_varp_key
+from .._time import read_time_groups
+from .._validate import (
+    check_adata,
+    check_in,
+    check_int,
+    check_layer,
+    check_uns_key,
+    check_varp_key,
+    get_rep,
+)
 from ..module._flecs import FLeCSModule, chord_velocities, fit_velocities
 from ..nn import SolverDivergedError
+from ..pp._ot_velocities import ot_velocities
 from ._data import TensorDataModule
 from ._training import TrainingMixin
 
@@ -32,6 +42,10 @@ def read_prior(adata: AnnData, prior: str) -> tuple[np.ndarray, np.ndarray]:
     if not np.all(np.isfinite(matrix.data)):
         raise ValueError(f"adata.varp[{prior!r}] contains NaN or infinite values.")
     return matrix.row[keep].astype(np.int64), matrix.col[keep].astype(np.int64)
+
+
+VELOCITY_TARGETS = ("chords", "ot")
+"""Targets of the velocity warm start of :meth:`FLeCS.train`."""
 
 
 def read_trajectories(adata: AnnData, trajectories: str) -> tuple[np.ndarray, np.ndarray]:
@@ -166,6 +180,7 @@ class FLeCS(TrainingMixin, BaseModelClass):
         lr: float = 1e-2,
         weight_decay: float = 0.0,
         velocity_init: int = 500,
+        velocity_target: str = "chords",
         method: str = "dopri5",
         rtol: float = 1e-3,
         atol: float = 1e-4,
@@ -205,6 +220,15 @@ class FLeCS(TrainingMixin, BaseModelClass):
             ``accelerator`` allows it); the trajectory fit then starts from there. It
             identifies the network much better than the trajectory error alone (see the FLeCS
             user guide). A model that was already trained is not refitted.
+        velocity_target
+            Velocities of the warm start: ``'chords'``, the finite differences along the
+            training trajectories; ``'ot'``, the barycentric OT velocities between the
+            consecutive time groups the trajectories were built on
+            (:func:`~celldyn.pp._ot_velocities.ot_velocities`, on their ``time_key`` and
+            ``rep``; every cell but those of the last group, whether its trajectories are
+            held out for validation or not). ``'ot'`` skips the kNN paths, whose chords
+            carry little of the network on generators other than FLeCS's own (benchmarks
+            README, "Real data"); it is not yet the default.
         method, rtol, atol
             Solver of :func:`~celldyn.nn.integrate`: adaptive (``'dopri5'``, ``'bosh3'``, ...,
             with tolerances ``rtol``, ``atol``) or fixed-step (``'rk4'``, ``'euler'``, ...).
@@ -242,6 +266,7 @@ class FLeCS(TrainingMixin, BaseModelClass):
             Passed to scvi-tools' ``TrainingPlan`` and Lightning's ``Trainer``.
         """
         velocity_init = check_int(velocity_init, "velocity_init", 0)
+        check_in(velocity_target, VELOCITY_TARGETS, "velocity_target")
         indices, times = read_trajectories(self.adata, self.trajectories_key)
         x = torch.from_numpy(self._expression(self.adata))
         self.module.configure(
@@ -266,13 +291,14 @@ class FLeCS(TrainingMixin, BaseModelClass):
             random_state=random_state,
         )
         if velocity_init and not self.is_trained_:
-            train_idx = torch.from_numpy(datamodule.train_idx)
-            self._velocity_warm_start(
-                datamodule.tensors["x"][train_idx],
-                datamodule.tensors["t"][train_idx],
-                velocity_init,
-                accelerator,
-            )
+            if velocity_target == "ot":
+                points, velocities = self._ot_velocities(x.numpy(), random_state)
+            else:
+                train_idx = torch.from_numpy(datamodule.train_idx)
+                points, velocities = chord_velocities(
+                    datamodule.tensors["x"][train_idx], datamodule.tensors["t"][train_idx]
+                )
+            self._velocity_warm_start(points, velocities, velocity_init, accelerator)
         self._fit(
             datamodule,
             max_epochs=max_epochs,
@@ -287,11 +313,26 @@ class FLeCS(TrainingMixin, BaseModelClass):
             **trainer_kwargs,
         )
 
+    def _ot_velocities(self, x: np.ndarray, random_state: int) -> tuple[torch.Tensor, ...]:
+        """OT midpoints and velocities on the time groups and ``rep`` of the trajectories."""
+        params = self.adata.uns[self.trajectories_key].get("params", {})
+        if "time_key" not in params or "rep" not in params:
+            raise KeyError(
+                f"adata.uns[{self.trajectories_key!r}]['params'] lacks 'time_key' or 'rep' "
+                "(written by celldyn.pp.trajectories), needed by velocity_target='ot'."
+            )
+        groups = read_time_groups(self.adata, params["time_key"])
+        z = get_rep(self.adata, params["rep"])
+        _, velocities, midpoints = ot_velocities(x, z, groups, random_state)
+        return (
+            torch.as_tensor(midpoints, dtype=torch.float32),
+            torch.as_tensor(velocities, dtype=torch.float32),
+        )
+
     def _velocity_warm_start(
-        self, x: torch.Tensor, t: torch.Tensor, max_iter: int, accelerator: str
+        self, points: torch.Tensor, velocities: torch.Tensor, max_iter: int, accelerator: str
     ) -> None:
-        """Fit the field to the chord velocities of the trajectories ``x``, ``t``."""
-        points, velocities = chord_velocities(x, t)
+        """Fit the field by least squares to ``velocities`` at ``points`` (L-BFGS)."""
         if not len(points):  # no trajectory moves forward in time
             return
         use_gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()

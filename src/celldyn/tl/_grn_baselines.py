@@ -19,13 +19,11 @@ from .._validate import (
     check_varp_key,
     get_rep,
 )
+from ..pp._ot_velocities import ot_velocities
 
 GRN_BASELINES = ("correlation", "forest", "ot_ridge")
 """Methods of :func:`grn_baseline`."""
 
-_OT_MAX_CELLS = 5000
-"""Largest time group solved as one exact OT problem (minibatch OT above, as in
-:func:`celldyn.pp.couplings`)."""
 _CHUNK = 10_000_000
 """Largest number of floats held by one block of per-edge products."""
 
@@ -225,38 +223,6 @@ def _forest(
     return out
 
 
-def _ot_velocities(
-    x: np.ndarray, z: np.ndarray, groups: TimeGroups, random_state: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Barycentric OT velocities of the cells of every group but the last.
-
-    The plans are computed on ``z``. Returns the positions (rows of ``x``) of those cells,
-    their velocities (units of ``x`` per unit time) and the midpoints between each cell and
-    the barycentre of its partners.
-    """
-    from ..pp._couplings import pair_plan
-
-    rng = np.random.default_rng(random_state)
-    cells, velocities, midpoints = [], [], []
-    for g in range(groups.n_groups - 1):
-        source, target = groups.members(g), groups.members(g + 1)
-        plan, _ = pair_plan(
-            z[source],
-            z[target],
-            method="exact",
-            reg=0.05,
-            max_cells=_OT_MAX_CELLS,
-            batch_size=_OT_MAX_CELLS,
-            rng=rng,
-        )
-        plan = plan.tocsr()
-        projected = (plan @ x[target]) / np.asarray(plan.sum(1))
-        cells.append(source)
-        velocities.append((projected - x[source]) / (groups.values[g + 1] - groups.values[g]))
-        midpoints.append((projected + x[source]) / 2)
-    return np.concatenate(cells), np.concatenate(velocities), np.concatenate(midpoints)
-
-
 def _ot_ridge(
     x: np.ndarray,
     z: np.ndarray,
@@ -267,7 +233,7 @@ def _ot_ridge(
     random_state: int,
 ) -> np.ndarray:
     """Ridge coefficients of the OT velocity on the standardised midpoint expression."""
-    _, velocity, midpoint = _ot_velocities(x, z, groups, random_state)
+    _, velocity, midpoint = ot_velocities(x, z, groups, random_state)
     features, velocity = _standardise(midpoint), velocity - velocity.mean(0)
     n_genes = x.shape[1]
     out = np.zeros(len(src))

@@ -1,0 +1,60 @@
+"""Velocities of cells from exact OT matches between consecutive time groups."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._time import TimeGroups
+from ._couplings import pair_plan
+
+OT_MAX_CELLS = 5000
+"""Largest time group solved as one exact OT problem (minibatch OT above, as in
+:func:`celldyn.pp.couplings`)."""
+
+
+def ot_velocities(
+    x: np.ndarray, z: np.ndarray, groups: TimeGroups, random_state: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""Barycentric OT velocities of the cells of every time group but the last.
+
+    For consecutive groups :math:`t_k, t_{k+1}` an exact OT plan :math:`P` (squared Euclidean
+    cost on ``z``) matches the cells; cell :math:`i` of :math:`t_k` goes to the barycentre
+    :math:`\bar x_i = \sum_j P_{ij} x_j / \sum_j P_{ij}` of its partners, with the velocity
+    :math:`(\bar x_i - x_i) / (t_{k+1} - t_k)` placed at the midpoint
+    :math:`(x_i + \bar x_i) / 2` (a second-order estimate there, as for a chord).
+
+    Parameters
+    ----------
+    x
+        Expression ``(n_obs, n_genes)`` whose velocities are returned.
+    z
+        Representation ``(n_obs, d)`` the plans are computed on (e.g. ``obsm['X_pca']``).
+    groups
+        Time groups (:func:`celldyn._time.read_time_groups`).
+    random_state
+        Seed of the minibatches of groups over :data:`OT_MAX_CELLS` cells.
+
+    Returns
+    -------
+    Positions of the cells used (obs rows), their velocities and midpoints, in the units of
+    ``x`` (per unit of the group values).
+    """
+    rng = np.random.default_rng(random_state)
+    cells, velocities, midpoints = [], [], []
+    for g in range(groups.n_groups - 1):
+        source, target = groups.members(g), groups.members(g + 1)
+        plan, _ = pair_plan(
+            z[source],
+            z[target],
+            method="exact",
+            reg=0.05,
+            max_cells=OT_MAX_CELLS,
+            batch_size=OT_MAX_CELLS,
+            rng=rng,
+        )
+        plan = plan.tocsr()
+        projected = (plan @ x[target]) / np.asarray(plan.sum(1))
+        cells.append(source)
+        velocities.append((projected - x[source]) / (groups.values[g + 1] - groups.values[g]))
+        midpoints.append((projected + x[source]) / 2)
+    return np.concatenate(cells), np.concatenate(velocities), np.concatenate(midpoints)
