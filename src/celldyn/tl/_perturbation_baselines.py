@@ -67,9 +67,7 @@ def perturbation_baseline(
     if len(set(perturbations)) != len(perturbations):
         raise ValueError("`perturbations` lists a label more than once.")
     labels = np.asarray(
-        read_perturbations(
-            adata, perturbation_key, control, min_conditions=1, measured_genes=False
-        )
+        read_perturbations(adata, perturbation_key, control, min_conditions=1, measured_genes=False)
     )
     genes = [split_label(p, control=control) for p in perturbations]
     observed = set(labels)
