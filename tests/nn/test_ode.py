@@ -162,3 +162,20 @@ def test_training_through_kernels_and_odeint_recovers_strong_edges():
     strong = w_true.abs() >= 2.0
     learnt = model.prior_edge_weights().detach()
     assert torch.equal(torch.sign(learnt[strong]), torch.sign(w_true[strong]))
+
+
+def test_adaptive_solve_is_bounded(monkeypatch):
+    """A stiff field shrinks dopri5's step without end: the step bound ends the solve."""
+    import celldyn.nn._ode as ode
+
+    monkeypatch.setattr(ode, "MAX_NUM_STEPS", 300)
+    stiff = lambda t, y: -1e7 * y  # noqa: E731
+    with pytest.raises(SolverDivergedError, match="max_num_steps exceeded"):
+        integrate(stiff, torch.ones(3, 2), [0.0, 1.0])
+    with pytest.raises(SolverDivergedError, match=r"max_num_steps exceeded \(50>=50\)"):
+        integrate(stiff, torch.ones(3, 2), [0.0, 1.0], options={"max_num_steps": 50})
+    # fixed-step solvers take no such option and are not bounded by it
+    out = integrate(
+        lambda t, y: -y, torch.ones(2), [0.0, 1.0], method="rk4", options={"step_size": 0.05}
+    )
+    assert torch.allclose(out[-1], torch.full((2,), float(np.exp(-1.0))), atol=1e-3)

@@ -6,6 +6,7 @@ import scipy.sparse as sp
 import torch
 from anndata.tests.helpers import assert_equal
 
+import celldyn as cd
 from celldyn.datasets import simulate_grn
 from celldyn.pp import prior_network, time_groups, trajectories
 from celldyn.tl._flecs import flecs
@@ -184,3 +185,19 @@ def test_resampled_members_see_bootstrap_trajectories(adata):
     seed = adata.varp["seed_weights_std"].data.mean()
     print(f"mean weight std: resampled {boot:.4f}, seeds only {seed:.4f}")
     assert boot > 1.1 * seed
+
+
+def test_diverging_fit_raises_promptly(monkeypatch):
+    """lr = 1e8 makes the field explode; the bounded solver stops the fit with a clear error."""
+    import celldyn.nn._ode as ode
+    from celldyn.nn import SolverDivergedError
+
+    monkeypatch.setattr(ode, "MAX_NUM_STEPS", 500)
+    adata = cd.datasets.simulate_grn(8, 200, 4, random_state=0)
+    cd.pp.prior_network(adata, adata.uns["ground_truth_network"])
+    cd.pp.time_groups(adata, time_key="time")
+    cd.pp.trajectories(adata, method="quantile", rep="X", n_trajectories=60, length=4)
+    before = adata.copy()
+    with pytest.raises(SolverDivergedError, match="diverged"):
+        cd.tl.flecs(adata, lr=1e8, max_epochs=5, accelerator="cpu", progress=False)
+    assert set(adata.uns) == set(before.uns) and set(adata.varp) == set(before.varp)

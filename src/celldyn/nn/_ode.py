@@ -8,6 +8,10 @@ import numpy as np
 import torch
 from torch import nn
 
+ADAPTIVE_METHODS = ("dopri8", "dopri5", "bosh3", "fehlberg2", "adaptive_heun")
+"""torchdiffeq's adaptive solvers, whose number of steps :func:`integrate` bounds."""
+MAX_NUM_STEPS = 10_000
+"""Default bound on the steps of an adaptive solver between two output times."""
 # AssertionError messages torchdiffeq raises when an adaptive solve breaks down.
 _DIVERGENCE_MESSAGES = ("underflow in dt", "non-finite values", "max_num_steps exceeded")
 
@@ -65,8 +69,10 @@ def integrate(
     """Solve ``dy/dt = field(t, y)`` from ``y0`` and return the states at times ``t``.
 
     A thin wrapper of :func:`torchdiffeq.odeint` (or :func:`~torchdiffeq.odeint_adjoint`) that
-    never returns NaN: a non-finite derivative or state, a collapsing adaptive step ("underflow
-    in dt") or an exceeded ``options["max_num_steps"]`` raise :class:`SolverDivergedError`.
+    never returns NaN and never runs unbounded: a non-finite derivative or state, a collapsing
+    adaptive step ("underflow in dt") or more than ``options["max_num_steps"]`` steps of an
+    adaptive solver between two output times (default :data:`MAX_NUM_STEPS`; a stiff or
+    exploding field otherwise shrinks the step without end) raise :class:`SolverDivergedError`.
     Gradients flow to ``y0`` and to the field's parameters by backpropagation through the
     solver steps (or by the adjoint method when ``adjoint=True``, which saves memory but is
     usually several times slower; then only ``field.parameters()`` receive gradients).
@@ -88,7 +94,8 @@ def integrate(
         Use the adjoint method for gradients.
     options
         Solver options passed to torchdiffeq (e.g. ``{"step_size": 0.1}`` for fixed-step
-        solvers, ``{"max_num_steps": 10_000}`` for adaptive ones).
+        solvers, ``{"max_num_steps": 50_000}`` for adaptive ones, whose default bound is
+        :data:`MAX_NUM_STEPS`).
 
     Returns
     -------
@@ -112,6 +119,8 @@ def integrate(
     times = _as_times(t, y0)
     guarded = _FiniteGuard(field)
     solve = odeint_adjoint if adjoint else odeint
+    if method in ADAPTIVE_METHODS:
+        options = {"max_num_steps": MAX_NUM_STEPS, **(options or {})}
     settings = dict(method=method, rtol=rtol, atol=atol, options=options)
     try:
         solution = solve(guarded, y0, times, **settings)
