@@ -201,3 +201,22 @@ def test_diverging_fit_raises_promptly(monkeypatch):
     with pytest.raises(SolverDivergedError, match="diverged"):
         cd.tl.flecs(adata, lr=1e8, max_epochs=5, accelerator="cpu", progress=False)
     assert set(adata.uns) == set(before.uns) and set(adata.varp) == set(before.varp)
+
+
+def test_resampled_ensemble_with_ot_warm_start():
+    """Bootstrap members keep what the OT warm start reads (time groups, rep, params)."""
+    adata = cd.datasets.simulate_grn(8, 300, 4, random_state=0)
+    cd.pp.prior_network(adata, adata.uns["ground_truth_network"], add_random_edges=0.3)
+    cd.pp.time_groups(adata, time_key="time")
+    cd.pp.trajectories(adata, method="quantile", rep="X", n_trajectories=60, length=4)
+    cd.tl.flecs(
+        adata,
+        n_models=2,
+        resample=True,
+        max_epochs=2,
+        velocity_target="ot",
+        accelerator="cpu",
+        progress=False,
+    )
+    std = adata.varp["flecs_weights_std"]
+    assert std.nnz > 0 and np.isfinite(std.data).all()

@@ -19,32 +19,39 @@ def _working_adata(
 ) -> AnnData:
     """Copy what FLeCS reads into a light AnnData, so registering leaves ``adata`` as is.
 
-    The outgoing prior edges (rows) of the ``knockout`` genes are removed from the copy.
+    The outgoing prior edges (rows) of the ``knockout`` genes are removed from the copy. The
+    trajectories keep their ``params``, and the time groups and representation they name come
+    along (the OT warm start, ``velocity_target='ot'``, reads them).
     """
     from ..models._flecs import read_trajectories
 
     x = adata.X if layer is None else adata.layers[layer]
-    work = AnnData(X=x, obs=adata.obs[[]].copy(), var=adata.var[[]].copy())
+    params = dict(adata.uns[trajectories].get("params", {}))
+    time_columns = [c for c in [params.get("time_key")] if c in adata.obs.columns]
+    work = AnnData(X=x, obs=adata.obs[time_columns].copy(), var=adata.var[[]].copy())
+    if params.get("rep") in adata.obsm:
+        work.obsm[params["rep"]] = adata.obsm[params["rep"]]
     edited = sp.csr_matrix(adata.varp[prior], dtype=np.float64, copy=True)
     for gene in knockout:
         edited.data[edited.indptr[gene] : edited.indptr[gene + 1]] = 0.0
     edited.eliminate_zeros()
     work.varp[prior] = edited
     indices, times = read_trajectories(adata, trajectories)
-    work.uns[trajectories] = {"indices": indices, "times": times}
+    work.uns[trajectories] = {"indices": indices, "times": times, "params": params}
     return work
 
 
 def _member_adata(work: AnnData, trajectories: str, seed: int, resample: bool) -> AnnData:
     """Return a fresh AnnData for one member (each model registers its own).
 
-    With ``resample`` its trajectories are a bootstrap resample (with replacement, ``seed``).
+    With ``resample`` its trajectories are a bootstrap resample (with replacement, ``seed``)
+    that keeps their ``params``. The OT warm start of every member sees all cells.
     """
     entry = work.uns[trajectories]
     if resample:
         rows = np.random.default_rng(seed).integers(0, len(entry["indices"]), len(entry["indices"]))
-        entry = {"indices": entry["indices"][rows], "times": entry["times"][rows]}
-    member = AnnData(X=work.X, obs=work.obs.copy(), var=work.var.copy())
+        entry = {**entry, "indices": entry["indices"][rows], "times": entry["times"][rows]}
+    member = AnnData(X=work.X, obs=work.obs.copy(), var=work.var.copy(), obsm=dict(work.obsm))
     member.varp.update(work.varp)
     member.uns[trajectories] = entry
     return member
