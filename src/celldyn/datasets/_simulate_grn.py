@@ -108,6 +108,27 @@ def _cells_per_timepoint(n_cells: int, n_timepoints: int) -> np.ndarray:
     return counts
 
 
+def poisson_counts(
+    expression: np.ndarray, rng: np.random.Generator, *, library_size: float | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Poisson counts of ``expression × gene_scale × size_factor``, the simulators' counts.
+
+    ``size_factor = exp(0.3·z)`` per cell (mean 1) and ``gene_scale = c · exp(0.5·z)`` per
+    gene (``z ~ N(0, 1)``); ``c`` is ``_GENE_SCALE``, or with ``library_size`` set so that the
+    mean expected library size is that. Returns float32 counts, ``gene_scale`` and
+    ``size_factor``.
+    """
+    gene_scale = np.exp(0.5 * rng.standard_normal(expression.shape[1]))
+    size_factor = np.exp(0.3 * rng.standard_normal(expression.shape[0]))
+    size_factor /= size_factor.mean()
+    if library_size is None:
+        gene_scale *= _GENE_SCALE
+    else:
+        gene_scale *= library_size / max((size_factor * (expression @ gene_scale)).mean(), 1e-12)
+    x = rng.poisson(expression * gene_scale * size_factor[:, None]).astype(np.float32)
+    return x, gene_scale, size_factor
+
+
 def simulate_grn(
     n_genes: int = 20,
     n_cells: int = 1000,
@@ -279,10 +300,7 @@ def simulate_grn(
     }
     layers = {_keys.TRUE_VELOCITY: velocity.astype(np.float32)}
     if counts:
-        gene_scale = _GENE_SCALE * np.exp(0.5 * rng.standard_normal(n_genes))
-        size_factor = np.exp(0.3 * rng.standard_normal(n_cells))
-        size_factor /= size_factor.mean()
-        x = rng.poisson(expression * gene_scale * size_factor[:, None]).astype(np.float32)
+        x, gene_scale, size_factor = poisson_counts(expression, rng)
         layers[_keys.EXPRESSION] = expression.astype(np.float32)
         obs["size_factor"] = size_factor
         simulation["gene_scale"] = gene_scale

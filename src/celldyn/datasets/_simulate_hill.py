@@ -16,7 +16,7 @@ from anndata import AnnData
 from .. import _keys
 from .._validate import check_positive
 from ._graphs import random_graph
-from ._simulate_grn import _cells_per_timepoint
+from ._simulate_grn import _cells_per_timepoint, poisson_counts
 
 _DECAY_RANGE = (0.3, 1.0)
 _LEVEL_RANGE = (1.0, 3.0)
@@ -50,24 +50,6 @@ def hill_drift(
     incidence[np.arange(len(tgt)), tgt] = 1.0 / n_reg[tgt]
     production = term @ incidence + (n_reg == 0)
     return basal + max_rate * production - decay * x
-
-
-def poisson_counts(
-    expression: np.ndarray, library_size: float, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Poisson counts of ``expression × gene_scale × size_factor`` (as :func:`simulate_grn`).
-
-    ``size_factor = exp(0.3·z)`` per cell (mean 1) and ``gene_scale = c · exp(0.5·z)`` per
-    gene (``z ~ N(0, 1)``), with ``c`` set so that the mean expected library size is
-    ``library_size``.
-    Returns float32 counts, ``gene_scale`` and ``size_factor``.
-    """
-    gene_scale = np.exp(0.5 * rng.standard_normal(expression.shape[1]))
-    size_factor = np.exp(0.3 * rng.standard_normal(expression.shape[0]))
-    size_factor /= size_factor.mean()
-    gene_scale *= library_size / max((size_factor * (expression @ gene_scale)).mean(), 1e-12)
-    x = rng.poisson(expression * gene_scale * size_factor[:, None]).astype(np.float32)
-    return x, gene_scale, size_factor
 
 
 def _check_sizes(n_genes, n_cells, n_timepoints) -> None:
@@ -256,7 +238,9 @@ def simulate_hill(
     }
     layers = {_keys.TRUE_VELOCITY: velocity.astype(np.float32)}
     if counts:
-        x, gene_scale, size_factor = poisson_counts(expression, float(library_size), rng)
+        x, gene_scale, size_factor = poisson_counts(
+            expression, rng, library_size=float(library_size)
+        )
         layers[_keys.EXPRESSION] = expression.astype(np.float32)
         obs["size_factor"] = size_factor
         simulation.update(gene_scale=gene_scale, library_size=float(library_size))
