@@ -1,23 +1,38 @@
-"""FLeCS network recovery against ground truth, beside correlation and GENIE3-style baselines.
+"""FLeCS network recovery on four generator families, beside three simple baselines.
 
-Datasets with a known network: ``celldyn.datasets.simulate_grn`` (several seeds) and
-``celldyn.datasets.krumsiek11`` (scanpy's myeloid simulation, network parsed from its
-boolean model). The prior given to FLeCS is the true network plus about as many random
-edges (``pp.prior_network(add_random_edges=...)``); every method is scored on exactly those
-candidate edges (``metrics.grn_scores(candidates=prior)``), ranked by ``|score|``:
+Datasets with a known network (``uns['ground_truth_network']``); ``--seeds`` runs of each of
+the first three, one of krumsiek11. The prior is the true network plus ``k`` random decoy
+edges per true edge (``pp.prior_network(add_random_edges=(k + 1) · n_true / n_genes²)``, a
+target density, self loops included):
 
-- ``flecs``: ``|W|`` of :class:`celldyn.models.FLeCS` trained on OT trajectories
-  (``pp.trajectories(method='quantile')``) with the default velocity warm start (L-BFGS fit
-  to the chord velocities of the trajectories, then the trajectory fit).
-- ``flecs_cold``: the same without the warm start (``velocity_init=0``; the default before),
-  the trajectory fit alone.
-- ``correlation``: ``|Pearson r|`` of regulator and target over all cells
-  (``celldyn.tl.grn_baseline(method='correlation')``).
-- ``genie3``: GENIE3-style random forests (scikit-learn; ``celldyn.tl.grn_baseline(
-  method='forest')`` with 200 trees): for each target, a ``RandomForestRegressor`` on all
-  other genes; the score of ``j -> i`` is the impurity importance of ``j`` for ``i``.
+- ``grn``: ``datasets.simulate_grn(12, 800, 6)`` (FLeCS's own sigmoid ODE), ``k = 1``.
+- ``hill``: ``datasets.simulate_hill()`` (Hill-function ODE, 30 genes, 1,500 cells, 5 times),
+  ``k = 3``.
+- ``bursty``: ``datasets.simulate_bursty()`` (bursty transcription, counts in ``X``), then
+  ``sc.pp.normalize_total`` and ``sc.pp.log1p`` as a user would, ``k = 3``.
+- ``krumsiek``: ``datasets.krumsiek11()`` (scanpy's myeloid boolean-model simulation),
+  ``k = 1``; its time ``obs['time'] / 16`` is the pseudotime ``step``.
 
-Knockout experiments (``GRNVectorField.knockout``, all outgoing edges of a regulator set to 0):
+Every dataset goes through the README's pipeline: ``sc.pp.pca(n_comps=min(20, n_genes - 1))``,
+``pp.time_groups(time_key='time')`` (krumsiek11: ``pseudotime_key='step', n_groups=10``),
+``pp.prior_network`` and ``pp.trajectories(method='knn')``, package defaults otherwise.
+Every method is scored on the prior's edges without self loops
+(``metrics.grn_scores(candidates=...)``), ranked by ``|score|``:
+
+- ``FLeCS effects``: :class:`celldyn.models.FLeCS` with package defaults (CPU), edges ranked
+  by ``|get_edge_effects()|`` (mean Jacobian × regulator sd, what ``tl.flecs`` writes to
+  ``varp['flecs_effects']``).
+- ``FLeCS |W|``: the same model, edges ranked by ``|W|``.
+- ``FLeCS chords |W|``: the defaults before issue 13: warm start and no velocity term
+  (``velocity_target='chords', velocity_weight=0``), ranked by ``|W|``.
+- ``|Pearson r|``: ``tl.grn_baseline(method='correlation')``.
+- ``GENIE3-style forest``: ``tl.grn_baseline(method='forest')``.
+- ``OT-ridge``: ``tl.grn_baseline(method='ot_ridge')``, ridge regression of OT velocities.
+
+Printed: AUROC, AUPRC ratio and early precision ratio of every run, fit seconds and, on
+simulate_grn, the mean cosine of the FLeCS velocity to the true one; the mean ± sd AUROC per
+family with FLeCS's margin over the best baseline; then knockouts of both FLeCS variants
+(``GRNVectorField.knockout``, all outgoing edges of a regulator set to 0):
 
 - simulate_grn: the exact effect is known. The true ODE and the learnt one are integrated
   from the first snapshot's cells to ``t_max`` with and without the knockout of the regulator
@@ -29,11 +44,8 @@ Knockout experiments (``GRNVectorField.knockout``, all outgoing edges of a regul
   of Cebpa's targets (other than Cebpa) whose predicted mean change at the last time has that
   direction.
 
-On simulate_grn the cosine of each FLeCS variant's velocity to the true velocity (mean over
-cells) is reported too.
-
-Run ``OMP_NUM_THREADS=1 python benchmarks/flecs_grn_recovery.py`` (about 10 min on the loaded
-2-core machine); ``--seeds`` sets the number of simulate_grn seeds.
+Run ``OMP_NUM_THREADS=1 python benchmarks/flecs_grn_recovery.py [--seeds 3]
+[--max-epochs 100]``; ``--only grn,hill`` runs a subset of the families.
 """
 
 from __future__ import annotations
@@ -42,22 +54,34 @@ import argparse
 import logging
 import time
 import warnings
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+import scanpy as sc
 import scipy.sparse as sp
 import torch
+from anndata import AnnData
 
-from celldyn.datasets import krumsiek11, simulate_grn
+import celldyn as cd
 from celldyn.datasets._simulate_grn import grn_drift
-from celldyn.metrics import grn_scores
-from celldyn.models._flecs import FLeCS
+from celldyn.models import FLeCS  # imports Lightning and the celldyn logger before quiet()
 from celldyn.nn import integrate
-from celldyn.pp import prior_network, time_groups, trajectories
-from celldyn.tl import grn_baseline
 
-TRAIN = {"max_epochs": 200, "batch_size": 400, "lr": 0.1, "accelerator": "cpu", "progress": False}
-VARIANTS = {"flecs": {}, "flecs_cold": {"velocity_init": 0}}
+FLECS = {"FLeCS": {}, "FLeCS chords": {"velocity_target": "chords", "velocity_weight": 0.0}}
+SCORES = {
+    "FLeCS effects": ("FLeCS", FLeCS.get_edge_effects),
+    "FLeCS |W|": ("FLeCS", FLeCS.get_weights),
+    "FLeCS chords |W|": ("FLeCS chords", FLeCS.get_weights),
+}
+BASELINES = {
+    "|Pearson r|": lambda adata, seed: cd.tl.grn_baseline(adata, "correlation"),
+    "GENIE3-style forest": lambda adata, seed: cd.tl.grn_baseline(
+        adata, "forest", random_state=seed
+    ),
+    "OT-ridge": lambda adata, seed: cd.tl.grn_baseline(adata, "ot_ridge", time_key="celldyn_time"),
+}
 
 
 def quiet() -> None:
@@ -67,69 +91,87 @@ def quiet() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def simulated(seed: int, n_genes: int = 12, n_cells: int = 800, n_timepoints: int = 6):
-    """simulate_grn with prior = truth + random edges, time groups and 6-cell trajectories."""
-    adata = simulate_grn(n_genes, n_cells, n_timepoints, random_state=seed)
-    net = adata.uns["ground_truth_network"]
-    prior_network(adata, net, add_random_edges=2 * len(net) / n_genes**2, random_state=seed)
-    time_groups(adata, time_key="time")
-    trajectories(adata, method="quantile", rep="X", n_trajectories=400, length=6)
+def load_bursty(seed: int) -> AnnData:
+    """simulate_bursty counts, normalised and log-transformed."""
+    adata = cd.datasets.simulate_bursty(random_state=seed)
+    sc.pp.normalize_total(adata)
+    sc.pp.log1p(adata)
     return adata
 
 
-def krumsiek(seed: int = 0):
-    """krumsiek11 with prior = truth + random edges, 10 time groups of the (rescaled) step."""
-    adata = krumsiek11()
+def load_krumsiek(seed: int) -> AnnData:
+    """krumsiek11 with the pseudotime ``obs['step']`` (160 steps -> 0..10); one dataset."""
+    adata = cd.datasets.krumsiek11()
+    adata.obs["step"] = adata.obs["time"] / 16.0
+    return adata
+
+
+class Family(NamedTuple):
+    """A generator family: its name, loader (seed -> AnnData), decoys per true edge,
+    ``pp.time_groups`` arguments and whether it runs once per seed (else once, seed 0)."""
+
+    name: str
+    load: Callable[[int], AnnData]
+    decoys: int
+    groups: dict
+    seeded: bool = True
+
+
+FAMILIES = {
+    "grn": Family(
+        "simulate_grn",
+        lambda s: cd.datasets.simulate_grn(12, 800, 6, random_state=s),
+        1,
+        {"time_key": "time"},
+    ),
+    "hill": Family(
+        "simulate_hill",
+        lambda s: cd.datasets.simulate_hill(random_state=s),
+        3,
+        {"time_key": "time"},
+    ),
+    "bursty": Family("simulate_bursty", load_bursty, 3, {"time_key": "time"}),
+    "krumsiek": Family(
+        "krumsiek11", load_krumsiek, 1, {"pseudotime_key": "step", "n_groups": 10}, False
+    ),
+}
+
+
+def prepare(adata: AnnData, family: Family, seed: int) -> AnnData:
+    """The README pipeline: PCA, time groups, prior = truth + decoys, kNN trajectories."""
     net = adata.uns["ground_truth_network"]
     n = adata.n_vars
-    prior_network(adata, net, add_random_edges=2 * len(net) / n**2, random_state=seed)
-    adata.obs["step"] = adata.obs["time"] / 16.0  # 160 steps -> time 0..10
-    time_groups(adata, pseudotime_key="step", n_groups=10)
-    trajectories(adata, method="quantile", rep="X", n_trajectories=400, length=6)
+    sc.pp.pca(adata, n_comps=min(20, n - 1))
+    cd.pp.time_groups(adata, **family.groups)
+    density = (family.decoys + 1) * len(net) / n**2
+    cd.pp.prior_network(adata, net, add_random_edges=density, random_state=seed)
+    cd.pp.trajectories(adata, method="knn", random_state=seed)
     return adata
 
 
-def candidates(adata) -> pd.DataFrame:
-    """The prior's edges as an edge list."""
+def candidates(adata: AnnData) -> pd.DataFrame:
+    """The prior's edges without self loops as an edge list."""
     prior = sp.coo_matrix(adata.varp["celldyn_prior"])
-    return pd.DataFrame(
-        {"source": adata.var_names[prior.row], "target": adata.var_names[prior.col]}
-    )
+    keep = (prior.data != 0) & (prior.row != prior.col)
+    genes = adata.var_names
+    return pd.DataFrame({"source": genes[prior.row[keep]], "target": genes[prior.col[keep]]})
 
 
-def fit_flecs(adata, seed: int, **train) -> FLeCS:
+def fit_flecs(adata: AnnData, seed: int, max_epochs: int, **train) -> FLeCS:
+    """FLeCS with package defaults, trained on the CPU."""
     FLeCS.setup_anndata(adata)
     torch.manual_seed(seed)
     model = FLeCS(adata, seed=seed)
-    model.train(**{**TRAIN, **train})
+    model.train(max_epochs=max_epochs, accelerator="cpu", progress=False, **train)
     return model
 
 
-def velocity_cosine(adata, model: FLeCS) -> float | str:
-    """Mean cosine of the FLeCS velocity to the true velocity (simulate_grn only)."""
-    if "true_velocity" not in adata.layers:
-        return ""
+def velocity_cosine(adata: AnnData, model: FLeCS) -> float:
+    """Mean cosine of the FLeCS velocity to the true velocity."""
     v, true = model.get_velocity(), adata.layers["true_velocity"]
     return float(
         ((v * true).sum(1) / np.linalg.norm(v, axis=1) / np.linalg.norm(true, axis=1)).mean()
     )
-
-
-def score_all(adata, models: dict[str, FLeCS], seed: int) -> dict[str, dict]:
-    truth = adata.uns["ground_truth_network"]
-    cand = candidates(adata)
-    genes = adata.var_names
-    predictions = {name: model.get_weights() for name, model in models.items()}
-    # the baselines score all ordered pairs (the forests see every other gene, not only the
-    # prior's regulators); grn_scores keeps the candidates
-    predictions["correlation"] = grn_baseline(adata, "correlation", prior_key=None)
-    predictions["genie3"] = grn_baseline(
-        adata, "forest", prior_key=None, n_estimators=200, max_cells=None, random_state=seed
-    )
-    return {
-        name: grn_scores(pred, truth, genes=genes, candidates=cand)
-        for name, pred in predictions.items()
-    }
 
 
 def _mean_final_state(field, x0: torch.Tensor, t_max: float) -> np.ndarray:
@@ -139,7 +181,7 @@ def _mean_final_state(field, x0: torch.Tensor, t_max: float) -> np.ndarray:
     return field.gene_state(out[-1]).mean(0).numpy()
 
 
-def knockout_simulated(adata, model: FLeCS) -> dict[str, float]:
+def knockout_simulated(adata: AnnData, model: FLeCS) -> dict[str, float]:
     """Predicted vs exact knockout effect of the regulator with the most targets."""
     from scipy.integrate import solve_ivp
 
@@ -184,7 +226,7 @@ def knockout_simulated(adata, model: FLeCS) -> dict[str, float]:
     }
 
 
-def knockout_krumsiek(adata, model: FLeCS, gene: str = "Cebpa") -> dict[str, float]:
+def knockout_krumsiek(adata: AnnData, model: FLeCS, gene: str = "Cebpa") -> dict[str, float]:
     """Direction of the predicted change of the direct targets of ``gene`` after its knockout."""
     truth = adata.uns["ground_truth_network"]
     edges = truth[(truth["source"] == gene) & (truth["target"] != gene) & (truth["sign"] != 0)]
@@ -208,63 +250,126 @@ def knockout_krumsiek(adata, model: FLeCS, gene: str = "Cebpa") -> dict[str, flo
     }
 
 
+KNOCKOUTS = {"grn": knockout_simulated, "krumsiek": knockout_krumsiek}
+
+
+def run(key: str, seed: int, max_epochs: int) -> tuple[list[dict], list[dict]]:
+    """Fit and score every method on one dataset.
+
+    Parameters
+    ----------
+    key
+        Key of :data:`FAMILIES`.
+    seed
+        Seed of the data, the prior's decoys, the trajectories and the methods.
+    max_epochs
+        FLeCS training epochs.
+
+    Returns
+    -------
+    One score row per method (FLeCS scores and baselines), and one knockout row per FLeCS
+    variant (none for families without a knockout experiment).
+    """
+    family = FAMILIES[key]
+    adata = prepare(family.load(seed), family, seed)
+    truth, cands = adata.uns["ground_truth_network"], candidates(adata)
+    rows, knockouts = [], []
+    models, predictions, seconds = {}, {}, {}
+    for variant, options in FLECS.items():
+        start = time.perf_counter()
+        models[variant] = fit_flecs(adata, seed, max_epochs, **options)
+        seconds[variant] = time.perf_counter() - start
+        if key in KNOCKOUTS:
+            knockouts.append(
+                {"family": family.name, "seed": seed, "method": variant}
+                | KNOCKOUTS[key](adata, models[variant])
+            )
+    for method, (variant, score) in SCORES.items():
+        predictions[method], seconds[method] = score(models[variant]), seconds[variant]
+    for method, baseline in BASELINES.items():
+        start = time.perf_counter()
+        predictions[method] = baseline(adata, seed)
+        seconds[method] = time.perf_counter() - start
+    for method, pred in predictions.items():
+        s = cd.metrics.grn_scores(pred, truth, genes=adata.var_names, candidates=cands)
+        variant = SCORES[method][0] if method in SCORES else None
+        rows.append(
+            {
+                "family": family.name,
+                "seed": seed,
+                "method": method,
+                "auroc": s["auroc"],
+                "auprc_ratio": s["auprc_ratio"],
+                "epr": s["epr"],
+                "n_true/n_candidates": f"{s['n_true_edges']}/{s['n_candidates']}",
+                "fit_s": seconds[method],
+                "velocity_cosine": (
+                    velocity_cosine(adata, models[variant]) if variant and key == "grn" else ""
+                ),
+            }
+        )
+    return rows, knockouts
+
+
+def summary(rows: list[dict]) -> list[dict]:
+    """Mean ± sd AUROC per family and method, and FLeCS minus the best baseline's mean."""
+    auroc = pd.DataFrame(rows).groupby(["family", "method"], sort=False)["auroc"]
+    mean, sd = auroc.mean(), auroc.std()
+    out = []
+    for family in mean.index.unique("family"):
+        row = {"family": family}
+        for method in [*SCORES, *BASELINES]:
+            m, s = mean[family, method], sd[family, method]
+            row[method] = f"{m:.3f}" if np.isnan(s) else f"{m:.3f} ± {s:.3f}"
+        best = mean[family][list(BASELINES)].max()
+        row["FLeCS effects − best baseline"] = mean[family, "FLeCS effects"] - best
+        out.append(row)
+    return out
+
+
 def table(rows: list[dict], columns: list[str]) -> str:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        cells = [f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in columns]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    """Markdown table of ``rows`` (floats to 3 decimals, ``|`` escaped)."""
+
+    def line(cells) -> str:
+        return "| " + " | ".join(str(c).replace("|", r"\|") for c in cells) + " |"
+
+    body = [
+        line(f"{row[c]:.3f}" if isinstance(row[c], float) else row[c] for c in columns)
+        for row in rows
+    ]
+    return "\n".join([line(columns), "|" + "---|" * len(columns), *body])
 
 
 def main() -> None:
+    """Run the chosen families and print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=3, help="simulate_grn seeds")
-    parser.add_argument("--lr", type=float, default=TRAIN["lr"], help="Adam learning rate")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds of the simulated families")
+    parser.add_argument("--max-epochs", type=int, default=100, help="FLeCS training epochs")
+    parser.add_argument(
+        "--only", default=",".join(FAMILIES), help="comma list of families: " + ",".join(FAMILIES)
+    )
     args = parser.parse_args()
+    keys = args.only.split(",")
+    if unknown := set(keys) - set(FAMILIES):
+        parser.error(f"unknown families {sorted(unknown)}; choose from {list(FAMILIES)}")
     quiet()
     torch.set_num_threads(1)
     rows, knockouts = [], []
-    datasets = [(f"simulate_grn seed {s}", s, simulated) for s in range(args.seeds)]
-    datasets.append(("krumsiek11", 0, krumsiek))
-    for name, seed, build in datasets:
-        adata = build(seed)
-        models, fit_s = {}, {}
-        for variant, options in VARIANTS.items():
-            start = time.perf_counter()
-            models[variant] = fit_flecs(adata, seed, lr=args.lr, **options)
-            fit_s[variant] = time.perf_counter() - start
-        for method, s in score_all(adata, models, seed).items():
-            rows.append(
-                {
-                    "dataset": name,
-                    "method": method,
-                    "auroc": s["auroc"],
-                    "auprc": s["auprc"],
-                    "auprc_ratio": s["auprc_ratio"],
-                    "early_precision": s["early_precision"],
-                    "n_true/n_candidates": f"{s['n_true_edges']}/{s['n_candidates']}",
-                    "fit_s": fit_s.get(method, ""),
-                    "velocity_cosine": (
-                        velocity_cosine(adata, models[method]) if method in models else ""
-                    ),
-                }
-            )
-        knockout = knockout_simulated if build is simulated else knockout_krumsiek
-        for variant, model in models.items():
-            knockouts.append({"dataset": name, "method": variant, **knockout(adata, model)})
-        print(f"done {name} (FLeCS fits {fit_s})", flush=True)
-    frame = pd.DataFrame(rows)
-    print("\n## Edge recovery (candidates = prior edges, ranked by |score|)\n")
+    for key in keys:
+        for seed in range(args.seeds) if FAMILIES[key].seeded else [0]:
+            new_rows, new_knockouts = run(key, seed, args.max_epochs)
+            rows += new_rows
+            knockouts += new_knockouts
+            print(f"done {key} seed {seed}", flush=True)
+    print("\n## Edge recovery (candidates = prior edges without self loops, by |score|)\n")
     print(table(rows, list(rows[0])))
-    sim = frame[frame["dataset"].str.startswith("simulate_grn")]
-    summary = (
-        sim.groupby("method")[["auroc", "auprc", "early_precision"]].agg(["mean", "std"]).round(3)
-    )
-    print(f"\n## simulate_grn, mean and sd over {args.seeds} seeds\n")
-    print(summary.to_string())
-    print("\n## Knockouts\n")
-    for row in knockouts:
-        print(row)
+    print("\n## AUROC, mean ± sd over seeds\n")
+    means = summary(rows)
+    print(table(means, list(means[0])))
+    for name in (FAMILIES[key].name for key in KNOCKOUTS):
+        if found := [row for row in knockouts if row["family"] == name]:
+            print(f"\n## Knockouts, {name}\n")
+            print(table(found, list(found[0])))
 
 
 if __name__ == "__main__":

@@ -13,11 +13,12 @@ published figure is given where a paper reports one on the same data. Sections:
   (von Bassewitz et al. 2025, Table 2): Cell-MNN 0.690, OT-MFM 0.713, OT-interpolate 0.749,
   OT-CFM 0.790.
 - ``flecs``: BEELINE mESC and mDC with the non-specific ChIP-seq network (DoRothEA,
-  RegNetwork, TRRUST) as the prior, scored against the cell-type-specific ChIP-seq network
-  and (mESC) the loss/gain-of-function network on the prior's candidate edges: AUROC, AUPRC
-  ratio and early precision ratio (BEELINE's) of FLeCS (``tl.flecs`` defaults on
-  ``pp.trajectories(method='knn')``) and of ``tl.grn_baseline``: ``|Pearson r|``, GENIE3-style
-  forest, ridge on OT-matched differences.
+  RegNetwork, TRRUST) and, in the full run, TRRUST mouse alone as the prior, scored against
+  the cell-type-specific ChIP-seq network and (mESC) the loss/gain-of-function network on
+  the prior's candidate edges: AUROC, AUPRC ratio and early precision ratio (BEELINE's) of
+  FLeCS (``tl.flecs`` defaults on ``pp.trajectories(method='knn')``; edges ranked by the
+  edge effects ``varp['flecs_effects']`` and by ``|W|``) and of ``tl.grn_baseline``:
+  ``|Pearson r|``, GENIE3-style forest, ridge on OT-matched differences.
 - ``lcd``: Norman 2019 subset, the 5 doubles whose singles are present held out: energy
   distance, MMD and RMSE of the mean change (all 500 genes, top-20 DE genes) of LCD and of
   ``tl.perturbation_baseline`` (additive, mean of training perturbations, no change).
@@ -180,12 +181,14 @@ def cellmnn_table(rows: list[dict]) -> str:
 
 
 # ----------------------------------------------------------------------------- FLeCS
-def flecs_rows(name: str, adata, truths: list[str], n_genes: int | None, train) -> list[dict]:
+def flecs_rows(
+    name: str, adata, prior_name: str, truths: list[str], n_genes: int | None, train
+) -> list[dict]:
     import scanpy as sc
 
     import celldyn as cd
 
-    prior = adata.uns["networks"]["chip_nonspecific"]
+    prior = adata.uns["networks"][prior_name]
     in_prior = adata.var_names.isin(set(prior["source"]) | set(prior["target"]))
     adata = adata[:, in_prior].copy()
     if n_genes is not None and adata.n_vars > n_genes:
@@ -208,7 +211,9 @@ def flecs_rows(name: str, adata, truths: list[str], n_genes: int | None, train) 
     start = time.perf_counter()
     cd.tl.flecs(adata, accelerator="cpu", progress=False, **train)
     seconds["FLeCS"] = time.perf_counter() - start
-    predictions["FLeCS"] = adata.varp["flecs_weights"]
+    predictions["FLeCS effects"] = adata.varp["flecs_effects"]
+    predictions["FLeCS |W|"] = adata.varp["flecs_weights"]
+    seconds["FLeCS effects"] = seconds["FLeCS |W|"] = seconds.pop("FLeCS")
     for method, label in (
         ("correlation", "|Pearson r|"),
         ("forest", "GENIE3-style forest"),
@@ -226,7 +231,7 @@ def flecs_rows(name: str, adata, truths: list[str], n_genes: int | None, train) 
             )
             rows.append(
                 {
-                    "dataset": f"{name} ({adata.n_vars} genes)",
+                    "dataset": f"{name} ({adata.n_vars} genes, {prior_name} prior)",
                     "truth": truth_name,
                     "method": label,
                     "auroc": scores["auroc"],
@@ -243,14 +248,24 @@ def run_flecs(data: Path, quick: bool, seeds) -> list[dict]:
     import celldyn as cd
 
     mesc = cd.datasets.beeline("mESC", path=data / "beeline_mesc")
+    trrust = cd.datasets.trrust("mouse", path=data / "trrust" / "trrust_rawdata.mouse.tsv")
+    # BEELINE gene symbols are upper case, also for mouse
+    trrust = trrust.assign(source=trrust["source"].str.upper(), target=trrust["target"].str.upper())
+    mesc_truths = ["chip_celltype", "lofgof"]
     if quick:
         return flecs_rows(
-            "BEELINE mESC", mesc, ["chip_celltype", "lofgof"], 150, {"max_epochs": 20}
+            "BEELINE mESC", mesc, "chip_nonspecific", mesc_truths, 150, {"max_epochs": 20}
         )
     mdc = cd.datasets.beeline("mDC", path=data / "beeline_mdc")
-    return flecs_rows("BEELINE mESC", mesc, ["chip_celltype", "lofgof"], None, {}) + flecs_rows(
-        "BEELINE mDC", mdc, ["chip_celltype"], None, {}
-    )
+    rows = []
+    for adata, name, truths in (
+        (mesc, "BEELINE mESC", mesc_truths),
+        (mdc, "BEELINE mDC", ["chip_celltype"]),
+    ):
+        adata.uns["networks"]["trrust"] = trrust
+        for prior_name in ("chip_nonspecific", "trrust"):
+            rows += flecs_rows(name, adata, prior_name, truths, None, {})
+    return rows
 
 
 def flecs_table(rows: list[dict]) -> str:

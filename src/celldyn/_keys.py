@@ -70,6 +70,11 @@ def weights(method: str) -> str:
     return f"{method}_weights"
 
 
+def effects(method: str) -> str:
+    """``varp`` key of a method's regulator x target mean direct edge effects."""
+    return f"{method}_effects"
+
+
 def weights_std(method: str) -> str:
     """``varp`` key of the ensemble standard deviation of a method's weights."""
     return f"{weights(method)}_std"

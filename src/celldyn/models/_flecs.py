@@ -18,6 +18,7 @@ from .._validate import (
     check_in,
     check_int,
     check_layer,
+    check_positive,
     check_uns_key,
     check_varp_key,
     get_rep,
@@ -44,8 +45,8 @@ def read_prior(adata: AnnData, prior: str) -> tuple[np.ndarray, np.ndarray]:
     return matrix.row[keep].astype(np.int64), matrix.col[keep].astype(np.int64)
 
 
-VELOCITY_TARGETS = ("chords", "ot")
-"""Targets of the velocity warm start of :meth:`FLeCS.train`."""
+VELOCITY_TARGETS = ("ot", "chords")
+"""Velocities of the warm start and the velocity term of :meth:`FLeCS.train`."""
 
 
 def read_trajectories(adata: AnnData, trajectories: str) -> tuple[np.ndarray, np.ndarray]:
@@ -77,10 +78,11 @@ class FLeCS(TrainingMixin, BaseModelClass):
     first cell of every trajectory of ``uns[trajectories]`` (:func:`celldyn.pp.trajectories`)
     over its times and minimises the squared error to the later cells' expression (genes
     only, not proteins or latents; a cell repeated at the same time as the one before it, as
-    on short kNN paths, counts once). Before its first training the field is fitted to
-    finite-difference velocities of the trajectories (a warm start, ``velocity_init``; no ODE
-    solve), which identifies the network far better than the trajectory error alone.
-    :meth:`train` offers adaptive or fixed-step solvers,
+    on short kNN paths, counts once). Before its first training the field is fitted by least
+    squares to the OT velocities of the cells between consecutive time groups (a warm start,
+    ``velocity_init``; no ODE solve), and that velocity error stays in the training loss with
+    a small weight (``velocity_weight``): the velocities identify the network far better than
+    the trajectory error alone. :meth:`train` offers adaptive or fixed-step solvers,
     the adjoint method, random sub-windows (a mixture of trajectory lengths), the paper's
     flow-matching-style augmentation and an L1 penalty on ``W``
     (:class:`~celldyn.module._flecs.FLeCSModule`).
@@ -180,7 +182,9 @@ class FLeCS(TrainingMixin, BaseModelClass):
         lr: float = 1e-2,
         weight_decay: float = 0.0,
         velocity_init: int = 500,
-        velocity_target: str = "chords",
+        velocity_target: str = "ot",
+        velocity_weight: float = 0.1,
+        velocity_bootstrap: int | None = None,
         method: str = "dopri5",
         rtol: float = 1e-3,
         atol: float = 1e-4,
@@ -213,22 +217,27 @@ class FLeCS(TrainingMixin, BaseModelClass):
             Adam settings.
         velocity_init
             L-BFGS iterations of the velocity warm start (``0``: none). Before the first
-            training of a model, the field is fitted by least squares to finite-difference
-            velocities of the training trajectories
-            (:func:`~celldyn.module._flecs.chord_velocities`,
-            :func:`~celldyn.module._flecs.fit_velocities`; no ODE solve, on the GPU when
-            ``accelerator`` allows it); the trajectory fit then starts from there. It
-            identifies the network much better than the trajectory error alone (see the FLeCS
-            user guide). A model that was already trained is not refitted.
+            training of a model, the field is fitted by least squares to the
+            ``velocity_target`` velocities (:func:`~celldyn.module._flecs.fit_velocities`; no
+            ODE solve, on the GPU when ``accelerator`` allows it); the trajectory fit then
+            starts from there. A model that was already trained is not refitted.
         velocity_target
-            Velocities of the warm start: ``'chords'``, the finite differences along the
-            training trajectories; ``'ot'``, the barycentric OT velocities between the
-            consecutive time groups the trajectories were built on
-            (:func:`~celldyn.pp._ot_velocities.ot_velocities`, on their ``time_key`` and
-            ``rep``; every cell but those of the last group, whether its trajectories are
-            held out for validation or not). ``'ot'`` skips the kNN paths, whose chords
-            carry little of the network on generators other than FLeCS's own (benchmarks
-            README, "Real data"); it is not yet the default.
+            Velocities of the warm start and of the velocity term: ``'ot'`` (default), the
+            barycentric OT velocities between the consecutive time groups the trajectories
+            were built on (:func:`~celldyn.pp._ot_velocities.ot_velocities`, on their
+            ``time_key`` and ``rep``; every cell but those of the last group, whether its
+            trajectories are held out for validation or not); ``'chords'``, the finite
+            differences along the training trajectories (the default before; it needs no
+            time groups). On generators other than FLeCS's own, the OT velocities carry the
+            network and the chords of kNN paths little of it (benchmarks README, "FLeCS").
+        velocity_weight
+            Weight of the relative velocity error (to the ``velocity_target`` velocities, a
+            random batch per step) added to the trajectory loss in training; ``0``: the
+            trajectory error alone, which pulls the network away from the warm start.
+        velocity_bootstrap
+            Seed of a bootstrap resample (rows drawn with replacement) of the velocity targets
+            (``None``: all of them once); :func:`celldyn.tl.flecs` sets it for the members of
+            ``resample=True`` ensembles.
         method, rtol, atol
             Solver of :func:`~celldyn.nn.integrate`: adaptive (``'dopri5'``, ``'bosh3'``, ...,
             with tolerances ``rtol``, ``atol``) or fixed-step (``'rk4'``, ``'euler'``, ...).
@@ -267,6 +276,9 @@ class FLeCS(TrainingMixin, BaseModelClass):
         """
         velocity_init = check_int(velocity_init, "velocity_init", 0)
         check_in(velocity_target, VELOCITY_TARGETS, "velocity_target")
+        check_positive(velocity_weight, "velocity_weight", strict=False)
+        if velocity_bootstrap is not None:
+            velocity_bootstrap = check_int(velocity_bootstrap, "velocity_bootstrap", 0)
         indices, times = read_trajectories(self.adata, self.trajectories_key)
         x = torch.from_numpy(self._expression(self.adata))
         self.module.configure(
@@ -280,6 +292,7 @@ class FLeCS(TrainingMixin, BaseModelClass):
             windows=windows,
             flow_matching=flow_matching,
             flow_matching_noise=flow_matching_noise,
+            velocity_weight=velocity_weight,
         )
         datamodule = TensorDataModule(
             {
@@ -290,7 +303,8 @@ class FLeCS(TrainingMixin, BaseModelClass):
             validation_size=validation_size,
             random_state=random_state,
         )
-        if velocity_init and not self.is_trained_:
+        warm_start = velocity_init and not self.is_trained_
+        if warm_start or velocity_weight:
             if velocity_target == "ot":
                 points, velocities = self._ot_velocities(x.numpy(), random_state)
             else:
@@ -298,7 +312,13 @@ class FLeCS(TrainingMixin, BaseModelClass):
                 points, velocities = chord_velocities(
                     datamodule.tensors["x"][train_idx], datamodule.tensors["t"][train_idx]
                 )
-            self._velocity_warm_start(points, velocities, velocity_init, accelerator)
+            if velocity_bootstrap is not None:
+                draw = np.random.default_rng(velocity_bootstrap)
+                rows = draw.integers(0, len(points), len(points))
+                points, velocities = points[rows], velocities[rows]
+            self.module.set_velocity_targets(points, velocities)
+            if warm_start:
+                self._velocity_warm_start(points, velocities, velocity_init, accelerator)
         self._fit(
             datamodule,
             max_epochs=max_epochs,
@@ -372,6 +392,39 @@ class FLeCS(TrainingMixin, BaseModelClass):
         src, dst = field.src[: field.n_prior_edges].cpu(), field.dst[: field.n_prior_edges].cpu()
         weights = field.prior_edge_weights().cpu().numpy().astype(np.float32)
         return sp.csr_matrix((weights, (src.numpy(), dst.numpy())), shape=(n, n))
+
+    @torch.no_grad()
+    def get_edge_effects(self, adata: AnnData | None = None) -> sp.csr_matrix:
+        r"""Mean direct effect of every prior edge over the cells: regulator × target CSR.
+
+        For an edge :math:`j \to i` the mean over the cells of the Jacobian entry
+        :math:`\partial (dG_i/dt) / \partial G_j = \sigma'(\text{drive}_i)\, W_{ji}` (times
+        the regulator's steady-state protein gain with ``protein_proxy``;
+        :meth:`~celldyn.nn.GRNVectorField.production_slope`), multiplied by the standard
+        deviation of :math:`G_j` over the cells: the change of the target's velocity per
+        standard deviation of the regulator. Unlike :math:`W`, it does not grow where the
+        target's production is saturated or the regulator barely varies, so it ranks edges
+        more reliably (benchmarks README, "FLeCS").
+        """
+        adata = self._validate_anndata(adata)
+        x = self._expression(adata)
+        field = self.module.field.eval()
+        slope = sum(
+            field.production_slope(torch.as_tensor(x[s : s + _INFERENCE_BATCH], device=self.device))
+            .sum(0)
+            .cpu()
+            .double()
+            for s in range(0, len(x), _INFERENCE_BATCH)
+        ) / len(x)
+        weights = self.get_weights().tocoo()
+        gain = field.regulator_gain().cpu().double().numpy()
+        scale = x.std(0, dtype=np.float64) * gain
+        effects = weights.data * scale[weights.row] * slope.numpy()[weights.col]
+        if not np.all(np.isfinite(effects)):
+            raise SolverDivergedError("The FLeCS edge effects have NaN or infinite values.")
+        return sp.csr_matrix(
+            (effects.astype(np.float32), (weights.row, weights.col)), shape=weights.shape
+        )
 
     @torch.no_grad()
     def get_decay(self) -> np.ndarray:

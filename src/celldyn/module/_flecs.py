@@ -9,6 +9,9 @@ from scvi.module.base import BaseModuleClass, LossOutput
 
 from ..nn import GRNVectorField, SolverDivergedError, integrate
 
+VELOCITY_BATCH = 256
+"""Velocity targets drawn per training step for the velocity term of the FLeCS loss."""
+
 
 def integrate_trajectories(
     field: GRNVectorField,
@@ -159,6 +162,13 @@ def chord_velocities(x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, to
     return midpoints[keep], step[keep] / duration[keep][:, None].to(x.dtype)
 
 
+def velocity_mse(
+    field: GRNVectorField, points: torch.Tensor, velocities: torch.Tensor
+) -> torch.Tensor:
+    """Mean squared error of the field's gene velocity at ``points`` to ``velocities``."""
+    return (field.gene_velocity(points) - velocities).square().mean()
+
+
 def fit_velocities(
     field: GRNVectorField, points: torch.Tensor, velocities: torch.Tensor, *, max_iter: int = 500
 ) -> float:
@@ -195,7 +205,7 @@ def fit_velocities(
     )
 
     def error() -> torch.Tensor:
-        loss = (field.gene_velocity(points) - velocities).square().mean()
+        loss = velocity_mse(field, points, velocities)
         if not torch.isfinite(loss):
             raise SolverDivergedError("The velocity fit diverged: NaN or infinite loss.")
         return loss
@@ -250,6 +260,11 @@ class FLeCSModule(BaseModuleClass):
     every distinct later time counts once. Only gene variables enter the loss (not proteins
     or latents). An optional L1 penalty ``l1 · mean|W|`` on the prior edge weights is added.
 
+    In training, with velocity targets set (:meth:`set_velocity_targets`) and
+    ``velocity_weight > 0``, every step also adds ``velocity_weight`` times the relative
+    velocity error ``mean|f(p) - v|^2 / mean var(v)`` on :data:`VELOCITY_BATCH` random target
+    points (:func:`velocity_mse`): the velocity fit of the warm start stays part of the loss.
+
     In training mode two augmentations can replace the full trajectories (validation always
     uses them): ``windows`` (a random sub-window of every trajectory, see
     :func:`random_windows`, a mixture of trajectory lengths) and ``flow_matching`` (random
@@ -274,6 +289,8 @@ class FLeCSModule(BaseModuleClass):
         Train on flow-matching pairs.
     flow_matching_noise
         Their noise level (relative to each gene's standard deviation).
+    velocity_weight
+        Weight of the relative velocity error in the training loss (>= 0).
     **field_kwargs
         Passed to :class:`~celldyn.nn.GRNVectorField` (``n_latent``, ``protein_proxy``,
         ``kernel``, ...).
@@ -295,10 +312,14 @@ class FLeCSModule(BaseModuleClass):
         windows: int | bool = False,
         flow_matching: bool = False,
         flow_matching_noise: float = 0.0,
+        velocity_weight: float = 0.0,
         **field_kwargs,
     ):
         super().__init__()
         self.field = GRNVectorField(n_genes, src, dst, **field_kwargs)
+        self.register_buffer("velocity_points", torch.zeros(0, n_genes), persistent=False)
+        self.register_buffer("velocity_targets", torch.zeros(0, n_genes), persistent=False)
+        self.velocity_scale = 0.0
         self.configure(
             method=method,
             rtol=rtol,
@@ -310,6 +331,7 @@ class FLeCSModule(BaseModuleClass):
             windows=windows,
             flow_matching=flow_matching,
             flow_matching_noise=flow_matching_noise,
+            velocity_weight=velocity_weight,
         )
 
     def configure(
@@ -325,6 +347,7 @@ class FLeCSModule(BaseModuleClass):
         windows: int | bool,
         flow_matching: bool,
         flow_matching_noise: float,
+        velocity_weight: float = 0.0,
     ) -> None:
         """Set the solver, loss and augmentation settings (see the class parameters)."""
         if time_grid is not None and int(time_grid) < 2:
@@ -338,12 +361,32 @@ class FLeCSModule(BaseModuleClass):
             raise ValueError(f"`windows` must be False, True or an integer >= 2, got {windows}.")
         if not flow_matching_noise >= 0:
             raise ValueError(f"`flow_matching_noise` must be >= 0, got {flow_matching_noise}.")
+        if not velocity_weight >= 0 or velocity_weight == float("inf"):
+            raise ValueError(f"`velocity_weight` must be finite and >= 0, got {velocity_weight}.")
         self.method, self.rtol, self.atol = method, float(rtol), float(atol)
         self.step_size, self.adjoint = step_size, bool(adjoint)
         self.time_grid = None if time_grid is None else int(time_grid)
         self.l1 = float(l1)
         self.windows = 0 if windows is False else int(windows)
         self.flow_matching, self.flow_matching_noise = bool(flow_matching), flow_matching_noise
+        self.velocity_weight = float(velocity_weight)
+
+    def set_velocity_targets(self, points: torch.Tensor, velocities: torch.Tensor) -> None:
+        """Velocities ``(n_points, n_genes)`` at ``points`` for the velocity term of the loss."""
+        device = self.velocity_points.device
+        self.velocity_points = points.to(device, torch.float32)
+        self.velocity_targets = velocities.to(device, torch.float32)
+        self.velocity_scale = float(velocities.var(0).mean()) if len(velocities) > 1 else 0.0
+
+    def velocity_loss(self) -> torch.Tensor | None:
+        """Relative velocity error on a random batch of the targets (``None`` without them)."""
+        if not (self.velocity_weight > 0 and len(self.velocity_points) and self.velocity_scale):
+            return None
+        pick = torch.randint(
+            0, len(self.velocity_points), (VELOCITY_BATCH,), device=self.velocity_points.device
+        )
+        error = velocity_mse(self.field, self.velocity_points[pick], self.velocity_targets[pick])
+        return error / self.velocity_scale
 
     def solver_kwargs(self) -> dict:
         """Keyword arguments of :func:`~celldyn.nn.integrate` for the current settings."""
@@ -384,4 +427,11 @@ class FLeCSModule(BaseModuleClass):
         loss = per_trajectory.mean()
         if self.l1 > 0:
             loss = loss + self.l1 * self.field.prior_edge_weights().abs().mean()
-        return LossOutput(loss=loss, reconstruction_loss=per_trajectory)
+        velocity = self.velocity_loss() if self.training else None
+        if velocity is None:
+            return LossOutput(loss=loss, reconstruction_loss=per_trajectory)
+        return LossOutput(
+            loss=loss + self.velocity_weight * velocity,
+            reconstruction_loss=per_trajectory,
+            extra_metrics={"velocity_error": velocity.detach()},
+        )

@@ -309,9 +309,7 @@ class GRNVectorField(nn.Module):
             if protein_init == "equal":
                 parts.append(genes)
             else:
-                # eps floor: a protein decay that underflowed to 0 must not give 0/0 = NaN
-                denominator = self.protein_decay.clamp(min=torch.finfo(genes.dtype).eps)
-                parts.append(genes * (self.translation / denominator))
+                parts.append(genes * self.regulator_gain().to(genes.dtype))
         if self.n_latent:
             parts.append(genes.new_zeros((*genes.shape[:-1], self.n_latent)))
         return torch.cat(parts, dim=-1) if len(parts) > 1 else genes
@@ -340,21 +338,26 @@ class GRNVectorField(nn.Module):
     def _pad(self, offset: torch.Tensor) -> torch.Tensor:
         return F.pad(offset, (0, self.n_latent)) if self.n_latent else offset
 
+    def _drive(self, state: torch.Tensor) -> torch.Tensor:
+        """Argument of the sigmoid of every gene and latent node."""
+        genes, proteins, latents = self.split_state(state)
+        regulators = proteins if self.protein_proxy else genes
+        if self.n_latent:
+            regulators = torch.cat([regulators, latents], dim=-1)
+        drive = self.grn(regulators, self.edge_weights()) + self.bias
+        if self._production_offset is not None:
+            drive = drive + self._pad(self._production_offset)
+        return drive
+
     def forward(self, t: torch.Tensor | float, state: torch.Tensor) -> torch.Tensor:
         """Time derivative of ``state`` (``t`` is unused: the system is autonomous).
 
         The signature is that of :func:`torchdiffeq.odeint`'s ``func``.
         """
         genes, proteins, latents = self.split_state(state)
-        regulators = proteins if self.protein_proxy else genes
-        nodes = genes
-        if self.n_latent:
-            regulators = torch.cat([regulators, latents], dim=-1)
-            nodes = torch.cat([genes, latents], dim=-1)
-        drive = self.grn(regulators, self.edge_weights()) + self.bias
+        nodes = torch.cat([genes, latents], dim=-1) if self.n_latent else genes
+        drive = self._drive(state)
         decay = self.decay
-        if self._production_offset is not None:
-            drive = drive + self._pad(self._production_offset)
         if self._decay_offset is not None:
             decay = torch.clamp(decay + self._pad(self._decay_offset), min=0.0)
         d_nodes = torch.sigmoid(drive) - decay * nodes
@@ -382,6 +385,36 @@ class GRNVectorField(nn.Module):
         Tensor ``(..., n_genes)``.
         """
         return self.gene_state(self(t, self.initial_state(genes)))
+
+    def production_slope(self, genes: torch.Tensor) -> torch.Tensor:
+        r"""Slope :math:`\sigma'(\cdot)` of every gene's production at ``genes``.
+
+        Proteins at steady state, latents 0 (as in :meth:`gene_velocity`). Times the weight of
+        an edge ``j → i`` (and, with ``protein_proxy``, the steady-state protein gain
+        :math:`\tau_j / \alpha^P_j` of the regulator, :meth:`regulator_gain`) it is the
+        direct effect :math:`\partial (dG_i/dt) / \partial G_j` of the edge in that cell.
+
+        Parameters
+        ----------
+        genes
+            Expression, shape ``(..., n_genes)``.
+
+        Returns
+        -------
+        Tensor ``(..., n_genes)``.
+        """
+        production = torch.sigmoid(self._drive(self.initial_state(genes))[..., : self.n_genes])
+        return production * (1.0 - production)
+
+    def regulator_gain(self) -> torch.Tensor:
+        """Steady-state protein per unit of each gene, ``tau / alpha^P`` (1 without proteins).
+
+        ``alpha^P`` is floored at machine epsilon: a protein decay that underflowed to 0 must
+        not give 0/0 = NaN.
+        """
+        if not self.protein_proxy:
+            return torch.ones(self.n_genes, device=self.bias.device)
+        return self.translation / self.protein_decay.clamp(min=torch.finfo(self.bias.dtype).eps)
 
     # ----- storage --------------------------------------------------------------------------
     def to_arrays(self) -> dict[str, np.ndarray | int | bool | str]:

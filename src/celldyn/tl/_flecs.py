@@ -45,7 +45,8 @@ def _member_adata(work: AnnData, trajectories: str, seed: int, resample: bool) -
     """Return a fresh AnnData for one member (each model registers its own).
 
     With ``resample`` its trajectories are a bootstrap resample (with replacement, ``seed``)
-    that keeps their ``params``. The OT warm start of every member sees all cells.
+    that keeps their ``params``; the member's velocity targets are resampled in training
+    (``velocity_bootstrap``).
     """
     entry = work.uns[trajectories]
     if resample:
@@ -69,7 +70,8 @@ def _fit_member(
         torch.manual_seed(seed)
         kwargs = {"seed": seed, **model_kwargs}
         model = FLeCS(member, prior=prior, trajectories=trajectories, **kwargs)
-        model.train(random_state=seed, **train)
+        bootstrap = {"velocity_bootstrap": seed} if resample else {}
+        model.train(random_state=seed, **bootstrap, **train)
     return model
 
 
@@ -120,7 +122,8 @@ def flecs(
     n_models
         Number of ensemble members.
     resample
-        Train each member on a bootstrap resample of the trajectories (drawn with its seed).
+        Train each member on a bootstrap resample of the trajectories and of the velocity
+        targets (drawn with its seed).
         Members that differ only by their seed tend to agree closely, so their spread
         understates the uncertainty due to the data; resampling includes it.
     knockout
@@ -144,6 +147,10 @@ def flecs(
       regulator (row) × target (column); the ensemble mean.
     - ``varp['{key_added}_weights_std']``: same layout, the ensemble standard deviation
       (``ddof=1``); only when ``n_models > 1``.
+    - ``varp['{key_added}_effects']``: same layout, the mean direct effect of each edge on
+      the target's velocity per standard deviation of the regulator over the cells
+      (:meth:`~celldyn.models.FLeCS.get_edge_effects`; the ensemble mean). Rank edges by
+      its magnitude: it does not inflate where a target's production is saturated.
     - ``var['{key_added}_decay']``, ``var['{key_added}_bias']``: decay and production bias
       (ensemble means).
     - ``layers['{key_added}_velocity']``: dense float32 model derivative ``dG/dt`` per cell
@@ -185,7 +192,10 @@ def flecs(
     src, dst = arrays[0]["src"], arrays[0]["dst"]
     n_edges = len(src)
     weights = np.stack([a["weight"][:n_edges] * a["edge_scale"][:n_edges] for a in arrays])
-    varp = {_keys.weights(key_added): _edge_matrix(weights.mean(0), src, dst, adata.n_vars)}
+    varp = {
+        _keys.weights(key_added): _edge_matrix(weights.mean(0), src, dst, adata.n_vars),
+        _keys.effects(key_added): sum(m.get_edge_effects() for m in members) / n_models,
+    }
     if n_models > 1:
         std = weights.std(0, ddof=1)
         varp[_keys.weights_std(key_added)] = _edge_matrix(std, src, dst, adata.n_vars)
