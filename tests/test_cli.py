@@ -132,7 +132,7 @@ def test_demo_writes_results(tmp_path):
     assert summary["n_cells"] == adata.n_obs == 600
     assert adata.uns["celldyn_trajectories"]["indices"].shape == (1000, 10)
     assert summary["prior_edges"] > summary["true_edges_in_prior"]  # a noisy prior
-    assert 0.0 <= summary["flecs_network_recovery"]["auroc"] <= 1.0
+    assert 0.0 <= summary["flecs_network_recovery"]["effects"]["auroc"] <= 1.0
     for method, cosine in summary["mean_velocity_cosine_to_truth"].items():
         assert np.isfinite(adata.layers[f"{method}_velocity"]).all()
         assert -1.0 <= cosine <= 1.0
@@ -149,6 +149,8 @@ def test_model_subcommands(raw_h5ad, caplog):
     network = ["--network", str(f / "net.csv"), "--n-models", "2"]
     assert main(["-q", "flecs", *common, *network, "--velocity-init", "-1"]) == 1
     assert "velocity_init" in caplog.text
+    assert main(["-q", "flecs", *common, *network, "--velocity-weight", "-1"]) == 1
+    assert "velocity_weight" in caplog.text
     assert main(["-q", "flecs", *common, *network]) == 0
     cellmnn = ["--time-key", "time", "--n-components", "3", "--interactions", "expression_scaled"]
     assert main(["-q", "cellmnn", *common, *cellmnn]) == 0

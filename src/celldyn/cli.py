@@ -102,6 +102,8 @@ def _flecs(args, adata) -> None:
         resample=args.resample,
         knockout=args.knockout,
         progress=False,
+        velocity_target=args.velocity_target,
+        velocity_weight=args.velocity_weight,
         **({} if args.velocity_init is None else {"velocity_init": args.velocity_init}),
     )
 
@@ -218,6 +220,12 @@ def _build_parser() -> argparse.ArgumentParser:
     flecs.add_argument("--knockout", nargs="+", help="genes whose outgoing prior edges to remove")
     flecs.add_argument(
         "--velocity-init", type=int, help="L-BFGS iterations of the velocity warm start (0: none)"
+    )
+    flecs.add_argument(
+        "--velocity-target", choices=["ot", "chords"], default="ot", help="warm-start velocities"
+    )
+    flecs.add_argument(
+        "--velocity-weight", type=float, default=0.1, help="weight of the velocity term in training"
     )
     flecs.set_defaults(handler=_flecs)
 
