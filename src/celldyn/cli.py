@@ -246,7 +246,9 @@ def _build_parser() -> argparse.ArgumentParser:
     cellmnn.add_argument("--time-key", required=True)
     cellmnn.add_argument("--rep", default="X_pca")
     cellmnn.add_argument("--n-components", type=int, default=5)
-    cellmnn.add_argument("--max-epochs", type=int, default=200)
+    cellmnn.add_argument(
+        "--max-epochs", type=int, default=None, help="default: ~1,000 minibatches, at most 200"
+    )
     cellmnn.add_argument(
         "--interactions", choices=["operator", "expression_scaled"], default="operator"
     )

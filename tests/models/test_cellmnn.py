@@ -429,6 +429,21 @@ def test_setup_bad_input_leaves_adata_unchanged(small_adata, change, kwargs, err
     assert set(small_adata.obsm) == set(before.obsm)
 
 
+def test_default_epochs_follow_a_minibatch_budget(small_adata, monkeypatch):
+    import celldyn.models._cellmnn as cellmnn_model
+
+    assert cellmnn_model.default_max_epochs(13_000, 256) == 20  # 51 minibatches per epoch
+    assert cellmnn_model.default_max_epochs(600, 256) == 200  # small data: the cap
+    assert cellmnn_model.default_max_epochs(10, 256) == 200
+    monkeypatch.setattr(cellmnn_model, "DEFAULT_STEPS", 12)
+    CellMNN.setup_anndata(small_adata, time_key="time", n_components=2)
+    model = CellMNN(small_adata)
+    model.train(batch_size=8, **TRAIN)
+    # 36 training start cells (times 0 and 1, 18 each after the validation split): 5
+    # minibatches of 8 per epoch, so 3 epochs reach the 12-minibatch budget
+    assert len(model.history["validation_loss_smoothed"]) == 3
+
+
 def test_bad_holdout_and_times(small_adata):
     CellMNN.setup_anndata(small_adata, time_key="time", n_components=2)
     model = CellMNN(small_adata)

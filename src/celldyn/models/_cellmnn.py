@@ -110,6 +110,26 @@ def expression_scaled_interactions(loadings: np.ndarray, moments: np.ndarray) ->
     return per_regulator @ loadings.T
 
 
+DEFAULT_STEPS = 1000
+"""Minibatches the default :meth:`CellMNN.train` aims at."""
+DEFAULT_MAX_EPOCHS = 200
+"""Most epochs of the default :meth:`CellMNN.train` (small data sets)."""
+
+
+def default_max_epochs(n_start_cells: int, batch_size: int) -> int:
+    """Epochs for about :data:`DEFAULT_STEPS` minibatches, at most :data:`DEFAULT_MAX_EPOCHS`.
+
+    Parameters
+    ----------
+    n_start_cells
+        Training start cells (one pass over them is an epoch).
+    batch_size
+        Start cells per minibatch.
+    """
+    per_epoch = int(np.ceil(n_start_cells / min(batch_size, n_start_cells)))
+    return int(min(DEFAULT_MAX_EPOCHS, np.ceil(DEFAULT_STEPS / per_epoch)))
+
+
 class _SnapshotDataModule(LightningDataModule):
     """Minibatches of start cells plus observed partner cells at every training time.
 
@@ -465,7 +485,7 @@ class CellMNN(TrainingMixin, BaseModelClass):
         self,
         holdout: float | Sequence[float] | None = None,
         *,
-        max_epochs: int = 200,
+        max_epochs: int | None = None,
         batch_size: int = 256,
         n_partners: int | None = None,
         lr: float = 1e-2,
@@ -496,7 +516,11 @@ class CellMNN(TrainingMixin, BaseModelClass):
         holdout
             Observed time(s) to leave out (e.g. to test interpolation with :meth:`predict`).
         max_epochs
-            Maximum number of passes over the start cells.
+            Maximum number of passes over the start cells; ``None``: enough passes for
+            about :data:`DEFAULT_STEPS` minibatches, at most :data:`DEFAULT_MAX_EPOCHS`
+            (:func:`default_max_epochs`), so a large data set does not train longer than a
+            small one (on EB, 16,819 cells, 28 epochs; W1 flat from 30 to 200 epochs,
+            benchmarks README).
         batch_size
             Number of start cells per minibatch.
         n_partners
@@ -569,6 +593,8 @@ class CellMNN(TrainingMixin, BaseModelClass):
                 restore_best,
             )
             trainer_kwargs["callbacks"] = [*trainer_kwargs.get("callbacks", []), selection]
+        if max_epochs is None:
+            max_epochs = default_max_epochs(datamodule.n_train, int(batch_size))
         self._fit(
             datamodule,
             max_epochs=max_epochs,

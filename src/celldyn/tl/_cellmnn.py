@@ -38,7 +38,7 @@ def cellmnn(
     batch_key: str | None = None,
     loadings: str | None = "PCs",
     interactions: str = "operator",
-    max_epochs: int = 200,
+    max_epochs: int | None = None,
     batch_size: int = 256,
     lr: float = 1e-2,
     random_state: int = 0,
@@ -79,7 +79,8 @@ def cellmnn(
         each operator entry scaled by the regulator's expression in the cell); see
         :meth:`~celldyn.models.CellMNN.get_interactions`.
     max_epochs, batch_size, lr
-        Training settings (:meth:`~celldyn.models.CellMNN.train`).
+        Training settings (:meth:`~celldyn.models.CellMNN.train`; ``max_epochs=None``:
+        about 1,000 minibatches, at most 200 epochs).
     random_state
         Seed of the weights, the validation split and the minibatches.
     model_kwargs
