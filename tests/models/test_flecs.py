@@ -419,6 +419,17 @@ def test_windows_and_flow_matching_change_the_fit(small):
     assert not np.allclose(w_flow.data, w_plain.data)
 
 
+def test_ot_target_needs_the_time_groups_of_the_trajectories(small):
+    adata = small.copy()
+    del adata.uns["celldyn_trajectories"]["params"]  # trajectories built outside celldyn
+    FLeCS.setup_anndata(adata)
+    model = FLeCS(adata)
+    with pytest.raises(KeyError, match="velocity_target='chords'"):
+        model.train(max_epochs=1, **FAST)
+    model.train(max_epochs=1, velocity_target="chords", **FAST)
+    assert np.isfinite(model.get_weights().data).all()
+
+
 def test_velocity_warm_start_only_before_the_first_training(small, monkeypatch):
     import celldyn.models._flecs as flecs_model
 

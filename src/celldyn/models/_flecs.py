@@ -339,7 +339,8 @@ class FLeCS(TrainingMixin, BaseModelClass):
         if "time_key" not in params or "rep" not in params:
             raise KeyError(
                 f"adata.uns[{self.trajectories_key!r}]['params'] lacks 'time_key' or 'rep' "
-                "(written by celldyn.pp.trajectories), needed by velocity_target='ot'."
+                "(written by celldyn.pp.trajectories), needed by velocity_target='ot' (the "
+                "default); trajectories built otherwise can use velocity_target='chords'."
             )
         groups = read_time_groups(self.adata, params["time_key"])
         z = get_rep(self.adata, params["rep"])
