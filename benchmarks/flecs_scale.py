@@ -1,6 +1,6 @@
 """Time of the whole FLeCS fit (``tl.flecs`` defaults) at 1,000-4,000 genes, stage by stage.
 
-Data: ``datasets.simulate_grn(n_genes, 2000, 5)`` log-free expression, ``sc.pp.pca(20)``,
+Data: ``datasets.simulate_grn(n_genes, 2000, 5)`` (its expression as simulated), ``sc.pp.pca(20)``,
 ``pp.time_groups``, ``pp.trajectories(method='knn')`` (1,000 paths of 10 cells, the
 defaults) and a prior of the true edges plus random ones up to ``--edges-per-gene`` edges per
 gene (BEELINE mESC: 6,893 edges on 896 genes, about 8 per gene). Stages, timed separately in

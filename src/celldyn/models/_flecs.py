@@ -18,7 +18,6 @@ from .._validate import (
     check_in,
     check_int,
     check_layer,
-    check_positive,
     check_uns_key,
     check_varp_key,
     get_rep,
@@ -237,7 +236,8 @@ class FLeCS(TrainingMixin, BaseModelClass):
         velocity_bootstrap
             Seed of a bootstrap resample (rows drawn with replacement) of the velocity targets
             (``None``: all of them once); :func:`celldyn.tl.flecs` sets it for the members of
-            ``resample=True`` ensembles.
+            ``resample=True`` ensembles with OT targets (chords come from the trajectories,
+            which those members already resample).
         method, rtol, atol
             Solver of :func:`~celldyn.nn.integrate`: adaptive (``'dopri5'``, ``'bosh3'``, ...,
             with tolerances ``rtol``, ``atol``) or fixed-step (``'rk4'``, ``'euler'``, ...).
@@ -276,7 +276,6 @@ class FLeCS(TrainingMixin, BaseModelClass):
         """
         velocity_init = check_int(velocity_init, "velocity_init", 0)
         check_in(velocity_target, VELOCITY_TARGETS, "velocity_target")
-        check_positive(velocity_weight, "velocity_weight", strict=False)
         if velocity_bootstrap is not None:
             velocity_bootstrap = check_int(velocity_bootstrap, "velocity_bootstrap", 0)
         indices, times = read_trajectories(self.adata, self.trajectories_key)

@@ -45,8 +45,8 @@ def _member_adata(work: AnnData, trajectories: str, seed: int, resample: bool) -
     """Return a fresh AnnData for one member (each model registers its own).
 
     With ``resample`` its trajectories are a bootstrap resample (with replacement, ``seed``)
-    that keeps their ``params``; the member's velocity targets are resampled in training
-    (``velocity_bootstrap``).
+    that keeps their ``params``; OT velocity targets, computed from all cells, are resampled
+    in training (``velocity_bootstrap``).
     """
     entry = work.uns[trajectories]
     if resample:
@@ -70,7 +70,9 @@ def _fit_member(
         torch.manual_seed(seed)
         kwargs = {"seed": seed, **model_kwargs}
         model = FLeCS(member, prior=prior, trajectories=trajectories, **kwargs)
-        bootstrap = {"velocity_bootstrap": seed} if resample else {}
+        # chords come from the (already resampled) trajectories; OT targets from all cells
+        ot_targets = train.get("velocity_target", "ot") == "ot"
+        bootstrap = {"velocity_bootstrap": seed} if resample and ot_targets else {}
         model.train(random_state=seed, **bootstrap, **train)
     return model
 
@@ -122,7 +124,7 @@ def flecs(
     n_models
         Number of ensemble members.
     resample
-        Train each member on a bootstrap resample of the trajectories and of the velocity
+        Train each member on a bootstrap resample of the trajectories and of the OT velocity
         targets (drawn with its seed).
         Members that differ only by their seed tend to agree closely, so their spread
         understates the uncertainty due to the data; resampling includes it.
