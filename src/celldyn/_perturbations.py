@@ -6,7 +6,7 @@ on perturbation screens imports from here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -156,3 +156,57 @@ def perturbation_mask(
         mask[row, [index[g] for g in parts if g in index]] = 1.0
         unknown.append([g for g in parts if g not in index])
     return mask, unknown
+
+
+def interventions(labels: Sequence[str], *, control: str = _keys.CONTROL) -> list[str]:
+    """Sorted distinct interventions (the parts of the labels, ``'A+B'`` gives A and B)."""
+    return sorted({part for label in labels for part in split_label(label, control=control)})
+
+
+def intervention_targets(
+    names: Sequence[str],
+    var_names: Sequence[str],
+    targets: Mapping[str, str | None] | None = None,
+) -> dict[str, str]:
+    """Measured gene each intervention acts on.
+
+    An intervention named like a measured gene targets that gene; ``targets`` adds or
+    overrides entries (an inhibitor -> the protein it acts on; ``None``: targets no measured
+    gene, e.g. a stimulus). Interventions absent from the result target no measured gene.
+
+    Parameters
+    ----------
+    names
+        Interventions of the screen (:func:`interventions`).
+    var_names
+        Measured genes.
+    targets
+        Intervention -> measured gene (or ``None``).
+
+    Returns
+    -------
+    Intervention -> measured gene, for the interventions with a measured target, in the
+    order of ``names``.
+
+    Raises
+    ------
+    ValueError
+        If ``targets`` names an intervention absent from ``names`` or a gene absent from
+        ``var_names``.
+    """
+    measured = set(var_names)
+    targets = dict(targets or {})
+    unknown = [k for k in targets if k not in set(names)]
+    if unknown:
+        raise ValueError(
+            f"`targets` names intervention(s) {unknown} that no perturbation label contains."
+        )
+    missing = {k: v for k, v in targets.items() if v is not None and v not in measured}
+    if missing:
+        raise ValueError(f"`targets` maps to gene(s) not in adata.var_names: {missing}.")
+    resolved = {}
+    for name in names:
+        gene = targets[name] if name in targets else (name if name in measured else None)
+        if gene is not None:
+            resolved[name] = gene
+    return resolved

@@ -79,12 +79,6 @@ def test_perturbation_mask_and_order(screen):
             ),
             "cannot be parsed",
         ),
-        (
-            lambda a: a.obs.__setitem__(
-                "perturbation", a.obs["perturbation"].astype(str).replace("G1", "NOTAGENE")
-            ),
-            "NOTAGENE",
-        ),
         (lambda a: setattr(a, "X", np.log1p(a.X)), "raw counts"),
     ],
 )
@@ -97,6 +91,62 @@ def test_setup_anndata_bad_input(screen, edit, message):
     assert list(adata.obs.columns) == list(before.obs.columns)
     assert set(adata.uns) == set(before.uns)
     np.testing.assert_array_equal(adata.X, before.X)
+
+
+def test_setup_anndata_checks_the_target_map(screen):
+    adata = screen.copy()
+    with pytest.raises(ValueError, match=r"intervention\(s\) \['DRUG'\]"):
+        LCD.setup_anndata(adata, targets={"DRUG": "G1"})
+    with pytest.raises(ValueError, match="not in adata.var_names"):
+        LCD.setup_anndata(adata, targets={"G1": "NOTAGENE"})
+    assert not any(k.startswith("_scvi") for k in adata.uns)
+
+
+def _renamed(adata):
+    """The same screen with every intervention renamed to a label that is not a gene."""
+    out = adata.copy()
+    labels = out.obs["perturbation"].astype(str)
+    out.obs["perturbation"] = [
+        q if q == "control" else "+".join(f"sg{g}" for g in q.split("+")) for q in labels
+    ]
+    return out
+
+
+def _short_fit(adata, **setup):
+    LCD.setup_anndata(adata, size_factor_key="size_factor", **setup)
+    torch.manual_seed(0)
+    model = LCD(adata)
+    model.train(
+        15,
+        score_epochs=15,
+        batch_size=4096,
+        score_batch_size=256,
+        mixing_steps=100,
+        progress=False,
+    )
+    return model
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_unmeasured_interventions_are_labels_with_their_own_embedding(screen):
+    """Interventions that are not genes (unmeasured CRISPRa targets, drugs) fit the same
+    model: renaming every gene intervention gives the same drift and predictions."""
+    train = screen[~screen.obs["perturbation"].str.contains("+", regex=False).to_numpy()]
+    genes = _short_fit(train.copy())
+    renamed = _short_fit(_renamed(train), targets={"sgG0": "G0", "sgG1": None})
+    assert renamed.interventions_ == [f"sg{g}" for g in genes.interventions_]
+    assert genes.intervention_targets_ == {g: g for g in train.var_names}
+    assert renamed.intervention_targets_ == {"sgG0": "G0"}
+    x = genes.get_latent()[:50]
+    np.testing.assert_allclose(
+        renamed.get_drift(x, "sgG2+sgG5"), genes.get_drift(x, "G2+G5"), rtol=1e-4, atol=1e-5
+    )
+    np.testing.assert_allclose(
+        renamed.predict(["sgG3+sgG4"], 30).layers["latent"],
+        genes.predict(["G3+G4"], 30).layers["latent"],
+        rtol=1e-4,
+        atol=1e-4,
+    )
 
 
 def test_setup_anndata_missing_key(screen):
@@ -397,7 +447,7 @@ def test_getters_unseen_gene_and_errors(trained):
     x = model.get_latent()[:5]
     assert model.get_drift(x, "G1+G2").shape == (5, N_GENES)
     assert model.sample_latent("G1", 7).shape == (7, N_GENES)
-    with pytest.raises(ValueError, match="not in adata.var_names"):
+    with pytest.raises(ValueError, match="NOTAGENE.*neither an intervention"):
         model.get_drift(x, "G1+NOTAGENE")
     with pytest.raises(ValueError, match="cannot be parsed"):
         model.predict(["G1+"])

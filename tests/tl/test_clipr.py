@@ -332,6 +332,46 @@ def test_tl_clipr_on_lcd_writes_the_solution_of_its_responses(lcd_model):
         clipr(adata, model=lcd_model, perturbations=["G0", "G1"], copy=True)
 
 
+def test_regulator_resolution_is_the_reach_of_the_shifts(linear_screen):
+    from celldyn.tl._clipr import regulator_resolution
+
+    _, l_ = _exact_responses(linear_screen)
+    assert np.all(regulator_resolution(l_, alpha=0.0) > 1 - 1e-9)  # full rank: all rows
+    # shifts that move genes 0-2 only determine rows 0-2; the others are zero by regularisation
+    partial = np.zeros((4, 6))
+    partial[:, :3] = np.random.default_rng(0).normal(size=(4, 3))
+    np.testing.assert_allclose(regulator_resolution(partial, alpha=0.0), [1, 1, 1, 0, 0, 0])
+    rows = np.abs(clipr_effects(np.ones((4, 6)), partial, alpha=1e-3)).sum(1)
+    assert np.all(rows[3:] == 0) and np.all(rows[:3] > 0)
+    shrunk = regulator_resolution(partial, alpha=1.0)
+    assert np.all((shrunk[:3] > 0.2) & (shrunk[:3] < 1)) and np.all(shrunk[3:] == 0)
+
+
+def test_tl_clipr_on_lcd_with_unmeasured_interventions(lcd_model):
+    """'model' velocities use every condition; 'targets' the ones with a measured target."""
+    import torch
+
+    from celldyn.models import LCD
+    from celldyn.tl._clipr import clipr
+
+    adata = lcd_model.adata.copy()
+    labels = adata.obs["perturbation"].astype(str)
+    adata.obs["perturbation"] = labels.replace({"G1": "sgG1", "G2": "DRUG"}).to_numpy()
+    LCD.setup_anndata(adata, size_factor_key="size_factor", targets={"DRUG": "G2"})
+    torch.manual_seed(0)
+    model = LCD(adata, n_hidden=16, n_layers=1, n_sigmas=3)
+    model.train(2, score_epochs=2, mixing_steps=20, accelerator="cpu", progress=False)
+    clipr(adata, model=model, key_added="model")
+    assert list(adata.uns["model"]["perturbations"]) == model.perturbation_labels_[1:]
+    assert np.all(adata.var["model_resolution"] > 0.95)  # the shifts span all 5 genes
+    clipr(adata, model=model, velocities="targets", key_added="targets")
+    used = list(adata.uns["targets"]["perturbations"])
+    assert "DRUG" in used and not any("sgG1" in q for q in used)
+    assert set(used) == {q for q in model.perturbation_labels_[1:] if "sgG1" not in q}
+    with pytest.raises(ValueError, match="sgG1"):
+        clipr(adata, model=model, velocities="targets", perturbations=["sgG1", "DRUG"])
+
+
 def test_target_velocities_rescale_each_target_column(flecs_model):
     from celldyn.tl._clipr import clipr
     from celldyn.tl._responses import perturbation_responses

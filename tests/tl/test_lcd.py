@@ -36,7 +36,8 @@ def test_lcd_writes_latents_and_parameters(screen):
     result = out.uns["lcd"]
     labels = list(result["perturbation_labels"])
     assert labels[0] == "control" and set(labels) == set(screen.obs["perturbation"])
-    assert list(result["perturbed_genes"]) == sorted(screen.var_names)
+    assert list(result["interventions"]) == sorted(screen.var_names)
+    assert result["targets"] == {g: g for g in screen.var_names}
     mixing = result["mixing"]
     np.testing.assert_allclose(mixing, -mixing.T)
     assert np.exp(np.log(result["diffusion"]).mean()) == pytest.approx(1.0, rel=1e-5)
@@ -75,7 +76,6 @@ def test_lcd_layer_and_custom_labels(screen):
     [
         (("control", "G1"), "no control cells"),
         (("G1", "G1+"), "cannot be parsed"),
-        (("G1", "G1+XYZ"), "XYZ"),
     ],
 )
 def test_lcd_bad_labels(screen, replace, message):
@@ -84,6 +84,25 @@ def test_lcd_bad_labels(screen, replace, message):
     with pytest.raises(ValueError, match=message):
         cd.tl.lcd(screen, **FAST)
     _unchanged(screen, before)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_lcd_interventions_without_measured_targets(screen):
+    """A drug and an unmeasured gene are labels like any other; `targets` maps the drug."""
+    labels = screen.obs["perturbation"].astype(str)
+    screen.obs["perturbation"] = labels.replace({"G1": "DRUG", "G2": "XYZ"}).to_numpy()
+    before = screen.copy()
+    with pytest.raises(ValueError, match="not in adata.var_names"):
+        cd.tl.lcd(screen, targets={"DRUG": "NOTAGENE"}, **FAST)
+    _unchanged(screen, before)
+    cd.tl.lcd(screen, targets={"DRUG": "G1", "G3": None}, mixing_steps=10, **FAST)
+    result = screen.uns["lcd"]
+    assert "DRUG" in result["interventions"] and "XYZ" in result["interventions"]
+    genes = {g for q in screen.obs["perturbation"] if q != "control" for g in q.split("+")}
+    expected = {g: g for g in genes & set(screen.var_names) - {"G3"}}
+    assert result["targets"] == {"DRUG": "G1", **expected}
+    assert result["params"]["targets"] == {"DRUG": "G1", "G3": ""}
+    assert np.isfinite(screen.obsm["X_lcd"]).all()
 
 
 def test_lcd_single_condition_and_missing_key(screen):

@@ -18,7 +18,13 @@ from torch.optim.lr_scheduler import CosineAnnealingLR
 
 from .. import _keys
 from .._logging import logger
-from .._perturbations import check_genes_known, perturbation_mask, read_perturbations, split_label
+from .._perturbations import (
+    intervention_targets,
+    interventions,
+    perturbation_mask,
+    read_perturbations,
+    split_label,
+)
 from .._validate import check_adata, check_finite, check_int, check_layer, check_positive
 from ..module._lcd import SCORE_BASES, LCDModule
 from ..nn import SolverDivergedError
@@ -124,8 +130,9 @@ class LCD(TrainingMixin, BaseModelClass):
     ``θ_g``, library size ``l_n``). Training runs in two stages (as the reference
     implementation): (1) the per-cell latent states, with a Gaussian prior per condition, and
     the observation model by maximum a posteriori; (2) a score network ``s(x, σ, e_q)``,
-    conditioned in every hidden layer on the sum ``e_q`` of learnt gene embeddings and added to
-    a Gaussian term with condition means linear in the perturbed genes (``score_base``), by
+    conditioned in every hidden layer on the sum ``e_q`` of learnt embeddings of the
+    condition's interventions (genes, measured or not, drugs, stimuli) and added to a Gaussian
+    term with condition means linear in the interventions (``score_base``), by
     denoising score matching of the latent states over a geometric range of noise levels. Then a
     shared positive diagonal ``D`` (geometric mean 1) and a shared antisymmetric ``K`` are
     chosen so that the drift ``f(x, e_q) = (D + K) s(x, σ_f, e_q)`` responds sparsely to the
@@ -142,7 +149,7 @@ class LCD(TrainingMixin, BaseModelClass):
     n_hidden, n_layers
         Width and number of hidden layers of the score network.
     embed_dim
-        Dimension of the learnt gene embeddings.
+        Dimension of the learnt intervention embeddings.
     n_sigmas, sigma_min, sigma_max
         Noise levels of score matching: ``n_sigmas`` geometric steps from ``sigma_max`` down
         to ``sigma_min``, in units of the median per-gene standard deviation of the latent
@@ -161,6 +168,16 @@ class LCD(TrainingMixin, BaseModelClass):
         learns the non-Gaussian residual and the interactions of the perturbations. Its
         sampled means are more accurate on trained and unseen conditions (user guide,
         "Training"). ``'none'``: the network alone.
+
+    Attributes
+    ----------
+    perturbation_labels_
+        Training conditions, control first.
+    interventions_
+        Interventions with a learnt embedding (the parts of the labels), sorted.
+    intervention_targets_
+        Intervention -> the measured gene it acts on, for those that act on one
+        (:meth:`setup_anndata`'s ``targets``).
     """
 
     def __init__(
@@ -190,10 +207,15 @@ class LCD(TrainingMixin, BaseModelClass):
             )
         if score_base not in SCORE_BASES:
             raise ValueError(f"`score_base` must be one of {SCORE_BASES}, got {score_base!r}.")
-        labels = read_perturbations(adata, self.perturbation_key, self.control)
+        labels = read_perturbations(
+            adata, self.perturbation_key, self.control, measured_genes=False
+        )
         self.perturbation_labels_: list[str] = list(labels.categories)
-        self.perturbed_genes_: list[str] = sorted(
-            {g for lab in self.perturbation_labels_ for g in split_label(lab, control=self.control)}
+        self.interventions_: list[str] = interventions(
+            self.perturbation_labels_, control=self.control
+        )
+        self.intervention_targets_: dict[str, str] = intervention_targets(
+            self.interventions_, adata.var_names, args.get("targets")
         )
         self.genes_ = list(adata.var_names)
         self._codes = np.asarray(labels.codes, dtype=np.int64)
@@ -205,7 +227,7 @@ class LCD(TrainingMixin, BaseModelClass):
             adata.n_obs,
             adata.n_vars,
             len(self.perturbation_labels_),
-            len(self.perturbed_genes_),
+            len(self.interventions_),
             sigmas=self._relative_sigmas,
             drift_sigma=self._relative_sigmas[self._drift_level],
             score_kwargs={"n_hidden": n_hidden, "n_layers": n_layers, "embed_dim": embed_dim},
@@ -214,7 +236,8 @@ class LCD(TrainingMixin, BaseModelClass):
         self._init_observation(counts, library)
         self._model_summary_string = (
             f"LCD: {adata.n_vars} genes, {len(self.perturbation_labels_)} conditions, "
-            f"{len(self.perturbed_genes_)} perturbed genes"
+            f"{len(self.interventions_)} interventions "
+            f"({len(self.intervention_targets_)} with a measured target)"
         )
         self.init_params_ = self._get_init_params(locals())
 
@@ -227,6 +250,7 @@ class LCD(TrainingMixin, BaseModelClass):
         control: str = _keys.CONTROL,
         layer: str | None = None,
         size_factor_key: str | None = None,
+        targets: dict[str, str | None] | None = None,
         **kwargs,
     ) -> None:
         """Register ``adata`` for LCD.
@@ -236,10 +260,17 @@ class LCD(TrainingMixin, BaseModelClass):
         adata
             Annotated data matrix of raw counts.
         perturbation_key
-            Column of ``adata.obs``: ``control`` or gene names joined by ``'+'``
-            (``'GATA1+CEBPA'``); every named gene must be in ``adata.var_names``.
+            Column of ``adata.obs``: ``control`` or interventions joined by ``'+'``
+            (``'GATA1+CEBPA'``, ``'PMA+U0126'``). An intervention is a label with a learnt
+            embedding: a gene, measured or not, a drug, a stimulus.
         control
             Label of unperturbed cells.
+        targets
+            Intervention -> the measured gene it acts on (``{'U0126': 'Erk'}``), or ``None``
+            for none. Interventions named like a gene of ``adata.var_names`` target that gene
+            unless mapped otherwise. The targets do not change the fit; they say which
+            interventions perturb a measured gene (:attr:`intervention_targets_`, used by
+            :func:`~celldyn.tl.clipr` with ``velocities='targets'``).
         layer
             Layer with the raw counts; ``None``: ``adata.X``.
         size_factor_key
@@ -251,7 +282,9 @@ class LCD(TrainingMixin, BaseModelClass):
         setup_method_args = cls._get_setup_method_args(**locals())
         check_adata(adata)
         check_layer(adata, layer)
-        read_perturbations(adata, perturbation_key, control)
+        labels = read_perturbations(adata, perturbation_key, control, measured_genes=False)
+        names = interventions(labels.categories, control=control)
+        intervention_targets(names, adata.var_names, targets)
         check_counts(adata.X if layer is None else adata.layers[layer], "The counts")
         fields = [LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=True)]
         if size_factor_key is not None:
@@ -295,14 +328,19 @@ class LCD(TrainingMixin, BaseModelClass):
 
     def _condition_inputs(self, labels: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Gene masks and numbers of genes without embedding of condition labels."""
-        mask, unknown = perturbation_mask(labels, self.perturbed_genes_, control=self.control)
+        mask, unknown = perturbation_mask(labels, self.interventions_, control=self.control)
         n_unknown = np.array([len(u) for u in unknown], dtype=np.float32)
         return torch.as_tensor(mask), torch.as_tensor(n_unknown)
 
     def _check_label(self, perturbation: str) -> str:
-        genes = split_label(perturbation, control=self.control)
-        check_genes_known(genes, self.genes_, perturbation)
-        unseen = [g for g in genes if g not in self.perturbed_genes_]
+        parts = split_label(perturbation, control=self.control)
+        unseen = [p for p in parts if p not in self.interventions_]
+        unknown = [p for p in unseen if p not in self.genes_]
+        if unknown:
+            raise ValueError(
+                f"Perturbation {perturbation!r} names {unknown}: neither an intervention of the "
+                "training screen nor a gene in adata.var_names."
+            )
         if unseen:
             logger.warning(
                 "Genes %s were never perturbed in training; they get the mean learnt embedding.",

@@ -1,7 +1,7 @@
 """Tools: fit models and write their results into AnnData (scanpy's ``tl``)."""
 
 from ._cellmnn import cellmnn
-from ._clipr import clipr, clipr_effects
+from ._clipr import clipr, clipr_effects, regulator_resolution
 from ._differential import affected_subnetwork, differential_edges
 from ._drug import drug_effects
 from ._flecs import flecs
@@ -27,6 +27,7 @@ __all__ = [
     "lcd",
     "perturbation_baseline",
     "perturbation_responses",
+    "regulator_resolution",
     "simulate",
     "velocity_embedding",
 ]

@@ -17,7 +17,7 @@ import numpy as np
 from anndata import AnnData
 
 from .. import _keys
-from .._perturbations import perturbation_mask
+from .._perturbations import SEPARATOR
 from .._validate import check_adata, check_finite, check_in, check_positive
 from .._write import write_results
 
@@ -105,6 +105,56 @@ def clipr_effects(
     return np.linalg.solve(gram + ridge * np.eye(n_genes), -(l_.T @ v))
 
 
+def regulator_resolution(shifts: np.ndarray, *, alpha: float = 1e-3) -> np.ndarray:
+    r"""How much of each regulator's row of effects the shifts determine (0 to 1).
+
+    The diagonal of the resolution matrix :math:`(L^\top L + \lambda I)^{-1} L^\top L` of
+    :func:`clipr_effects` (same ``alpha``): 1 where gene ``j``'s direction lies in the span
+    of the shifts, so its effects on every gene are identified; 0 where no shift moves it,
+    so its row is zero by regularisation and says nothing.
+
+    Parameters
+    ----------
+    shifts
+        ``(n_perturbations, n_genes)`` steady-state shifts.
+    alpha
+        Relative Tikhonov regularisation of :func:`clipr_effects`.
+
+    Returns
+    -------
+    ``(n_genes,)`` float64 array.
+    """
+    l_ = _as_responses(shifts, "shifts")
+    check_positive(alpha, "alpha", strict=False)
+    _, s, vt = np.linalg.svd(l_, full_matrices=False)
+    s2 = s**2
+    if alpha == 0:
+        filters = (s > s.max(initial=0.0) * max(l_.shape) * np.finfo(float).eps).astype(float)
+    else:
+        ridge = alpha * s2.sum() / l_.shape[1]
+        filters = s2 / (s2 + ridge) if ridge > 0 else np.zeros_like(s2)
+    return (filters[:, None] * vt**2).sum(0)
+
+
+def _target_velocities(
+    labels: Sequence[str], targets: dict[str, str], genes: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``v_q = -Σ e_t`` over the measured targets ``t`` of each label's interventions.
+
+    Returns the rows and a mask of the labels whose every intervention has a measured target.
+    """
+    index = {g: i for i, g in enumerate(genes)}
+    v = np.zeros((len(labels), len(genes)))
+    usable = np.ones(len(labels), dtype=bool)
+    for row, label in enumerate(labels):
+        parts = label.split(SEPARATOR)
+        usable[row] = all(p in targets for p in parts)
+        for p in parts:
+            if p in targets:
+                v[row, index[targets[p]]] -= 1.0
+    return v, usable
+
+
 def clipr(
     adata: AnnData,
     *,
@@ -131,8 +181,16 @@ def clipr(
     operator, at most ``n_components``). Fewer raise an
     :class:`~celldyn.tl._clipr.IdentifiabilityWarning`, and only the span of the shifts is
     determined. For FLeCS and Cell-MNN the default (every gene knocked down once) meets the
-    condition; for LCD the screen must perturb at least ``d`` genes independently (e.g. every
-    gene once).
+    condition; for LCD the screen must shift the law in at least ``d`` independent directions
+    (e.g. every gene knocked down once). Which regulators (rows) are determined is written as
+    ``var[f'{key_added}_resolution']`` (:func:`~celldyn.tl.regulator_resolution`): a row with
+    resolution near 0 is zero by regularisation, not an absence of effects.
+
+    **Unmeasured targets** (LCD): with ``velocities='model'`` every condition counts, whatever
+    its interventions act on: :math:`v_q` is read from the control drift at the shifted law,
+    which needs no target. ``velocities='targets'`` needs the measured gene of each
+    intervention (:attr:`~celldyn.models.LCD.intervention_targets_`) and uses the conditions
+    whose every intervention has one.
 
     Parameters
     ----------
@@ -157,7 +215,9 @@ def clipr(
         model).
     velocities
         ``'model'``: :math:`v_q` from the model's drift. ``'targets'``: the knockdown
-        direction of the perturbed genes, :math:`v_q = -\sum_{j \in q} e_j`, so only the
+        direction of the perturbed genes, :math:`v_q = -\sum_{j \in q} e_j` (for LCD the
+        interventions' measured targets; conditions with an intervention without one are
+        left out, and naming one in ``perturbations`` raises), so only the
         model's shifts are used. This is exact when every knockdown has the same strength in
         the model's units; otherwise the effects on each target gene ``i`` (column ``i``) are
         divided by gene ``i``'s knockdown strength, which changes magnitudes but not signs.
@@ -170,18 +230,20 @@ def clipr(
     -------
     ``None``, or the copy when ``copy=True``; writes
 
+    - ``var[f'{key_added}_resolution']``: how much of each regulator's row the shifts
+      determine, 0 to 1 (:func:`~celldyn.tl.regulator_resolution`).
     - ``varp[key_added]``: dense float32 ``(n_vars, n_vars)`` effect matrix oriented regulator
       (row) x target (column): entry ``[j, i]`` is the effect of gene ``j`` on gene ``i``
       (:math:`A_{ij}`); the diagonal holds the self-effects (decay, negative when stable).
     - ``uns[key_added]``: ``params`` (``model``, ``alpha``, ``strength``, ``velocities``),
-      ``perturbations``
-      (labels, in the order used), ``rank`` (dimension spanned by the shifts), ``min_rank``
-      (dimension needed) and ``identifiable`` (``rank >= min_rank``).
+      ``perturbations`` (labels used, in order), ``rank`` (dimension spanned by the
+      shifts), ``min_rank`` (dimension needed) and ``identifiable`` (``rank >= min_rank``).
 
     Raises
     ------
     ValueError
-        If the model has no stable steady state (Cell-MNN) or reaches none (FLeCS).
+        If the model has no stable steady state (Cell-MNN) or reaches none (FLeCS), or
+        ``velocities='targets'`` meets an intervention without a measured target.
     ~celldyn.nn.SolverDivergedError
         If integrating the FLeCS ODE diverges; nothing is written.
     """
@@ -198,11 +260,20 @@ def clipr(
             "to model.adata.var_names)."
         )
     responses = perturbation_responses(model, perturbations, strength=strength)
-    v = responses.velocities
+    labels, v, shifts = responses.labels, responses.velocities, responses.shifts
     if velocities == "targets":
-        v = -perturbation_mask(responses.labels, list(adata.var_names))[0].astype(np.float64)
-    effects = clipr_effects(v, responses.shifts, alpha=alpha, min_rank=responses.min_rank)
-    rank = int(np.linalg.matrix_rank(responses.shifts))
+        v, usable = _target_velocities(labels, responses.targets, list(adata.var_names))
+        dropped = [q for q, ok in zip(labels, usable, strict=True) if not ok]
+        if perturbations is not None and dropped or not usable.any():
+            raise ValueError(
+                f"velocities='targets' needs every intervention to act on a measured gene; "
+                f"{dropped[:10]} do not. Map interventions to genes with `targets=` in "
+                "LCD.setup_anndata, or use velocities='model'."
+            )
+        labels = [q for q, ok in zip(labels, usable, strict=True) if ok]
+        v, shifts = v[usable], shifts[usable]
+    effects = clipr_effects(v, shifts, alpha=alpha, min_rank=responses.min_rank)
+    rank = int(np.linalg.matrix_rank(shifts))
     results = {
         "params": {
             "model": type(model).__name__,
@@ -210,7 +281,7 @@ def clipr(
             "strength": float(strength),
             "velocities": velocities,
         },
-        "perturbations": np.asarray(responses.labels, dtype=object),
+        "perturbations": np.asarray(labels, dtype=object),
         "rank": rank,
         "min_rank": int(responses.min_rank),
         "identifiable": rank >= responses.min_rank,
@@ -218,6 +289,7 @@ def clipr(
     return write_results(
         adata,
         copy=copy,
+        var={f"{key_added}_resolution": regulator_resolution(shifts, alpha=alpha)},
         varp={key_added: effects.astype(np.float32)},
         uns={key_added: results},
     )

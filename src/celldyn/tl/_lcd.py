@@ -35,6 +35,7 @@ def lcd(
     control: str = _keys.CONTROL,
     layer: str | None = None,
     size_factor_key: str | None = None,
+    targets: dict[str, str | None] | None = None,
     max_epochs: int = 300,
     score_epochs: int = 300,
     batch_size: int = 256,
@@ -57,13 +58,18 @@ def lcd(
     adata
         Annotated data matrix of raw counts.
     perturbation_key
-        Column of ``adata.obs``: ``control`` or gene names joined by ``'+'``.
+        Column of ``adata.obs``: ``control`` or interventions (genes, measured or not,
+        drugs, stimuli) joined by ``'+'``.
     control
         Label of unperturbed cells.
     layer
         Layer with the raw counts; ``None``: ``adata.X``.
     size_factor_key
         Column of ``adata.obs`` with library size factors; ``None``: total counts / mean.
+    targets
+        Intervention -> the measured gene it acts on, or ``None``
+        (:meth:`~celldyn.models.LCD.setup_anndata`); interventions named like a gene of
+        ``adata.var_names`` target that gene.
     max_epochs, score_epochs, batch_size
         Training settings (:meth:`~celldyn.models.LCD.train`).
     random_state
@@ -84,8 +90,9 @@ def lcd(
     - ``obsm['X_{key_added}']``: float32 fitted latent state of every cell (n_obs × n_vars).
     - ``uns[key_added]``: ``params`` (the arguments), ``history`` (dict of per-epoch lists,
       e.g. ``observation_train_loss``, ``score_train_loss``, ``mixing_objective``),
-      ``perturbation_labels`` (training conditions, control first), ``perturbed_genes``
-      (genes with a learnt embedding), ``gene_scale`` (``s_g``), ``inverse_dispersion``
+      ``perturbation_labels`` (training conditions, control first), ``interventions``
+      (with a learnt embedding), ``targets`` (intervention -> measured gene, for those that
+      act on one), ``gene_scale`` (``s_g``), ``inverse_dispersion``
       (``θ_g``), ``diffusion`` (diagonal ``D``), ``mixing`` (antisymmetric ``K``, rows and
       columns in ``var_names`` order, acting as ``(D + K) s``), ``sigmas`` (noise levels) and
       ``drift_sigma`` (noise level of the score in the drift), both in latent units.
@@ -95,12 +102,13 @@ def lcd(
     check_adata(adata)
     check_layer(adata, layer)
     work = _working_adata(adata, perturbation_key, layer, size_factor_key)
-    read_perturbations(work, perturbation_key, control)
+    read_perturbations(work, perturbation_key, control, measured_genes=False)
     LCD.setup_anndata(
         work,
         perturbation_key=perturbation_key,
         control=control,
         size_factor_key=size_factor_key,
+        targets=targets,
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(random_state)
@@ -118,6 +126,8 @@ def lcd(
         "control": control,
         "layer": layer,
         "size_factor_key": size_factor_key,
+        # h5ad cannot hold None: '' marks an intervention mapped to no measured gene
+        "targets": None if targets is None else {k: v or "" for k, v in targets.items()},
         "max_epochs": max_epochs,
         "score_epochs": score_epochs,
         "batch_size": batch_size,
@@ -128,7 +138,8 @@ def lcd(
         "params": {k: v for k, v in params.items() if v is not None},
         "history": {k: v.to_numpy().ravel().tolist() for k, v in model.history.items()},
         "perturbation_labels": np.asarray(model.perturbation_labels_, dtype=object),
-        "perturbed_genes": np.asarray(model.perturbed_genes_, dtype=object),
+        "interventions": np.asarray(model.interventions_, dtype=object),
+        "targets": dict(model.intervention_targets_),
         "gene_scale": torch.exp(module.log_scale).detach().cpu().numpy(),
         "inverse_dispersion": torch.exp(module.log_theta).detach().cpu().numpy(),
         "diffusion": module.diffusion().detach().cpu().numpy(),

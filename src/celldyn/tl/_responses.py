@@ -56,6 +56,10 @@ class PerturbationResponses:
         the origin of its representation).
     min_rank
         Dimension the model's drift acts on (the rank CLIPR needs from ``shifts``).
+    targets
+        Intervention (a part of a label) -> the measured gene it acts on, for those that act
+        on one (FLeCS, Cell-MNN: every gene on itself; LCD:
+        :attr:`~celldyn.models.LCD.intervention_targets_`).
     """
 
     labels: list[str]
@@ -63,6 +67,7 @@ class PerturbationResponses:
     shifts: np.ndarray
     control_state: np.ndarray | None
     min_rank: int
+    targets: dict[str, str]
 
 
 def _gene_positions(genes: pd.Index, perturbations: Sequence[str] | None) -> list[int]:
@@ -261,6 +266,7 @@ def lcd_responses(
         shifts,
         ctrl.mean(0),
         latent.shape[1],
+        dict(model.intervention_targets_),
     )
 
 
@@ -333,8 +339,8 @@ def perturbation_responses(
 
     Returns
     -------
-    :class:`PerturbationResponses` with labels, velocities, shifts, the control steady state
-    and the rank the shifts need.
+    :class:`PerturbationResponses` with labels, velocities, shifts, the control steady state,
+    the rank the shifts need and the interventions' measured targets.
     """
     from ..models import LCD, FLeCS
 
@@ -354,7 +360,9 @@ def perturbation_responses(
         velocities, shifts, control = field_responses(
             model.module.field, start, positions, strength=strength
         )
-        return PerturbationResponses(labels, velocities, shifts, control, len(genes))
+        return PerturbationResponses(
+            labels, velocities, shifts, control, len(genes), {g: g for g in labels}
+        )
     drift = _cellmnn_drift(model, loadings)
     velocities, shifts, rank = linear_drift_responses(drift, positions, strength=strength)
-    return PerturbationResponses(labels, velocities, shifts, None, rank)
+    return PerturbationResponses(labels, velocities, shifts, None, rank, {g: g for g in labels})
