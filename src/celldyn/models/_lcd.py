@@ -37,6 +37,8 @@ _MIN_OBS_RATE = 0.05
 _TARGET_SUM = 1e4
 _PRIOR_INPUTS = ("library", "condition")
 _SCHEDULES = ("cosine", "constant")
+_SCALE_STEPS = 2  # Monte Carlo M-steps of the gene scales before the final draws
+_SCALE_DRAWS = 4
 
 
 def check_counts(x: np.ndarray | sp.spmatrix, name: str) -> None:
@@ -152,8 +154,8 @@ class LCD(TrainingMixin, BaseModelClass):
         Dimension of the learnt intervention embeddings.
     n_sigmas, sigma_min, sigma_max
         Noise levels of score matching: ``n_sigmas`` geometric steps from ``sigma_max`` down
-        to ``sigma_min``, in units of the median per-gene standard deviation of the latent
-        states.
+        to ``sigma_min``, in units of the median per-gene standard deviation of the states
+        the score is fitted to (the posterior draws, see :meth:`train`).
     drift_sigma
         Noise level ``σ_f`` of the score in the drift and the last level of sampling (same
         units, between ``sigma_min`` and ``sigma_max``; the nearest level of the grid, where
@@ -313,9 +315,19 @@ class LCD(TrainingMixin, BaseModelClass):
 
     @torch.no_grad()
     def _init_observation(self, counts: np.ndarray, library: np.ndarray) -> None:
-        """Start the latent states at ``softplus⁻¹`` of the normalized counts."""
+        """Start the latent states at ``softplus⁻¹`` of the normalized counts.
+
+        The gene scale ``s_g`` starts at the largest mean of the gene over the conditions
+        (divided by ``log 2``), so the softplus bends at the most expressing condition: below
+        it the latent state is about the log of the rate. Scaled to the mean over all cells
+        instead, a gene expressed in one condition of many (common in screens with low
+        counts) sat in the linear part, with latent states in the hundreds for one count.
+        """
         normalized = counts / library[:, None]
-        scale = normalized.mean(0) / np.log(2.0) + 1e-6
+        condition_means = np.stack(
+            [normalized[self._codes == q].mean(0) for q in range(len(self.perturbation_labels_))]
+        )
+        scale = condition_means.max(0) / np.log(2.0) + 1e-6
         rate = np.maximum(normalized / scale, _MIN_OBS_RATE)
         x = rate + np.log(-np.expm1(-rate))  # softplus⁻¹
         m = self.module
@@ -397,9 +409,11 @@ class LCD(TrainingMixin, BaseModelClass):
             to (one at random per cell and batch); ``0``: the fitted (MAP) states. The MAP
             states are shrunk towards their condition's prior mean, most where counts are
             low, so a score fitted to them samples too narrow a law and too few zero counts
-            (see the user guide, "Training"). The draws are stored: ``posterior_draws`` ×
-            cells × genes floats (16 × 100,000 × 2,000: 12.8 GB), so use fewer for large
-            data.
+            (see the user guide, "Training"). Before the draws, the gene scales are matched
+            to the expected counts of draws from the posterior
+            (:meth:`~celldyn.module.LCDModule.match_scale`). The draws are stored:
+            ``posterior_draws`` × cells × genes floats (16 × 100,000 × 2,000: 12.8 GB), so
+            use fewer for large data.
         accelerator, devices
             Lightning device settings.
         random_state
@@ -451,21 +465,27 @@ class LCD(TrainingMixin, BaseModelClass):
         self.history_, self.is_trained_ = None, False
 
         latent = self.get_latent()
-        self.module.set_units(latent.mean(0), latent.std(0) + 1e-6)
-        unit = float(np.median(latent.std(0)))
-        self.module.sigmas.copy_(torch.as_tensor(self._relative_sigmas * unit))
-        self.module.drift_sigma.copy_(self.module.sigmas[self._drift_level])
         self.module.stage = "score"
         mask, _ = self._condition_inputs(self.perturbation_labels_)
         if posterior_draws:
             device = self.module.latent.device
-            inputs = (observed.tensors[k].to(device) for k in ("counts", *_PRIOR_INPUTS))
+            inputs = [observed.tensors[k].to(device) for k in ("counts", *_PRIOR_INPUTS)]
             generator = torch.Generator(device=device).manual_seed(random_state)
+            for _ in range(_SCALE_STEPS):
+                draws = self.module.posterior_draws(*inputs, _SCALE_DRAWS, generator=generator)
+                self.module.match_scale(inputs[0], inputs[1], draws)
             states = self.module.posterior_draws(*inputs, posterior_draws, generator=generator)
             states = states.cpu()
             check_finite(states.numpy(), "The posterior draws of the latent states")
         else:
             states = torch.as_tensor(latent, dtype=torch.float32)
+        # units of the law the score is fitted to: at low counts the MAP states of most genes
+        # barely move from their prior means while the draws spread as the posterior does
+        flat = states.numpy().reshape(-1, latent.shape[1])
+        spread = flat.std(0) + 1e-6
+        self.module.set_units(flat.mean(0), spread)
+        self.module.sigmas.copy_(torch.as_tensor(self._relative_sigmas * float(np.median(spread))))
+        self.module.drift_sigma.copy_(self.module.sigmas[self._drift_level])
         self.module.set_base(*_gaussian_base(states.numpy(), self._codes, mask.numpy()))
         scored = TensorDataModule(
             {"x": states, "mask": mask[self._codes]},
@@ -619,10 +639,11 @@ class LCD(TrainingMixin, BaseModelClass):
 
         At each noise level ``σ`` from the largest down to ``σ_f`` (``drift_sigma``, the level
         of the drift) ``n_steps`` Euler–Maruyama steps of ``dx = s(x, σ, e_q) dt + √2 dW``
-        with step ``step_size · (σ² + λ²)`` (``λ`` the smallest per-gene spread of the latent
-        states) are taken from samples of the previous level; the result is denoised once by
-        Tweedie's formula ``x + σ_f² s(x, σ_f)``. The levels below ``σ_f`` are not used: there
-        the network approaches the score of its training cells (see the user guide).
+        with step ``step_size · (σ² + λ²)`` (``λ`` the smallest per-gene spread of the states
+        the score was fitted to) are taken from samples of the previous level; the result is
+        denoised once by Tweedie's formula ``x + σ_f² s(x, σ_f)``. The levels below ``σ_f``
+        are not used: there the network approaches the score of its training cells (see the
+        user guide).
 
         Parameters
         ----------

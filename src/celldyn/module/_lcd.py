@@ -189,6 +189,35 @@ class LCDModule(BaseModuleClass):
             out.append((center[..., None] + spread[..., None] * t).transpose(1, 2))
         return torch.cat(out)
 
+    @torch.no_grad()
+    def match_scale(
+        self, counts: torch.Tensor, library: torch.Tensor, draws: torch.Tensor
+    ) -> torch.Tensor:
+        """Monte Carlo M-step of the gene scales ``s_g`` given posterior draws of the states.
+
+        Sets ``s_g`` so that the expected counts under the draws add up to the observed
+        ones over all cells, ``Σ_n y_ng = s_g Σ_n l_n E[softplus(x_ng)]`` (the likelihood
+        equation of ``s_g`` under Poisson counts, and of the mean under NB ones). The states
+        fitted by maximum a posteriori give the mode of each posterior; where counts are few
+        the posterior is wide and skewed and the expected rate of its draws exceeds the rate
+        at the mode, which this step removes.
+
+        Parameters
+        ----------
+        counts, library
+            ``(n, G)`` counts and ``(n,)`` library sizes.
+        draws
+            ``(n, draws, G)`` posterior draws (:meth:`posterior_draws`).
+
+        Returns
+        -------
+        The factors ``(G,)`` the scales were multiplied by.
+        """
+        expected = (F.softplus(draws).mean(1) * library[:, None]).sum(0) * torch.exp(self.log_scale)
+        factor = (counts.sum(0) + 1e-3) / (expected + 1e-3)
+        self.log_scale += torch.log(factor)
+        return factor
+
     def _observation_loss(self, tensors: dict) -> LossOutput:
         x = self.latent[tensors["index"]]
         condition = tensors["condition"]
