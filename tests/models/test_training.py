@@ -118,6 +118,27 @@ def test_datamodule_split_and_errors():
         TensorDataModule({"a": torch.zeros(3), "b": torch.zeros(4)})
 
 
+def test_minibatches_are_whole_and_split_across_ranks():
+    """A minibatch is one indexing of every tensor; under DDP Lightning's distributed sampler
+    splits the samples between ranks and keeps the batch size."""
+    from lightning.pytorch.utilities.data import _update_dataloader
+    from torch.utils.data import DistributedSampler
+
+    tensors = {"x": torch.arange(100.0)[:, None], "code": torch.arange(100)}
+    loader = TensorDataModule(tensors, batch_size=16, validation_size=0.0).train_dataloader()
+    batches = list(loader)
+    assert [len(b["x"]) for b in batches] == [16] * 6 + [4]
+    for b in batches:
+        torch.testing.assert_close(b["x"][:, 0].long(), b["code"])
+    seen = []
+    for rank in (0, 1):
+        sampler = DistributedSampler(loader.dataset, num_replicas=2, rank=rank, seed=0)
+        ranked = list(_update_dataloader(loader, sampler))
+        assert [len(b["x"]) for b in ranked] == [16, 16, 16, 2]
+        seen.append(torch.cat([b["code"] for b in ranked]))
+    assert sorted(torch.cat(seen).tolist()) == list(range(100))
+
+
 def test_adam_eps_default_fits_small_gradients(regression):
     """Gradients of order 1e-3 move Adam at full speed with ``ADAM_EPS``; scvi's 0.01 stalls."""
     model, x, _, beta = regression

@@ -9,9 +9,11 @@ from torch.utils.data import DataLoader, Dataset
 
 
 class _TensorDictDataset(Dataset):
+    """Samples of a dict of tensors; a minibatch is one indexing of every tensor."""
+
     def __init__(self, tensors: dict[str, torch.Tensor], indices: np.ndarray):
         self.tensors = tensors
-        self.indices = indices
+        self.indices = torch.as_tensor(indices, dtype=torch.long)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -19,6 +21,22 @@ class _TensorDictDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         j = self.indices[i]
         return {key: value[j] for key, value in self.tensors.items()}
+
+    def __getitems__(self, batch: list[int]) -> dict[str, torch.Tensor]:
+        j = self.indices[torch.as_tensor(batch, dtype=torch.long)]
+        return {key: value[j] for key, value in self.tensors.items()}
+
+
+def _as_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Collate function of :class:`_TensorDictDataset`: its minibatches come whole."""
+    return batch
+
+
+def _loader(dataset: _TensorDictDataset, batch_size: int, shuffle: bool) -> DataLoader:
+    # batch_size and shuffle, not a batch sampler: Lightning swaps in a DistributedSampler
+    # under DDP and keeps the batch size; the dataset's __getitems__ takes a whole minibatch
+    size = min(batch_size, len(dataset))
+    return DataLoader(dataset, batch_size=size, shuffle=shuffle, collate_fn=_as_batch)
 
 
 class TensorDataModule(LightningDataModule):
@@ -65,12 +83,10 @@ class TensorDataModule(LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled training minibatches."""
-        dataset = _TensorDictDataset(self.tensors, self.train_idx)
-        return DataLoader(dataset, batch_size=min(self.batch_size, self.n_train), shuffle=True)
+        return _loader(_TensorDictDataset(self.tensors, self.train_idx), self.batch_size, True)
 
     def val_dataloader(self) -> DataLoader | list:
         """Return validation minibatches (empty when ``validation_size=0``)."""
         if self.n_val == 0:
             return []
-        dataset = _TensorDictDataset(self.tensors, self.val_idx)
-        return DataLoader(dataset, batch_size=min(self.batch_size, self.n_val))
+        return _loader(_TensorDictDataset(self.tensors, self.val_idx), self.batch_size, False)
