@@ -1,0 +1,84 @@
+"""Where LCD's training time goes: the stages of ``LCD.train`` timed on simulated screens.
+
+Stage 1 (latent states and observation model), the posterior draws and gene-scale M-steps,
+stage 2 (score matching) and the drift mixing ``K`` are timed separately on
+``datasets.simulate_perturbations`` screens (control, every single, ``--doubles`` doubles,
+``--cells`` cells each, counts) for every ``--genes`` size, with the package defaults. The
+per-epoch costs give the cost model in benchmarks/README.md ("LCD: speed").
+
+    OMP_NUM_THREADS=1 python benchmarks/lcd_speed.py                    # 15 genes, defaults
+    OMP_NUM_THREADS=1 python benchmarks/lcd_speed.py --genes 15 100 --epochs 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+import warnings
+
+import pandas as pd
+
+
+def timed_fit(n_genes: int, cells: int, doubles: int, epochs: int | None) -> dict:
+    """Fit LCD on one screen; seconds of every stage."""
+    import torch
+
+    import celldyn as cd
+    from celldyn.models import LCD
+
+    adata = cd.datasets.simulate_perturbations(
+        n_genes, n_cells=cells, n_doubles=doubles, counts=True, random_state=0
+    )
+    LCD.setup_anndata(adata, size_factor_key="size_factor")
+    torch.manual_seed(0)
+    model = LCD(adata)
+    stages: list[float] = []
+
+    def clock(fn):
+        def run(*args, **kwargs):
+            start = time.perf_counter()
+            out = fn(*args, **kwargs)
+            stages.append(time.perf_counter() - start)
+            return out
+
+        return run
+
+    model._fit = clock(model._fit)
+    model.module.posterior_draws = clock(model.module.posterior_draws)
+    model.module.fit_mixing = clock(model.module.fit_mixing)
+    kwargs = {} if epochs is None else {"max_epochs": epochs, "score_epochs": epochs}
+    start = time.perf_counter()
+    model.train(accelerator="cpu", progress=False, **kwargs)
+    total = time.perf_counter() - start
+    observation, *draws, score, mixing = stages
+    return {
+        "genes": n_genes,
+        "cells": adata.n_obs,
+        "epochs": epochs or 300,
+        "stage 1 (s)": observation,
+        "draws + scale steps (s)": sum(draws),
+        "stage 2 (s)": score,
+        "mixing K (s)": mixing,
+        "total (s)": total,
+    }
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--genes", type=int, nargs="+", default=[15])
+    parser.add_argument("--cells", type=int, default=250, help="cells per condition")
+    parser.add_argument("--doubles", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=None, help="both stages; default 300")
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore")
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    rows = [timed_fit(g, args.cells, args.doubles, args.epochs) for g in args.genes]
+    print(pd.DataFrame(rows).round(1).to_markdown(index=False))
+
+
+if __name__ == "__main__":
+    main()
