@@ -201,3 +201,17 @@ def test_lcd_subcommand(tmp_path):
     assert list(result.uns["lcd"]["perturbation_labels"])[0] == "control"
     bad = ["-q", "lcd", "-i", str(src), "-o", str(out), "--control", "not_a_label"]
     assert main(bad) == 1
+
+
+def test_lcd_subcommand_with_intervention_targets(tmp_path):
+    screen = cd.datasets.simulate_perturbations(4, n_cells=40, n_doubles=0, counts=True)
+    screen.obs["perturbation"] = screen.obs["perturbation"].astype(str).replace("G1", "DRUG")
+    src, out = tmp_path / "screen.h5ad", tmp_path / "lcd.h5ad"
+    screen.write_h5ad(src)
+    args = ["-q", "lcd", "-i", str(src), "-o", str(out), "--max-epochs", "2", "--score-epochs", "2"]
+    assert main([*args, "--targets", "DRUG=G1", "G2="]) == 0
+    assert ad.read_h5ad(out).uns["lcd"]["targets"] == {"DRUG": "G1", "G0": "G0", "G3": "G3"}
+    out.unlink()
+    assert main([*args, "--targets", "DRUG"]) == 1  # not a pair
+    assert main([*args, "--targets", "DRUG=NOTAGENE"]) == 1
+    assert not out.exists()

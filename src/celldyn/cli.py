@@ -133,6 +133,21 @@ def _cellmnn(args, adata) -> None:
     )
 
 
+def _intervention_targets(pairs: list[str] | None) -> dict[str, str | None] | None:
+    """``['U0126=Mek', 'ICAM2=']`` -> ``{'U0126': 'Mek', 'ICAM2': None}``."""
+    if pairs is None:
+        return None
+    targets = {}
+    for pair in pairs:
+        name, sep, gene = pair.partition("=")
+        if not sep or not name:
+            raise ValueError(
+                f"--targets takes INTERVENTION=GENE pairs (GENE may be empty), got {pair!r}."
+            )
+        targets[name] = gene or None
+    return targets
+
+
 def _lcd(args, adata) -> None:
     from . import tl
 
@@ -141,6 +156,7 @@ def _lcd(args, adata) -> None:
         perturbation_key=args.perturbation_key,
         control=args.control,
         layer=args.layer,
+        targets=_intervention_targets(args.targets),
         max_epochs=args.max_epochs,
         score_epochs=args.score_epochs,
         random_state=args.random_state,
@@ -260,6 +276,13 @@ def _build_parser() -> argparse.ArgumentParser:
     lcd.add_argument("--perturbation-key", default=_keys.PERTURBATION)
     lcd.add_argument("--control", default=_keys.CONTROL)
     lcd.add_argument("--layer", default=None, help="counts layer (default: X)")
+    lcd.add_argument(
+        "--targets",
+        nargs="+",
+        metavar="INTERVENTION=GENE",
+        help="measured gene each intervention acts on (U0126=Mek; ICAM2= for none); "
+        "interventions named like a gene target it",
+    )
     lcd.add_argument("--max-epochs", type=int, default=300, help="latent-state epochs")
     lcd.add_argument("--score-epochs", type=int, default=300, help="score-matching epochs")
     lcd.add_argument("--random-state", type=int, default=0)
