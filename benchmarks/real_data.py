@@ -24,10 +24,12 @@ published figure is given where a paper reports one on the same data. Sections:
   defaults; 30 of its 31 CRISPRa targets are not measured) and of
   ``tl.perturbation_baseline`` (additive, mean of training perturbations, no change), all on
   ``log1p`` of the counts scaled to 10⁴ per cell over the 500 genes.
-  CLIPR on Sachs 2005 (control and the five inhibitors, labelled by the protein they act on)
-  against both reference networks and their skeleton, and on Papalexi 2021 (control and the
-  knockouts of measured genes) against known IFN-gamma pathway directions; the model-free
-  CLIPR of the observed mean shifts and ``|r|`` in the control cells are the baselines.
+  Sachs 2005 with every condition (the reagents mapped to their target proteins with
+  ``targets``): held-out ICAM-2 + inhibitor doubles against additive and no change, and
+  CLIPR of the LCD fitted to the other conditions against both reference networks and their
+  skeleton; Papalexi 2021 (control and the knockouts of measured genes): CLIPR against known
+  IFN-gamma pathway directions. The model-free CLIPR of the observed mean shifts and ``|r|``
+  in the control cells are the CLIPR baselines.
 
     python benchmarks/real_data.py --quick          # CI-sized subset, a few minutes
     python benchmarks/real_data.py --write          # full run, table into benchmarks/README.md
