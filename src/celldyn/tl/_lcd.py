@@ -38,7 +38,7 @@ def lcd(
     targets: dict[str, str | None] | None = None,
     max_epochs: int = 300,
     score_epochs: int = 300,
-    batch_size: int = 256,
+    batch_size: int = 4096,
     random_state: int = 0,
     model_kwargs: dict | None = None,
     key_added: str = _keys.LCD,
