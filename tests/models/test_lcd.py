@@ -353,6 +353,25 @@ def test_gaussian_base_is_the_least_squares_additive_mean():
         LCDModule(10, 2, 4, 2, sigmas=np.array([1.0, 0.1]), score_base="normal")
 
 
+def test_match_scale_makes_expected_counts_add_up(trained):
+    """After the M-step the draws' expected counts sum to the observed counts, gene by gene."""
+    import copy
+
+    model, train = trained
+    module = copy.deepcopy(model.module)
+    counts, library = (torch.as_tensor(a) for a in model._counts(train))
+    codes = torch.as_tensor(read_perturbations(train).codes, dtype=torch.long)
+    draws = module.posterior_draws(
+        counts, library, codes, 4, generator=torch.Generator().manual_seed(0)
+    )
+    before = torch.exp(module.log_scale).clone()
+    factor = module.match_scale(counts, library, draws)
+    torch.testing.assert_close(torch.exp(module.log_scale), before * factor)
+    expected = (torch.nn.functional.softplus(draws).mean(1) * library[:, None]).sum(0)
+    expected = expected * torch.exp(module.log_scale)
+    torch.testing.assert_close(expected, counts.sum(0), rtol=1e-4, atol=1e-2)
+
+
 def test_posterior_draws_match_the_exact_posterior():
     """Draws of one cell and gene against the posterior by quadrature on a fine grid."""
     module = LCDModule(1, 2, 1, 1, sigmas=np.array([1.0, 0.1]))

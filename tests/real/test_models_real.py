@@ -178,6 +178,20 @@ def test_lcd_papalexi_knockouts_beat_no_change(shared_data):
     assert (lcd["pearson_delta_de"] > 0.4).all()
 
 
+def test_lcd_norman_unmeasured_targets_and_sparse_genes(shared_data):
+    """The Norman subset (30 of 31 CRISPRa targets not measured) registers, and the latent
+    states of genes expressed in a few conditions only start at a log-like scale."""
+    adata = cd.datasets.norman19_subset(path=shared_data("norman2019_perturbench_devel"))
+    LCD.setup_anndata(adata, layer="counts")
+    model = LCD(adata)
+    assert len(model.interventions_) == 31
+    assert model.intervention_targets_ == {"TMSB4X": "TMSB4X"}
+    # softplus bent at each gene's largest condition mean: max 69, 99.99 % quantile 51;
+    # bent at the mean over all cells (before): 2,339 and 569
+    latent = model.module.latent.detach().numpy()
+    assert latent.max() < 150 and np.quantile(latent, 0.9999) < 100, latent.max()
+
+
 @pytest.mark.real
 def test_real_data_quick_suite(shared_data, capsys, monkeypatch):
     """``benchmarks/real_data.py --quick`` runs end to end on the shared data (~2-3 min)."""
