@@ -391,8 +391,7 @@ class LCD(TrainingMixin, BaseModelClass):
         batch_size
             Cells per minibatch of stage 1. Each cell's state is updated once per epoch
             whatever the size, while every step updates the whole latent matrix, so small
-            batches only cost time (cells squared); 4096 also fitted better than 256 on the
-            simulated and the Norman screens (benchmarks/README.md, "LCD: speed").
+            batches only cost time (cells squared; benchmarks/README.md, "LCD: speed").
         score_batch_size
             Cells per minibatch of stage 2.
         lr, score_lr

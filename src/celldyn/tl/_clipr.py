@@ -264,7 +264,7 @@ def clipr(
     if velocities == "targets":
         v, usable = _target_velocities(labels, responses.targets, list(adata.var_names))
         dropped = [q for q, ok in zip(labels, usable, strict=True) if not ok]
-        if perturbations is not None and dropped or not usable.any():
+        if (perturbations is not None and dropped) or not usable.any():
             raise ValueError(
                 f"velocities='targets' needs every intervention to act on a measured gene; "
                 f"{dropped[:10]} do not. Map interventions to genes with `targets=` in "
