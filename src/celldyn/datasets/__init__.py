@@ -3,7 +3,9 @@
 Simulators: :func:`simulate_grn` (time courses from a FLeCS-type gene network),
 :func:`simulate_hill` (time courses from a Hill-kinetics network), :func:`simulate_bursty`
 (bursty mRNA counts of a stimulated network, harissa-like), :func:`simulate_perturbations`
-(single/double knockdown screens with a known effect matrix).
+(single/double knockdown screens with a known effect matrix),
+:func:`simulate_diffusion_screen` (the same from a second, independently built linear SDE
+family with heterogeneous noise, knockdowns and count depth).
 Offline: :func:`krumsiek11`. Real data, read from a local folder (``path=``) or downloaded
 once into :func:`get_cache_dir`: time courses :func:`eb`, :func:`beeline`, :func:`scode`,
 :func:`moignard15`, :func:`guo10`, :func:`dyngen_bifurcation`; perturbation screens
@@ -19,6 +21,7 @@ from ._simulate_bursty import simulate_bursty
 from ._simulate_grn import simulate_grn
 from ._simulate_hill import simulate_hill
 from ._simulate_perturbations import simulate_perturbations
+from ._simulate_screen import simulate_diffusion_screen
 from ._timecourses import beeline, dyngen_bifurcation, eb, guo10, moignard15, scode
 from ._trrust import trrust
 
@@ -38,6 +41,7 @@ __all__ = [
     "scode",
     "set_cache_dir",
     "simulate_bursty",
+    "simulate_diffusion_screen",
     "simulate_grn",
     "simulate_hill",
     "simulate_perturbations",

@@ -37,6 +37,13 @@ def _as_responses(values: object, name: str) -> np.ndarray:
     return array
 
 
+def _ridge(squared_singular_values: np.ndarray, alpha: float) -> float:
+    """Tikhonov weight of CLIPR: ``alpha`` times the median non-zero squared singular value."""
+    s2 = np.asarray(squared_singular_values)
+    nonzero = s2[s2 > s2.max(initial=0.0) * (len(s2) * np.finfo(float).eps) ** 2]
+    return float(alpha * np.median(nonzero)) if len(nonzero) else 0.0
+
+
 def clipr_effects(
     velocities: np.ndarray,
     shifts: np.ndarray,
@@ -48,8 +55,9 @@ def clipr_effects(
 
     Solves :math:`v_q = -A\,l_q` for all perturbations :math:`q` by Tikhonov-regularised
     least squares, :math:`A^\top = -(L^\top L + \lambda I)^{-1} L^\top V` with
-    :math:`\lambda = \alpha\,\mathrm{tr}(L^\top L)/d` (``alpha`` is relative to the mean
-    eigenvalue of :math:`L^\top L`, so the result does not depend on the units of the shifts);
+    :math:`\lambda = \alpha` times the median non-zero squared singular value of :math:`L` (so the
+    result does not depend on the units of the shifts, and one dominant direction, e.g. a
+    slow mode that every perturbation moves, does not swamp the others);
     ``alpha=0`` gives the minimum-norm solution :math:`A = -V L^{+}`.
 
     **Identifiability**: ``A`` is determined only if the shifts span all ``d`` genes, i.e. at
@@ -96,13 +104,12 @@ def clipr_effects(
             IdentifiabilityWarning,
             stacklevel=2,
         )
-    gram = l_.T @ l_
     if alpha == 0:
         return np.linalg.lstsq(l_, -v, rcond=None)[0]
-    ridge = alpha * np.trace(gram) / n_genes
+    ridge = _ridge(np.linalg.svd(l_, compute_uv=False) ** 2, alpha)
     if ridge == 0:  # every shift is zero: nothing is identified
         return np.zeros((n_genes, n_genes))
-    return np.linalg.solve(gram + ridge * np.eye(n_genes), -(l_.T @ v))
+    return np.linalg.solve(l_.T @ l_ + ridge * np.eye(n_genes), -(l_.T @ v))
 
 
 def regulator_resolution(shifts: np.ndarray, *, alpha: float = 1e-3) -> np.ndarray:
@@ -131,7 +138,7 @@ def regulator_resolution(shifts: np.ndarray, *, alpha: float = 1e-3) -> np.ndarr
     if alpha == 0:
         filters = (s > s.max(initial=0.0) * max(l_.shape) * np.finfo(float).eps).astype(float)
     else:
-        ridge = alpha * s2.sum() / l_.shape[1]
+        ridge = _ridge(s2, alpha)
         filters = s2 / (s2 + ridge) if ridge > 0 else np.zeros_like(s2)
     return (filters[:, None] * vt**2).sum(0)
 
@@ -162,7 +169,7 @@ def clipr(
     perturbations: Sequence[str] | None = None,
     alpha: float = 1e-3,
     strength: float = 0.1,
-    velocities: str = "model",
+    velocities: str = "auto",
     key_added: str = _keys.CLIPR_EFFECTS,
     copy: bool = False,
 ) -> AnnData | None:
@@ -186,11 +193,17 @@ def clipr(
     ``var[f'{key_added}_resolution']`` (:func:`~celldyn.tl.regulator_resolution`): a row with
     resolution near 0 is zero by regularisation, not an absence of effects.
 
-    **Unmeasured targets** (LCD): with ``velocities='model'`` every condition counts, whatever
-    its interventions act on: :math:`v_q` is read from the control drift at the shifted law,
-    which needs no target. ``velocities='targets'`` needs the measured gene of each
-    intervention (:attr:`~celldyn.models.LCD.intervention_targets_`) and uses the conditions
-    whose every intervention has one.
+    **Which velocities** (``velocities``). FLeCS and Cell-MNN knock each gene down explicitly,
+    so their :math:`v_q` are exact for the model. LCD's :math:`v_q` are read from a drift
+    fitted to the conditions' laws, an estimate; where its interventions act on measured genes
+    (:attr:`~celldyn.models.LCD.intervention_targets_`), the knockdown directions
+    :math:`v_q = -\sum_{j \in q} e_j` rank effects better (simulated screens from two
+    generator families, user guide "CLIPR"). The default ``'auto'`` uses them for LCD
+    whenever the conditions whose every intervention has a measured target identify the
+    effects (their knockdown directions span the rank needed), and the model's velocities
+    otherwise.
+    With ``velocities='model'`` every condition counts, whatever its interventions act on:
+    :math:`v_q` is read from the control drift at the shifted law, which needs no target.
 
     Parameters
     ----------
@@ -202,9 +215,7 @@ def clipr(
         production offset ``-strength``; steady states by integrating the ODE from the
         training cells' mean) or :class:`~celldyn.models.CellMNN` (its mean gene-space
         operator as a linear drift; knockdown = constant shift ``-strength``; raises if that
-        operator is not stable). See :func:`~celldyn.tl.perturbation_responses`. For LCD,
-        ``LCD(score_base='none')`` ranks effects better than the default Gaussian base
-        (simulated screens, AUROC 0.890 vs 0.858 at 100 genes; user guide, "Limits").
+        operator is not stable). See :func:`~celldyn.tl.perturbation_responses`.
     perturbations
         LCD: condition labels (``'A'``, ``'A+B'``), default every trained condition. FLeCS,
         Cell-MNN: genes knocked down, one perturbation each, default every gene.
@@ -214,6 +225,8 @@ def clipr(
         FLeCS, Cell-MNN: knockdown size (small values: first-order responses of a nonlinear
         model).
     velocities
+        ``'auto'``: ``'targets'`` for LCD when the conditions with measured targets identify
+        the effects, ``'model'`` otherwise (see above).
         ``'model'``: :math:`v_q` from the model's drift. ``'targets'``: the knockdown
         direction of the perturbed genes, :math:`v_q = -\sum_{j \in q} e_j` (for LCD the
         interventions' measured targets; conditions with an intervention without one are
@@ -235,7 +248,8 @@ def clipr(
     - ``varp[key_added]``: dense float32 ``(n_vars, n_vars)`` effect matrix oriented regulator
       (row) x target (column): entry ``[j, i]`` is the effect of gene ``j`` on gene ``i``
       (:math:`A_{ij}`); the diagonal holds the self-effects (decay, negative when stable).
-    - ``uns[key_added]``: ``params`` (``model``, ``alpha``, ``strength``, ``velocities``),
+    - ``uns[key_added]``: ``params`` (``model``, ``alpha``, ``strength``, ``velocities``:
+      the velocities used, ``'auto'`` resolved),
       ``perturbations`` (labels used, in order), ``rank`` (dimension spanned by the
       shifts), ``min_rank`` (dimension needed) and ``identifiable`` (``rank >= min_rank``).
 
@@ -253,7 +267,7 @@ def clipr(
     check_model(model)
     check_positive(alpha, "alpha", strict=False)
     check_positive(strength, "strength")
-    check_in(velocities, ("model", "targets"), "velocities")
+    check_in(velocities, ("auto", "model", "targets"), "velocities")
     if not model.adata.var_names.equals(adata.var_names):
         raise ValueError(
             "`adata` must have the model's genes in the model's order (adata.var_names equal "
@@ -261,8 +275,17 @@ def clipr(
         )
     responses = perturbation_responses(model, perturbations, strength=strength)
     labels, v, shifts = responses.labels, responses.velocities, responses.shifts
+    targets, usable = _target_velocities(labels, responses.targets, list(adata.var_names))
+    if velocities == "auto":
+        identified = (
+            not responses.explicit_knockdowns
+            and usable.any()
+            and (usable.all() or perturbations is None)
+            and np.linalg.matrix_rank(targets[usable]) >= responses.min_rank
+        )
+        velocities = "targets" if identified else "model"
     if velocities == "targets":
-        v, usable = _target_velocities(labels, responses.targets, list(adata.var_names))
+        v = targets
         dropped = [q for q, ok in zip(labels, usable, strict=True) if not ok]
         if (perturbations is not None and dropped) or not usable.any():
             raise ValueError(

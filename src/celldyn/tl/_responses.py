@@ -60,6 +60,10 @@ class PerturbationResponses:
         Intervention (a part of a label) -> the measured gene it acts on, for those that act
         on one (FLeCS, Cell-MNN: every gene on itself; LCD:
         :attr:`~celldyn.models.LCD.intervention_targets_`).
+    explicit_knockdowns
+        Whether ``velocities`` are the model's response to an explicit knockdown of each
+        target (FLeCS, Cell-MNN), rather than read from a drift fitted to the conditions'
+        laws (LCD), which estimates them.
     """
 
     labels: list[str]
@@ -68,6 +72,7 @@ class PerturbationResponses:
     control_state: np.ndarray | None
     min_rank: int
     targets: dict[str, str]
+    explicit_knockdowns: bool
 
 
 def _gene_positions(genes: pd.Index, perturbations: Sequence[str] | None) -> list[int]:
@@ -267,6 +272,7 @@ def lcd_responses(
         ctrl.mean(0),
         latent.shape[1],
         dict(model.intervention_targets_),
+        explicit_knockdowns=False,
     )
 
 
@@ -361,8 +367,22 @@ def perturbation_responses(
             model.module.field, start, positions, strength=strength
         )
         return PerturbationResponses(
-            labels, velocities, shifts, control, len(genes), {g: g for g in labels}
+            labels,
+            velocities,
+            shifts,
+            control,
+            len(genes),
+            {g: g for g in labels},
+            explicit_knockdowns=True,
         )
     drift = _cellmnn_drift(model, loadings)
     velocities, shifts, rank = linear_drift_responses(drift, positions, strength=strength)
-    return PerturbationResponses(labels, velocities, shifts, None, rank, {g: g for g in labels})
+    return PerturbationResponses(
+        labels,
+        velocities,
+        shifts,
+        None,
+        rank,
+        {g: g for g in labels},
+        explicit_knockdowns=True,
+    )
