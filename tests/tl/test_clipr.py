@@ -343,11 +343,19 @@ def test_tl_clipr_on_lcd_writes_the_solution_of_its_responses(lcd_model):
     assert entry["params"]["model"] == "LCD" and entry["identifiable"]
     assert entry["params"]["velocities"] == "model"
     assert list(entry["perturbations"]) == lcd_model.perturbation_labels_[1:]
-    # every gene is knocked down and measured: the default uses the knockdown directions
+    # every gene is perturbed and measured: the default uses the intervention directions,
+    # each signed as its target's own shift where it acts alone
     clipr(adata, model=lcd_model, alpha=1e-2, key_added="auto")
-    targets = -np.stack(
-        [np.isin(lcd_model.adata.var_names, q.split("+")) for q in responses.labels]
-    ).astype(float)
+    genes = list(lcd_model.adata.var_names)
+    sign = {
+        q: np.sign(l_[genes.index(q)])
+        for q, l_ in zip(responses.labels, responses.shifts, strict=True)
+        if "+" not in q
+    }
+    targets = np.zeros_like(responses.shifts)
+    for row, q in enumerate(responses.labels):
+        for part in q.split("+"):
+            targets[row, genes.index(part)] = sign[part]
     expected = clipr_effects(targets, responses.shifts, alpha=1e-2)
     np.testing.assert_allclose(adata.varp["auto"], expected, rtol=1e-5, atol=1e-6)
     assert adata.uns["auto"]["params"]["velocities"] == "targets"
@@ -401,6 +409,21 @@ def test_tl_clipr_on_lcd_with_unmeasured_interventions(lcd_model):
         clipr(adata, model=model, velocities="targets", perturbations=["sgG1", "DRUG"])
     clipr(adata, model=model, perturbations=["sgG1", "DRUG"], key_added="named")
     assert adata.uns["named"]["params"]["velocities"] == "model"
+
+
+def test_intervention_directions_follow_the_targets_own_shift(linear_screen):
+    """Knockdowns get -e_j, activations (CRISPRa) +e_j: both give the same effect matrix."""
+    from celldyn.tl._clipr import _target_velocities
+
+    sim = linear_screen.uns["simulation"]
+    labels, genes = list(sim["conditions"][1:]), list(linear_screen.var_names)
+    l_ = sim["means"][1:] - sim["means"][0]
+    down, usable = _target_velocities(labels, {g: g for g in genes}, genes, l_)
+    up, _ = _target_velocities(labels, {g: g for g in genes}, genes, -l_)
+    assert usable.all()
+    np.testing.assert_array_equal(down, sim["shifts"][1:] / sim["perturbation_strength"])
+    np.testing.assert_array_equal(up, -down)
+    np.testing.assert_allclose(clipr_effects(up, -l_), clipr_effects(down, l_), atol=1e-12)
 
 
 def test_target_velocities_rescale_each_target_column(flecs_model):

@@ -144,13 +144,17 @@ def regulator_resolution(shifts: np.ndarray, *, alpha: float = 1e-3) -> np.ndarr
 
 
 def _target_velocities(
-    labels: Sequence[str], targets: dict[str, str], genes: Sequence[str]
+    labels: Sequence[str], targets: dict[str, str], genes: Sequence[str], shifts: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``v_q = -Σ e_t`` over the measured targets ``t`` of each label's interventions.
+    """``v_q = Σ ±e_t`` over the measured targets ``t`` of each label's interventions.
 
-    Returns the rows and a mask of the labels whose every intervention has a measured target.
+    The sign of an intervention is that of its target's own shift, in the condition where it
+    acts alone if there is one (else in the row itself): ``-e_t`` for a knockdown, ``+e_t``
+    for an activation (CRISPRa). Returns the rows and a mask of the labels whose every
+    intervention has a measured target.
     """
     index = {g: i for i, g in enumerate(genes)}
+    alone = {label: row for row, label in enumerate(labels) if SEPARATOR not in label}
     v = np.zeros((len(labels), len(genes)))
     usable = np.ones(len(labels), dtype=bool)
     for row, label in enumerate(labels):
@@ -158,7 +162,8 @@ def _target_velocities(
         usable[row] = all(p in targets for p in parts)
         for p in parts:
             if p in targets:
-                v[row, index[targets[p]]] -= 1.0
+                t = index[targets[p]]
+                v[row, t] += 1.0 if shifts[alone.get(p, row), t] > 0 else -1.0
     return v, usable
 
 
@@ -196,12 +201,13 @@ def clipr(
     **Which velocities** (``velocities``). FLeCS and Cell-MNN knock each gene down explicitly,
     so their :math:`v_q` are exact for the model. LCD's :math:`v_q` are read from a drift
     fitted to the conditions' laws, an estimate; where its interventions act on measured genes
-    (:attr:`~celldyn.models.LCD.intervention_targets_`), the knockdown directions
-    :math:`v_q = -\sum_{j \in q} e_j` rank effects better (simulated screens from two
-    generator families, user guide "CLIPR"). The default ``'auto'`` uses them for LCD
-    whenever the conditions whose every intervention has a measured target identify the
-    effects (their knockdown directions span the rank needed), and the model's velocities
-    otherwise.
+    (:attr:`~celldyn.models.LCD.intervention_targets_`), the intervention directions
+    :math:`v_q = \sum_{j \in q} \pm e_j` rank effects better (simulated screens from two
+    generator families, user guide "CLIPR"); the sign of each is that of its target's own
+    shift (``-`` for a knockdown, ``+`` for CRISPRa), read where it acts alone. The
+    default ``'auto'`` uses them for LCD whenever the conditions whose every intervention
+    has a measured target identify the effects (their directions span the rank needed), and
+    the model's velocities otherwise.
     With ``velocities='model'`` every condition counts, whatever its interventions act on:
     :math:`v_q` is read from the control drift at the shifted law, which needs no target.
 
@@ -227,13 +233,14 @@ def clipr(
     velocities
         ``'auto'``: ``'targets'`` for LCD when the conditions with measured targets identify
         the effects, ``'model'`` otherwise (see above).
-        ``'model'``: :math:`v_q` from the model's drift. ``'targets'``: the knockdown
-        direction of the perturbed genes, :math:`v_q = -\sum_{j \in q} e_j` (for LCD the
-        interventions' measured targets; conditions with an intervention without one are
-        left out, and naming one in ``perturbations`` raises), so only the
-        model's shifts are used. This is exact when every knockdown has the same strength in
-        the model's units; otherwise the effects on each target gene ``i`` (column ``i``) are
-        divided by gene ``i``'s knockdown strength, which changes magnitudes but not signs.
+        ``'model'``: :math:`v_q` from the model's drift. ``'targets'``: the direction of the
+        perturbed genes, :math:`v_q = \sum_{j \in q} \pm e_j` with the sign of each target's
+        own shift (for LCD the interventions' measured targets; conditions with an
+        intervention without one are left out, and naming one in ``perturbations`` raises),
+        so only the model's shifts are used. This is exact when every intervention has the
+        same strength in the model's units; otherwise the effects on each target gene ``i``
+        (column ``i``) are divided by gene ``i``'s strength, which changes magnitudes but not
+        signs.
     key_added
         ``varp`` and ``uns`` key of the results.
     copy
@@ -275,7 +282,7 @@ def clipr(
         )
     responses = perturbation_responses(model, perturbations, strength=strength)
     labels, v, shifts = responses.labels, responses.velocities, responses.shifts
-    targets, usable = _target_velocities(labels, responses.targets, list(adata.var_names))
+    targets, usable = _target_velocities(labels, responses.targets, list(adata.var_names), shifts)
     if velocities == "auto":
         identified = (
             not responses.explicit_knockdowns
