@@ -6,7 +6,9 @@ from pathlib import Path
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
+import scipy.sparse as sp
 
 _ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = next(
@@ -59,3 +61,31 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def _dense(x):
+    if isinstance(x, pd.DataFrame):
+        return x.to_numpy()
+    return x.toarray() if sp.issparse(x) else np.asarray(x)
+
+
+def _check_unchanged(adata: ad.AnnData, before: ad.AnnData) -> None:
+    pd.testing.assert_frame_equal(adata.obs, before.obs)
+    pd.testing.assert_frame_equal(adata.var, before.var)
+    assert set(adata.uns) == set(before.uns)
+    for slot in ("obsm", "varm", "layers", "obsp", "varp"):
+        now, then = getattr(adata, slot), getattr(before, slot)
+        assert set(now) == set(then), slot
+        for key in then:
+            np.testing.assert_array_equal(_dense(now[key]), _dense(then[key]), err_msg=key)
+    np.testing.assert_array_equal(_dense(adata.X), _dense(before.X))
+
+
+@pytest.fixture(scope="session")
+def assert_unchanged():
+    """``assert_unchanged(adata, before)``: ``adata`` equals its deep copy ``before``.
+
+    Compares ``obs`` and ``var`` (columns and values), the keys of ``uns`` and the keys and
+    values of ``obsm``, ``varm``, ``layers``, ``obsp``, ``varp`` and ``X`` (NaN equals NaN).
+    """
+    return _check_unchanged

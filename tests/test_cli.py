@@ -1,4 +1,5 @@
 import json
+import re
 
 import anndata as ad
 import numpy as np
@@ -214,4 +215,52 @@ def test_lcd_subcommand_with_intervention_targets(tmp_path):
     out.unlink()
     assert main([*args, "--targets", "DRUG"]) == 1  # not a pair
     assert main([*args, "--targets", "DRUG=NOTAGENE"]) == 1
+    assert not out.exists()
+
+
+def _file_cases(folder, tmp):
+    """(arguments, text the error must contain) for bad files; ``tmp`` holds the bad paths."""
+    (tmp / "notes.txt").write_text("not an h5ad file")
+    (tmp / "a_dir").mkdir()
+    (tmp / "a_file").write_text("x")
+    (tmp / "bad.csv").write_bytes(b"\x89\x00\xff binary")
+    raw, net = str(folder / "raw.h5ad"), str(folder / "net.csv")
+    out = str(tmp / "out.h5ad")
+    groups = ["pp", "time-groups", "--time-key", "time"]
+    return [
+        ([*groups, "-i", str(tmp / "notes.txt"), "-o", out], "is not a readable .h5ad file"),
+        ([*groups, "-i", str(tmp / "a_dir"), "-o", out], "is a directory, not a file"),
+        ([*groups, "-i", raw, "-o", str(tmp / "a_dir")], "--output '.*a_dir' is a directory"),
+        ([*groups, "-i", raw, "-o", str(tmp / "a_file" / "o.h5ad")], "a_file' is a file, not a"),
+        ([*groups, "-i", raw, "-o", str(tmp / "a_file" / "x" / "o.h5ad")], "a_file' is a file"),
+        (["pp", "recipe", "-i", str(tmp / "a_dir"), "-o", out], "--input '.*a_dir' is a direc"),
+        (["pp", "prior-network", "-i", raw, "-o", out, "--network", str(tmp / "a_dir")], "--net"),
+        (["pp", "prior-network", "-i", raw, "-o", out, "--network", str(tmp / "bad.csv")], "csv"),
+        (["flecs", "-i", raw, "-o", str(tmp / "a_dir"), "--network", net], "is a directory"),
+        (["simulate", "-i", str(tmp / "notes.txt"), "-o", out], "not a readable .h5ad"),
+        (["cellmnn", "-i", str(tmp / "notes.txt"), "-o", out, "--time-key", "t"], "not a read"),
+        (["lcd", "-i", raw, "-o", str(tmp / "a_dir")], "--output"),
+        (["demo", "-o", str(tmp / "a_file")], "--output '.*a_file' is a file; give a directory"),
+        (["demo", "-o", str(tmp / "a_file" / "sub")], "a_file' is a file, not a directory"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(14))
+def test_bad_files_give_a_clean_error(raw_h5ad, tmp_path, caplog, case):
+    args, message = _file_cases(raw_h5ad, tmp_path)[case]
+    before = (raw_h5ad / "raw.h5ad").read_bytes()
+    assert main(["-q", *args]) == 1  # returned, not raised: no traceback
+    assert "celldyn: error:" in caplog.text
+    assert re.search(message, caplog.text), caplog.text
+    assert not (tmp_path / "out.h5ad").exists()
+    assert (raw_h5ad / "raw.h5ad").read_bytes() == before
+    assert (tmp_path / "a_file").read_text() == "x" and (tmp_path / "a_dir").is_dir()
+    assert not any((tmp_path / "a_dir").iterdir())
+
+
+def test_n_groups_with_time_key_is_an_error(raw_h5ad, tmp_path, caplog):
+    out = tmp_path / "o.h5ad"
+    args = ["-q", "pp", "time-groups", "-i", str(raw_h5ad / "raw.h5ad"), "-o", str(out)]
+    assert main([*args, "--time-key", "time", "--n-groups", "5"]) == 1
+    assert "`n_groups` applies only to `pseudotime_key`" in caplog.text
     assert not out.exists()

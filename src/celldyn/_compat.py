@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from copy import deepcopy
+
+from anndata import AnnData
+from scvi.data._constants import _FIELD_REGISTRIES_KEY, _SETUP_ARGS_KEY, _STATE_REGISTRY_KEY
+from scvi.model.base import BaseModelClass
 from scvi.train import TrainingPlan as _ScviTrainingPlan
 from scvi.train import TrainRunner
 
-__all__ = ["TrainRunner", "TrainingPlan"]
+from ._validate import check_adata
+
+__all__ = ["TrainRunner", "TrainingPlan", "registered", "setup_args", "state_registry"]
 
 
 class TrainingPlan(_ScviTrainingPlan):
@@ -28,3 +37,92 @@ class TrainingPlan(_ScviTrainingPlan):
                 batch_size=loss_output.n_obs_minibatch,
                 sync_dist=self.use_sync_dist,
             )
+
+
+_SCVI_PREFIX = "_scvi"
+_FRAMES = ("obs", "var")
+_MAPPINGS = ("uns", "obsm", "varm", "layers", "obsp", "varp")
+
+
+def setup_args(model: BaseModelClass) -> dict:
+    """Return the arguments ``model``'s AnnData was set up with (``setup_anndata``)."""
+    return model.registry_[_SETUP_ARGS_KEY]
+
+
+def state_registry(model: BaseModelClass, registry_key: str) -> dict:
+    """Return what scvi-tools recorded at setup about the field ``registry_key``."""
+    return model.registry_[_FIELD_REGISTRIES_KEY][registry_key][_STATE_REGISTRY_KEY]
+
+
+def _snapshot(adata: AnnData) -> dict:
+    """Keys of every slot, and copies of scvi-tools' own entries (names ``_scvi*``)."""
+    snapshot = {}
+    for name in _FRAMES:
+        frame = getattr(adata, name)
+        own = [c for c in frame.columns if str(c).startswith(_SCVI_PREFIX)]
+        snapshot[name] = (list(frame.columns), {c: frame[c].copy() for c in own})
+    for name in _MAPPINGS:
+        mapping = getattr(adata, name)
+        own = {k: deepcopy(v) for k, v in mapping.items() if str(k).startswith(_SCVI_PREFIX)}
+        snapshot[name] = (set(mapping.keys()), own)
+    return snapshot
+
+
+def _restore(adata: AnnData, snapshot: dict) -> None:
+    """Remove the entries added since ``snapshot`` and put back scvi-tools' own entries."""
+    for name in _FRAMES:
+        frame = getattr(adata, name)
+        columns, own = snapshot[name]
+        frame.drop(columns=[c for c in frame.columns if c not in columns], inplace=True)
+        for column, values in own.items():
+            frame[column] = values
+    for name in _MAPPINGS:
+        mapping = getattr(adata, name)
+        keys, own = snapshot[name]
+        for key in [k for k in mapping.keys() if k not in keys]:
+            del mapping[key]
+        for key, value in own.items():
+            mapping[key] = value
+
+
+@contextmanager
+def registered(
+    model: BaseModelClass, adata: AnnData | None, check: Callable[[AnnData], object]
+) -> Iterator[AnnData]:
+    """Yield ``adata`` registered with ``model`` for a getter (``None``: the training data).
+
+    ``check`` (celldyn's checks of what the getter reads) runs first, before scvi-tools
+    registers an AnnData new to the model by transferring the model's setup (which adds
+    ``obs['_scvi_*']`` and ``uns['_scvi_*']``). A view is copied, so the caller's view stays a
+    view. Any error in the block undoes what registration added or changed: a failing getter
+    leaves ``adata`` exactly as it was.
+
+    Parameters
+    ----------
+    model
+        An initialised scvi-tools model.
+    adata
+        AnnData to register, or ``None``.
+    check
+        Raises a clear error for an AnnData the model cannot read.
+    """
+    adata = model.adata if adata is None else check_adata(adata)
+    check(adata)
+    copied = adata.is_view
+    if copied:
+        adata = adata.copy()
+    store = type(model)._per_instance_manager_store
+    managers = set(store.get(model.id, {}))
+    snapshot = _snapshot(adata)
+    failed = False
+    try:
+        yield model._validate_anndata(adata)
+    except BaseException:
+        failed = True
+        _restore(adata, snapshot)
+        raise
+    finally:
+        if failed or copied:  # forget managers of rolled-back or throw-away AnnData
+            instance = store.get(model.id, {})
+            for key in set(instance) - managers:
+                del instance[key]

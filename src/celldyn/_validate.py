@@ -44,6 +44,30 @@ def check_layer(adata: AnnData, layer: str | None) -> None:
         raise KeyError(f"adata.layers has no layer {layer!r}. Available: {list(adata.layers)}.")
 
 
+def check_expression(adata: AnnData, layer: str | None) -> np.ndarray | sp.spmatrix:
+    """Return ``adata.X`` (``layer=None``) or ``adata.layers[layer]`` after checking it.
+
+    Raises a :class:`KeyError` for a missing layer and a :class:`ValueError` naming the matrix
+    when it holds NaN or infinite values.
+    """
+    check_layer(adata, layer)
+    x = adata.X if layer is None else adata.layers[layer]
+    check_finite(x, "adata.X" if layer is None else f"adata.layers[{layer!r}]")
+    return x
+
+
+def check_var_names(adata: AnnData, var_names: Iterable[object], what: str) -> None:
+    """Raise a :class:`ValueError` unless ``adata.var_names`` are ``var_names`` in order."""
+    expected = [str(g) for g in var_names]
+    if list(adata.var_names.astype(str)) != expected:
+        unknown = sorted(set(adata.var_names.astype(str)) - set(expected))[:5]
+        missing = sorted(set(expected) - set(adata.var_names.astype(str)))[:5]
+        raise ValueError(
+            f"adata.var_names must be the {len(expected)} genes of {what}, in the same order; "
+            f"got {adata.n_vars} (unknown: {unknown}, missing: {missing})."
+        )
+
+
 def get_rep(adata: AnnData, rep: str, *, min_dims: int = 1) -> np.ndarray:
     """Return ``adata.obsm[rep]`` as a dense float array after checking it.
 

@@ -1,13 +1,16 @@
 """``celldyn`` command line: h5ad in, h5ad out, for scverse pipelines.
 
 Logs go to stderr, there are no prompts, and the exit code is 0 on success, 1 when the
-input is invalid (missing file, key or column) and 2 on bad command-line usage.
+input is invalid (a missing, unreadable or non-h5ad file, an output path that cannot be
+written, a missing key or column; reported as ``celldyn: error: ...``) and 2 on bad
+command-line usage.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,17 +21,48 @@ from ._logging import logger
 EXIT_OK, EXIT_INVALID_INPUT = 0, 1
 
 
+def _check_file(path: Path, option: str) -> None:
+    """Raise unless ``path`` (given as ``option``) is an existing regular file."""
+    if path.is_dir():
+        raise ValueError(f"{option} {str(path)!r} is a directory, not a file.")
+    if not path.is_file():
+        raise FileNotFoundError(f"{option} {str(path)!r} does not exist.")
+
+
+def _check_output(path: Path, option: str = "--output", *, folder: bool = False) -> None:
+    """Raise unless ``path`` can be created as a file (or, with ``folder``, a directory)."""
+    if folder and path.exists() and not path.is_dir():
+        raise ValueError(f"{option} {str(path)!r} is a file; give a directory.")
+    if not folder and path.is_dir():
+        raise ValueError(
+            f"{option} {str(path)!r} is a directory; give a file name such as "
+            f"{str(path / 'out.h5ad')!r}."
+        )
+    parent = next(p for p in (path.parent, *path.parent.parents) if p.exists())
+    if not parent.is_dir():
+        raise ValueError(f"{option} {str(path)!r}: {str(parent)!r} is a file, not a directory.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {str(path)!r}: directory {str(parent)!r} is not writable.")
+
+
 def _read(path: Path):
     import anndata as ad
 
-    if not path.is_file():
-        raise FileNotFoundError(f"Input file {str(path)!r} does not exist.")
-    return ad.read_h5ad(path)
+    _check_file(path, "--input")
+    try:
+        return ad.read_h5ad(path)
+    except Exception as err:  # h5py, anndata: any failure means the file is not a usable h5ad
+        raise ValueError(
+            f"--input {str(path)!r} is not a readable .h5ad file ({type(err).__name__}: {err})."
+        ) from err
 
 
 def _write(adata, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    adata.write_h5ad(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        adata.write_h5ad(path)
+    except OSError as err:
+        raise ValueError(f"Cannot write --output {str(path)!r}: {err}") from err
     logger.info("wrote %s", path)
 
 
@@ -74,9 +108,14 @@ def _read_network(path: str):
     import pandas as pd
 
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Network file {str(path)!r} does not exist.")
-    return pd.read_csv(path, sep="\t" if path.suffix in {".tsv", ".txt"} else ",")
+    _check_file(path, "--network")
+    try:
+        return pd.read_csv(path, sep="\t" if path.suffix in {".tsv", ".txt"} else ",")
+    except (OSError, ValueError) as err:  # pandas' parser errors are ValueErrors
+        raise ValueError(
+            f"--network {str(path)!r} is not a readable csv/tsv table "
+            f"({type(err).__name__}: {err})."
+        ) from err
 
 
 def _pp_prior_network(args, adata) -> None:
@@ -194,7 +233,12 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_io(groups)
     groups.add_argument("--time-key")
     groups.add_argument("--pseudotime-key")
-    groups.add_argument("--n-groups", type=int, default=10)
+    groups.add_argument(
+        "--n-groups",
+        type=int,
+        default=None,
+        help="pseudotime bins (default 10; not with --time-key)",
+    )
     groups.add_argument("--key-added", default=_keys.TIME)
     groups.set_defaults(handler=_pp_time_groups)
 
@@ -292,6 +336,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _run_step(handler: Callable, args: argparse.Namespace) -> None:
     """Read the input, run the step, write what it returns (a new AnnData) or the input."""
+    _check_output(args.output)
     adata = _read(args.input)
     result = handler(args, adata)
     _write(adata if result is None else result, args.output)
@@ -319,6 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from ._demo import run_demo
 
+            _check_output(args.output, folder=True)
             run_demo(
                 args.output,
                 n_cells=args.n_cells,
@@ -327,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         else:
             _run_step(args.handler, args)
-    except (FileNotFoundError, KeyError, ValueError, TypeError, SolverDivergedError) as err:
+    except (OSError, KeyError, ValueError, TypeError, SolverDivergedError) as err:
         logger.error("celldyn: error: %s", err)
         return EXIT_INVALID_INPUT
     return EXIT_OK

@@ -233,6 +233,14 @@ def test_mmd_unbiased_needs_two_points():
         mmd(np.zeros((1, 2)), GOOD, unbiased=True)
 
 
-def test_wasserstein_bad_max_samples():
-    with pytest.raises(ValueError, match="`max_samples` must be a finite positive"):
-        wasserstein(GOOD, GOOD, max_samples=0)
+@pytest.mark.parametrize("max_samples", [0, -3, 1.5, 2.0, np.nan, True, "10"])
+def test_wasserstein_bad_max_samples(max_samples):
+    # 1.5 used to draw int(1.5) = 1 point per set and return a wrong distance
+    with pytest.raises(ValueError, match=r"`max_samples` must be an integer >= 1, got"):
+        wasserstein(GOOD, GOOD + 1, max_samples=max_samples)
+
+
+def test_wasserstein_max_samples_numpy_integer():
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(50, 2)), rng.normal(size=(40, 2))
+    assert wasserstein(x, y, max_samples=np.int64(30)) == wasserstein(x, y, max_samples=30)

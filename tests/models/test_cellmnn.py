@@ -376,13 +376,17 @@ def test_validation_selection_follows_the_smoothed_loss():
     assert _select([3.0, 2.0, 1.0, float("nan"), float("nan")], 0.5, 2) == (5, 2)
 
 
-@pytest.fixture
-def small_adata():
+def _small_adata():
     rng = np.random.default_rng(0)
     adata = ad.AnnData(rng.normal(size=(60, 4)).astype(np.float32))
     adata.obs["time"] = np.repeat([0.0, 1.0, 2.0], 20)
     adata.obsm["X_pca"] = rng.normal(size=(60, 3))
     return adata
+
+
+@pytest.fixture
+def small_adata():
+    return _small_adata()
 
 
 @pytest.mark.parametrize(
@@ -466,3 +470,148 @@ def test_bad_holdout_and_times(small_adata):
         model.get_gene_velocity()
     with pytest.raises(ValueError, match="parametrization"):
         CellMNN(small_adata, parametrization="spectral")
+
+
+@pytest.fixture(scope="module")
+def getter_model():
+    """An untrained model on the small data, its loadings in ``varm['PCs']``."""
+    adata = _small_adata()
+    adata.varm["PCs"] = np.linalg.qr(np.random.default_rng(1).normal(size=(4, 3)))[0]
+    CellMNN.setup_anndata(adata, time_key="time", n_components=2)
+    return CellMNN(adata)
+
+
+@pytest.fixture
+def new_adata(getter_model):
+    """A copy of the model's data that was never registered (no ``_scvi`` entries)."""
+    adata = _small_adata()
+    adata.varm["PCs"] = getter_model.adata.varm["PCs"].copy()
+    return adata
+
+
+CELLMNN_GETTERS = {
+    "predict": lambda m, a: m.predict(0.0, 1.0, adata=a),
+    "get_operators": lambda m, a: m.get_operators(a),
+    "get_drift": lambda m, a: m.get_drift(a),
+    "get_latent_velocity": lambda m, a: m.get_latent_velocity(a),
+    "get_gene_velocity": lambda m, a: m.get_gene_velocity(a),
+    "get_interactions": lambda m, a: m.get_interactions(a),
+    "get_interactions_scaled": lambda m, a: m.get_interactions(a, kind="expression_scaled"),
+}
+
+
+def _set_nan(mapping, key):
+    mapping[key] = mapping[key].copy()
+    mapping[key][0, 0] = np.nan
+
+
+BAD_CELLMNN_INPUTS = {
+    "no_time": (lambda a: a.obs.drop(columns="time", inplace=True), KeyError, "'time'"),
+    "two_times": (
+        lambda a: a.obs.__setitem__("time", np.repeat([0.0, 1.0], 30)),
+        ValueError,
+        "at least 3",
+    ),
+    "no_rep": (lambda a: a.obsm.pop("X_pca"), KeyError, "X_pca"),
+    "nan_rep": (lambda a: _set_nan(a.obsm, "X_pca"), ValueError, r"obsm\['X_pca'\].*NaN"),
+    "rep_columns": (
+        lambda a: a.obsm.__setitem__("X_pca", a.obsm["X_pca"][:, :2]),
+        ValueError,
+        "set up with 3",
+    ),
+}
+
+
+@pytest.mark.parametrize("bad", list(BAD_CELLMNN_INPUTS))
+@pytest.mark.parametrize("getter", list(CELLMNN_GETTERS))
+def test_getters_check_new_adata_before_registering(
+    getter_model, new_adata, getter, bad, assert_unchanged
+):
+    change, error, match = BAD_CELLMNN_INPUTS[bad]
+    change(new_adata)
+    before = new_adata.copy()
+    with pytest.raises(error, match=match):
+        CELLMNN_GETTERS[getter](getter_model, new_adata)
+    assert_unchanged(new_adata, before)
+    assert not any(k.startswith("_scvi") for k in [*new_adata.uns, *new_adata.obs])
+
+
+@pytest.mark.parametrize("getter", list(CELLMNN_GETTERS))
+def test_getter_errors_after_registering_leave_adata_unchanged(
+    getter_model, new_adata, getter, monkeypatch, assert_unchanged
+):
+    registered = getter_model.adata.copy()  # carries the model's _scvi entries
+    for adata in (new_adata, registered):
+        before = adata.copy()
+        with monkeypatch.context() as patch:
+            patch.setattr(
+                getter_model,
+                "_internal_operators",
+                lambda *a: (_ for _ in ()).throw(SolverDivergedError("diverged")),
+            )
+            with pytest.raises(SolverDivergedError, match="diverged"):
+                CELLMNN_GETTERS[getter](getter_model, adata)
+        assert_unchanged(adata, before)
+        assert {k: v for k, v in adata.uns.items() if k.startswith("_scvi")} == {
+            k: v for k, v in before.uns.items() if k.startswith("_scvi")
+        }
+    # valid input still works and leaves the model's own data as it was
+    np.testing.assert_array_equal(
+        CELLMNN_GETTERS[getter](getter_model, new_adata),
+        CELLMNN_GETTERS[getter](getter_model, None),
+    )
+
+
+def test_getter_errors_restore_another_models_registration(
+    getter_model, new_adata, assert_unchanged
+):
+    new_adata.obs["donor"] = np.where(np.arange(60) % 2, "a", "b")
+    CellMNN.setup_anndata(new_adata, time_key="time", n_components=2, batch_key="donor")
+    assert new_adata.obs["_scvi_batch"].max() == 1
+    before = new_adata.copy()
+    with pytest.raises(ValueError, match="No cells"):  # fails after the transfer
+        getter_model.get_operators(new_adata, time_range=(0.2, 0.8))
+    assert_unchanged(new_adata, before)  # _scvi_batch is 0/1 again, not the model's 0
+    assert new_adata.uns["_scvi_manager_uuid"] == before.uns["_scvi_manager_uuid"]
+    with pytest.raises(ValueError, match="`time_from`"):
+        getter_model.predict(0.5, 1.0, adata=new_adata)
+    assert_unchanged(new_adata, before)
+
+
+def test_getters_check_datasets_and_leave_views_as_views(small_adata, assert_unchanged):
+    small_adata.obs["donor"] = np.where(np.arange(60) % 2, "a", "b")
+    new = small_adata.copy()
+    CellMNN.setup_anndata(small_adata, time_key="time", n_components=2, batch_key="donor")
+    model = CellMNN(small_adata)
+    new.obs["donor"] = np.where(np.arange(60) % 3, "a", "c")
+    before = new.copy()
+    with pytest.raises(ValueError, match=r"obs\['donor'\] has datasets \['c'\]"):
+        model.get_operators(new)
+    assert_unchanged(new, before)
+    parent = _small_adata()  # never registered
+    parent.obs["donor"] = small_adata.obs["donor"].to_numpy()
+    before = parent.copy()
+    view = parent[::2]
+    operators = model.get_operators(view)
+    assert view.is_view
+    assert_unchanged(parent, before)
+    np.testing.assert_array_equal(operators, model.get_operators()[::2])
+
+
+@pytest.mark.parametrize("getter", ["get_gene_velocity", "get_interactions"])
+@pytest.mark.parametrize("own", [True, False])
+def test_nan_loadings_raise(getter_model, new_adata, getter, own, assert_unchanged):
+    adata = getter_model.adata if own else new_adata
+    saved = adata.varm["PCs"]
+    _set_nan(adata.varm, "PCs")
+    before = adata.copy()
+    try:
+        with pytest.raises(ValueError, match=r"adata.varm\['PCs'\] contains 1 NaN"):
+            CELLMNN_GETTERS[getter](getter_model, None if own else adata)
+        assert_unchanged(adata, before)
+        if not own:
+            assert "_scvi_uuid" not in adata.uns
+    finally:
+        adata.varm["PCs"] = saved
+    with pytest.raises(ValueError, match=r"varm\['PCs'\] has shape \(4, 1\)"):
+        getter_model.get_gene_velocity(ad.AnnData(adata.X, varm={"PCs": saved[:, :1]}))

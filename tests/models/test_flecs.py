@@ -528,3 +528,74 @@ def test_edge_effects_are_the_mean_jacobian_times_the_regulator_sd(small, protei
     off_diagonal = prior & ~np.eye(small.n_vars, dtype=bool)  # the diagonal adds -decay
     np.testing.assert_allclose(effects[off_diagonal], expected[off_diagonal], rtol=1e-3, atol=1e-6)
     assert np.all(effects[~prior] == 0)
+
+
+def _unregistered(adata):
+    """A copy of ``adata`` without scvi-tools' entries (never registered)."""
+    new = adata.copy()
+    new.obs = new.obs.loc[:, [c for c in new.obs.columns if not c.startswith("_scvi")]]
+    for key in [k for k in new.uns if k.startswith("_scvi")]:
+        del new.uns[key]
+    return new
+
+
+def _set_x_nan(adata):
+    adata.X = np.array(adata.X)
+    adata.X[2, 1] = np.nan
+
+
+FLECS_GETTERS = {
+    "get_velocity": lambda m, a: m.get_velocity(a),
+    "get_edge_effects": lambda m, a: m.get_edge_effects(a),
+}
+BAD_FLECS_INPUTS = {
+    "missing_gene": (lambda a: a[:, 1:].copy(), ValueError, "var_names"),
+    "reordered_genes": (lambda a: a[:, ::-1].copy(), ValueError, "same order"),
+    "nan_x": (lambda a: _set_x_nan(a) or a, ValueError, r"adata\.X contains 1 NaN"),
+    "view": (lambda a: a[:, 1:], ValueError, "var_names"),
+}
+
+
+@pytest.mark.parametrize("bad", list(BAD_FLECS_INPUTS))
+@pytest.mark.parametrize("getter", list(FLECS_GETTERS))
+def test_getters_check_new_adata_before_registering(small, getter, bad, assert_unchanged):
+    model_data = _unregistered(small)
+    FLeCS.setup_anndata(model_data)
+    model = FLeCS(model_data)
+    change, error, match = BAD_FLECS_INPUTS[bad]
+    adata = change(_unregistered(small))
+    before = adata.copy()
+    with pytest.raises(error, match=match):
+        FLECS_GETTERS[getter](model, adata)
+    assert_unchanged(adata, before)
+    assert not any(k.startswith("_scvi") for k in [*adata.uns, *adata.obs])
+    # an error after registering (NaN parameters) also leaves a new AnnData as it was
+    adata = _unregistered(small)
+    before = adata.copy()
+    with torch.no_grad():
+        model.module.field.bias[0] = float("nan")
+    with pytest.raises(SolverDivergedError, match="NaN"):
+        FLECS_GETTERS[getter](model, adata)
+    assert_unchanged(adata, before)
+
+
+def test_getters_check_the_registered_layer(small, assert_unchanged):
+    model_data = _unregistered(small)
+    model_data.layers["expr"] = np.array(model_data.X)
+    FLeCS.setup_anndata(model_data, layer="expr")
+    model = FLeCS(model_data)
+    adata = _unregistered(small)
+    before = adata.copy()
+    for getter in FLECS_GETTERS.values():
+        with pytest.raises(KeyError, match="no layer 'expr'"):
+            getter(model, adata)
+        assert_unchanged(adata, before)
+    adata.layers["expr"] = np.array(adata.X)
+    adata.layers["expr"][0, 0] = np.inf
+    before = adata.copy()
+    for getter in FLECS_GETTERS.values():
+        with pytest.raises(ValueError, match=r"adata\.layers\['expr'\] contains 1 NaN"):
+            getter(model, adata)
+        assert_unchanged(adata, before)
+    adata.layers["expr"][0, 0] = adata.X[0, 0]
+    np.testing.assert_array_equal(model.get_velocity(adata), model.get_velocity())

@@ -209,3 +209,56 @@ def test_bad_input(drug_data):
     FLeCSDrug.setup_anndata(only_control, condition_key="drug")
     with pytest.raises(ValueError, match="nothing to learn"):
         FLeCSDrug(only_control, base, features).train(max_epochs=1, **FAST)
+
+
+def _set_drug(adata, index, label):
+    labels = adata.obs["drug"].astype(object).to_numpy()
+    labels[index] = label
+    adata.obs["drug"] = labels
+
+
+def _set_x_nan(adata):
+    adata.X[1, 2] = np.nan
+
+
+BAD_DRUG_INPUTS = {
+    "missing_gene": (lambda a: a[:, 1:].copy(), ValueError, "var_names"),
+    "nan_x": (lambda a: _set_x_nan(a) or a, ValueError, r"adata\.X contains 1 NaN"),
+    "no_condition": (
+        lambda a: a.obs.drop(columns="drug", inplace=True) or a,
+        KeyError,
+        "no column 'drug'",
+    ),
+    "missing_condition": (
+        lambda a: _set_drug(a, 0, None) or a,
+        ValueError,
+        "missing condition labels",
+    ),
+    "unknown_condition": (
+        lambda a: _set_drug(a, 0, "drug99") or a,
+        KeyError,
+        r"\['drug99'\] .* no row in `features`",
+    ),
+}
+
+
+@pytest.mark.parametrize("bad", list(BAD_DRUG_INPUTS))
+def test_get_velocity_checks_new_adata_before_registering(drug_data, bad, assert_unchanged):
+    model_data = drug_data["adata"].copy()
+    FLeCSDrug.setup_anndata(model_data, condition_key="drug")
+    model = FLeCSDrug(model_data, drug_data["field"], drug_data["features"], n_hidden=8)
+    change, error, match = BAD_DRUG_INPUTS[bad]
+    adata = change(drug_data["adata"].copy())
+    before = adata.copy()
+    with pytest.raises(error, match=match):
+        model.get_velocity(adata)
+    assert_unchanged(adata, before)
+    assert not any(k.startswith("_scvi") for k in [*adata.uns, *adata.obs])
+    # an error after registering (NaN drug effects) also leaves a new AnnData as it was
+    adata = drug_data["adata"].copy()
+    before = adata.copy()
+    with torch.no_grad():
+        next(model.module.effect.parameters()).fill_(float("nan"))
+    with pytest.raises(ValueError, match="`production_offset` contains NaN"):
+        model.get_velocity(adata)
+    assert_unchanged(adata, before)

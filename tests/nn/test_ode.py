@@ -124,6 +124,13 @@ def test_divergence_error_is_a_runtime_error():
         ({"y0": torch.tensor([1])}, TypeError, "floating-point"),
         ({"field": 3}, TypeError, "callable"),
         ({"field": lambda t, y: -y, "adjoint": True}, TypeError, "nn.Module"),
+        ({"rtol": -1.0}, ValueError, r"`rtol` must be a finite positive number, got -1"),
+        ({"rtol": 0.0}, ValueError, r"`rtol` must be a finite positive"),
+        ({"atol": -1e-4}, ValueError, r"`atol` must be a finite positive"),
+        ({"atol": float("nan")}, ValueError, r"`atol` must be a finite positive"),
+        ({"rtol": "tight"}, ValueError, r"`rtol` must be a finite positive number, got 'tight'"),
+        ({"rtol": True}, ValueError, r"`rtol` must be a finite positive"),
+        ({"rtol": -1.0, "method": "rk4"}, ValueError, r"`rtol`"),  # checked for fixed steps too
     ],
 )
 def test_bad_input(kwargs, error, match):

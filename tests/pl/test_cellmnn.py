@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from anndata.tests.helpers import assert_equal
 
 from celldyn.datasets import simulate_grn
 from celldyn.pl import velocity_stream
@@ -74,3 +75,30 @@ def test_bad_input(fitted):
         interactions(fitted, key="mnn")
     with pytest.raises(ValueError, match="n_top"):
         interactions(fitted, n_top=0)
+
+
+def _nan_operator(a):
+    a.obsm["cellmnn_operator"][3, 0] = np.nan
+
+
+def _nan_interaction(a):
+    matrix = a.varp["cellmnn_interactions"]
+    matrix = matrix.toarray() if sp.issparse(matrix) else np.array(matrix)
+    matrix[0, 1] = np.nan
+    a.varp["cellmnn_interactions"] = matrix
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "plot", "match"),
+    [
+        (_nan_operator, operators, r"adata.obsm\['cellmnn_operator'\] contains 1 NaN"),
+        (_nan_interaction, interactions, r"adata.varp\['cellmnn_interactions'\] contains 1 NaN"),
+    ],
+)
+def test_nan_values_raise_naming_the_key(fitted, corrupt, plot, match):
+    corrupt(fitted)
+    before = fitted.copy()
+    with pytest.raises(ValueError, match=match):
+        plot(fitted)
+    assert_equal(fitted, before)
+    plt.close("all")

@@ -7,6 +7,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 from anndata import AnnData
+from anndata.tests.helpers import assert_equal
 from matplotlib.colors import to_rgba
 from matplotlib.patches import FancyArrowPatch
 
@@ -114,4 +115,36 @@ def test_bad_input(fitted):
         simulated_vs_observed(fitted, out, color="nope")
     with pytest.raises(ValueError, match="components"):
         simulated_vs_observed(fitted, out, components=(0, 9))
+    plt.close("all")
+
+
+def test_nan_values_raise_naming_the_key(fitted):
+    out = simulate(fitted, start=[0, 1], t_max=1.0, n_steps=2)
+    fitted.varp["flecs_weights"].data[2] = np.nan
+    before = fitted.copy()
+    with pytest.raises(ValueError, match=r"adata.varp\['flecs_weights'\] contains 1 NaN"):
+        network(fitted)
+    assert_equal(fitted, before)
+    fitted.X[4, 2] = np.nan
+    before = fitted.copy()
+    with pytest.raises(ValueError, match="adata.X contains 1 NaN"):
+        simulated_vs_observed(fitted, out)
+    assert_equal(fitted, before)
+    fitted.layers["expr"] = np.ones(fitted.shape, dtype=np.float32)
+    fitted.layers["expr"][0, 0] = np.inf
+    with pytest.raises(ValueError, match=r"adata.layers\['expr'\] contains 1 NaN"):
+        simulated_vs_observed(fitted, out, layer="expr")
+    good = _fitted([[1.0, 1.0, 1.0, 1.0, 1.0]])
+    bad_x = out.copy()
+    bad_x.X[1, 1] = np.nan
+    with pytest.raises(ValueError, match="simulated.X contains 1 NaN"):
+        simulated_vs_observed(good, bad_x)
+    bad_time = out.copy()
+    bad_time.obs["time"] = bad_time.obs["time"].astype(float)
+    bad_time.obs.iloc[0, bad_time.obs.columns.get_loc("time")] = np.nan
+    with pytest.raises(ValueError, match=r"simulated.obs\['time'\] has 1 missing"):
+        simulated_vs_observed(good, bad_time)
+    table = pd.DataFrame({"source": ["g0", "g1"], "target": ["g1", "g2"], "change": [1.0, np.nan]})
+    with pytest.raises(ValueError, match="`subnetwork` column 'change' contains 1 NaN"):
+        affected_subnetwork(table)
     plt.close("all")

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from anndata import AnnData
+from anndata.tests.helpers import assert_equal
 from matplotlib.colors import to_rgba
 from matplotlib.patches import FancyArrowPatch
 
@@ -59,3 +60,14 @@ def test_bad_input(adata):
     adata.varp["zero"] = np.diag([1.0, 2.0, 3.0, 4.0])
     with pytest.raises(ValueError, match="no non-zero"):
         effect_network(adata, "zero")
+
+
+def test_nan_effects_raise_naming_the_key(adata):
+    adata.varp["clipr_effects"][0, 1] = np.nan
+    before = adata.copy()
+    with pytest.raises(ValueError, match=r"adata.varp\['clipr_effects'\] contains 1 NaN"):
+        effect_network(adata)
+    assert_equal(adata, before)
+    adata.varp["sparse"].data[0] = np.inf
+    with pytest.raises(ValueError, match=r"adata.varp\['sparse'\] contains 1 NaN or infinite"):
+        effect_network(adata, "sparse")

@@ -1,5 +1,7 @@
 import matplotlib.pyplot as plt
 import numpy as np
+import pytest
+from anndata.tests.helpers import assert_equal
 
 import celldyn as cd
 
@@ -19,3 +21,25 @@ def test_trajectory_plot_draws_requested_paths(curve_adata):
     ax = cd.pl.trajectories(curve_adata, n_show=7, color=None)
     assert len(ax.lines) == 7
     plt.close("all")
+
+
+@pytest.mark.parametrize(
+    ("key", "match"),
+    [
+        ("X_umap", r"adata.obsm\['X_umap'\] contains 1 NaN"),
+        ("true_velocity_umap", r"adata.obsm\['true_velocity_umap'\] contains 1 NaN"),
+    ],
+)
+def test_stream_plot_nan_raises_naming_the_key(curve_adata, key, match):
+    curve_adata.obsm["true_velocity_umap"] = np.ones((curve_adata.n_obs, 2))
+    curve_adata.uns["true_velocity_params"] = {"embeddings": ["umap"]}
+    curve_adata.obsm[key][5, 0] = np.nan
+    before = curve_adata.copy()
+    with pytest.raises(ValueError, match=match):
+        cd.pl.velocity_stream(curve_adata, "true_velocity")
+    assert_equal(curve_adata, before)
+
+
+def test_stream_plot_missing_basis_raises(curve_adata):
+    with pytest.raises(KeyError, match="X_tsne"):
+        cd.pl.velocity_stream(curve_adata, "true_velocity", basis="tsne")

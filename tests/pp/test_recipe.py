@@ -157,6 +157,25 @@ def _empty_cell(a):
     a.X[5] = 0.0
 
 
+def _constant(a):
+    a.X = sp.csr_matrix(np.ones(a.shape, dtype=np.float32))
+
+
+def _proportional_cells(a):
+    profile = np.arange(1, a.n_vars + 1, dtype=np.float32)
+    a.X = np.outer(np.arange(1, a.n_obs + 1) % 3 + 1, profile).astype(np.float32)
+
+
+def _constant_layer(a):
+    a.layers["raw"] = np.full(a.shape, 2.0, dtype=np.float32)
+
+
+def _undetected_genes(a):
+    x = np.array(a.X)
+    x[:, :150] = 0.0  # 30% of the genes never detected: cell_ranger's mean bins collapse
+    a.X = sp.csr_matrix(x)
+
+
 @pytest.mark.parametrize(
     ("corrupt", "kwargs", "error", "match"),
     [
@@ -171,6 +190,10 @@ def _empty_cell(a):
         (None, {"denoise": "magic"}, ValueError, "denoise"),
         (None, {"target_sum": -1.0}, ValueError, "target_sum"),
         (None, {"layer": "spliced"}, KeyError, "spliced"),
+        (_constant, {}, ValueError, r"Only 0 gene\(s\) of adata.X vary across cells"),
+        (_proportional_cells, {}, ValueError, r"Only 0 gene\(s\) of adata.X vary"),
+        (_constant_layer, {"layer": "raw"}, ValueError, r"of adata.layers\['raw'\] vary"),
+        (_undetected_genes, {}, ValueError, r"of adata.X share .* \(150 are zero in every cell"),
     ],
 )
 def test_bad_input_leaves_adata_unchanged(two_clusters, corrupt, kwargs, error, match):

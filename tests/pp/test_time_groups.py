@@ -98,6 +98,18 @@ def test_pseudotime_quantile_bins(n_obs):
     assert info["labels"][0].startswith(f"{pt.min():.3g}-")
 
 
+def test_default_n_groups_is_10_for_pseudotime_and_unused_for_time():
+    adata = _adata(200)
+    adata.obs["pt"] = np.linspace(0, 1, adata.n_obs)
+    adata.obs["day"] = np.repeat([0, 1, 2, 3], 50)
+    cd.pp.time_groups(adata, pseudotime_key="pt")
+    assert len(adata.uns["celldyn_time"]["values"]) == 10
+    assert adata.uns["celldyn_time"]["params"]["n_groups"] == 10
+    cd.pp.time_groups(adata, time_key="day")
+    assert len(adata.uns["celldyn_time"]["values"]) == 4
+    assert adata.uns["celldyn_time"]["params"]["n_groups"] is None
+
+
 def test_pseudotime_ties_merge_bins():
     adata = _adata(100)
     pt = np.concatenate([np.zeros(40), np.linspace(1, 2, 60)])
@@ -171,6 +183,8 @@ def _strings(adata):
         (_constant_pt, {"pseudotime_key": "pt"}, ValueError, "single distinct value"),
         (_strings, {"time_key": "stage"}, ValueError, "ordered categorical"),
         (_with_pt, {"time_key": "missing"}, KeyError, "missing"),
+        (_with_pt, {"time_key": "pt", "n_groups": 5}, ValueError, "`n_groups` applies only to"),
+        (_with_pt, {"time_key": "pt", "n_groups": 10}, ValueError, "n_groups=10 with time_key"),
         (_with_pt, {"pseudotime_key": "dpt_pseudotime"}, KeyError, "neighbors"),
     ],
 )

@@ -170,3 +170,24 @@ def test_bad_input_leaves_adata_unchanged(grn_adata, change, kwargs, error, matc
     assert set(grn_adata.obsm) == set(before.obsm)
     assert set(grn_adata.uns) == set(before.uns)
     assert set(grn_adata.layers) == set(before.layers) and set(grn_adata.varp) == set()
+
+
+@pytest.mark.parametrize(("row", "value"), [(0, np.nan), (3, np.inf)])
+def test_nan_loadings_raise_before_training(grn_adata, row, value, monkeypatch, assert_unchanged):
+    from celldyn.models._cellmnn import CellMNN
+
+    original = grn_adata.varm["PCs"][row, 1]
+    grn_adata.varm["PCs"][row, 1] = value
+    before = grn_adata.copy()
+    monkeypatch.setattr(CellMNN, "train", lambda *a, **k: pytest.fail("trained on bad loadings"))
+    with pytest.raises(ValueError, match=r"adata.varm\['PCs'\] contains 1 NaN or infinite"):
+        cellmnn(grn_adata, time_key="time", n_components=4, **FAST)
+    assert_unchanged(grn_adata, before)
+    assert "cellmnn_velocity" not in grn_adata.layers and "cellmnn" not in grn_adata.uns
+    assert "cellmnn_interactions" not in grn_adata.varp
+    # loadings columns beyond n_components are not read
+    monkeypatch.undo()
+    grn_adata.varm["PCs"][row, 1] = original
+    grn_adata.varm["PCs"][row, 4] = value
+    out = cellmnn(grn_adata, time_key="time", n_components=4, copy=True, **FAST)
+    assert np.isfinite(out.varp["cellmnn_interactions"].toarray()).all()

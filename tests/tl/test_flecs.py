@@ -87,6 +87,9 @@ def _bad_times(a):
         (_bad_times, {}, ValueError, "non-decreasing"),
         (_nan_x, {}, ValueError, "NaN"),
         (None, {"layer": "nope"}, KeyError, "nope"),
+        (None, {"rtol": -1}, ValueError, "`rtol` must be a finite positive number, got -1"),
+        (None, {"atol": 0.0}, ValueError, "`atol` must be a finite positive number"),
+        (None, {"rtol": 1e-3, "atol": np.inf}, ValueError, "`atol`"),
     ],
 )
 def test_bad_input_leaves_adata_unchanged(adata, change, kwargs, error, match):

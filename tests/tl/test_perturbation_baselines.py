@@ -108,3 +108,20 @@ def test_targets_need_not_be_measured():
     ours = perturbation_baseline(renamed, new_doubles)
     reference = perturbation_baseline(train, doubles)
     np.testing.assert_array_equal(ours.X, reference.X)
+
+
+@pytest.mark.parametrize("layer", [None, "expr"])
+@pytest.mark.parametrize("method", ["additive", "mean", "no_change"])
+def test_nan_expression_raises(layer, method, assert_unchanged):
+    adata = simulate_perturbations(6, n_cells=5, n_doubles=0, random_state=0)
+    x = np.array(adata.X, dtype=np.float32)
+    x[3, 2] = np.nan  # a control cell: every baseline reads it
+    if layer is None:
+        adata.X = x
+    else:
+        adata.layers[layer] = x
+    before = adata.copy()
+    name = r"adata\.X" if layer is None else r"adata\.layers\['expr'\]"
+    with pytest.raises(ValueError, match=rf"{name} contains 1 NaN"):
+        perturbation_baseline(adata, ["G0+G1"], method=method, layer=layer)
+    assert_unchanged(adata, before)

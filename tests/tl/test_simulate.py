@@ -130,6 +130,11 @@ def test_knockdown_scale_and_velocity_written(adata):
         (lambda a: simulate(a, t_max=-1.0), ValueError, "t_max"),
         (lambda a: simulate(a, n_steps=0), ValueError, "n_steps"),
         (lambda a: simulate(a, layer="nolayer"), KeyError, "nolayer"),
+        (lambda a: simulate(a, start=[0], rtol=-1), ValueError, "`rtol` must be a finite posi"),
+        (lambda a: simulate(a, start=[0], atol=0.0), ValueError, "`atol` must be a finite posi"),
+        (lambda a: simulate(a, start=[0], rtol=np.nan), ValueError, "`rtol`"),
+        (lambda a: knockout(a, "g0", start=[0], rtol=-1, key_added="ko"), ValueError, "`rtol`"),
+        (lambda a: knockout(a, "g0", start=[0], atol=-1, key_added="ko"), ValueError, "`atol`"),
     ],
 )
 def test_bad_input_leaves_adata_unchanged(adata, call, error, match):

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from .._validate import check_finite, check_positive
+from .._validate import check_finite, check_int
 
 
 def _check_pair(x: object, y: object) -> tuple[np.ndarray, np.ndarray]:
@@ -53,8 +53,8 @@ def wasserstein(
         Points of shape ``(n, d)`` and ``(m, d)`` (1-D arrays are ``d = 1``), e.g.
         ``adata[adata.obs["time"] == t].obsm["X_pca"]``.
     max_samples
-        If a set has more points, a uniform random subset of this size (without replacement)
-        is used: the exact solver needs an ``n x m`` cost matrix.
+        If a set has more points, a uniform random subset of this size (an integer >= 1,
+        without replacement) is used: the exact solver needs an ``n x m`` cost matrix.
     random_state
         Seed of the subsampling.
 
@@ -66,10 +66,10 @@ def wasserstein(
 
     x, y = _check_pair(x, y)
     if max_samples is not None:
-        check_positive(max_samples, "max_samples")
+        max_samples = check_int(max_samples, "max_samples", 1)
         rng = np.random.default_rng(random_state)
         x, y = (
-            a[np.sort(rng.choice(a.shape[0], int(max_samples), replace=False))]
+            a[np.sort(rng.choice(a.shape[0], max_samples, replace=False))]
             if a.shape[0] > max_samples
             else a
             for a in (x, y)

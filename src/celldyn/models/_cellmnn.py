@@ -15,8 +15,16 @@ from scvi.data.fields import CategoricalObsField, ObsmField
 from scvi.model.base import BaseModelClass
 from torch.utils.data import DataLoader
 
+from .._compat import registered, setup_args, state_registry
 from .._time import TimeGroups, read_time_groups
-from .._validate import check_adata, check_int, check_obs_key, check_positive, get_rep
+from .._validate import (
+    check_adata,
+    check_finite,
+    check_int,
+    check_obs_key,
+    check_positive,
+    get_rep,
+)
 from ..module._cellmnn import CellMNNModule
 from ..nn import SolverDivergedError
 from ..nn._operator_mlp import propagate
@@ -44,6 +52,52 @@ def read_numeric_times(adata: AnnData, time_key: str) -> TimeGroups:
             f"differences); got labels {list(groups.labels)[:5]}."
         )
     return groups
+
+
+def check_inputs(
+    adata: AnnData, *, time_key: str, rep: str, n_components: int, batch_key: str | None
+) -> TimeGroups:
+    """Check what Cell-MNN reads from ``adata``; return the time groups.
+
+    Raises a :class:`KeyError` or :class:`ValueError` naming the missing or bad entry: the
+    numeric times ``obs[time_key]`` (at least 3), the finite ``obsm[rep]`` with at least
+    ``n_components`` columns, the complete ``obs[batch_key]``.
+    """
+    check_adata(adata)
+    groups = read_numeric_times(adata, time_key)
+    if rep == "X" or rep not in adata.obsm:
+        raise KeyError(
+            f"adata.obsm has no representation {rep!r}. Available: {list(adata.obsm)}. "
+            "Run `sc.pp.pca` first or pass another `rep`."
+        )
+    get_rep(adata, rep, min_dims=int(n_components))
+    if batch_key is not None:
+        check_obs_key(adata, batch_key)
+        if adata.obs[batch_key].isna().any():
+            raise ValueError(f"adata.obs[{batch_key!r}] has missing values.")
+    return groups
+
+
+def read_loadings(adata: AnnData, loadings: str, n_components: int) -> np.ndarray:
+    """First ``n_components`` columns of ``varm[loadings]`` (genes × components), checked.
+
+    Raises a :class:`KeyError` if they are missing and a :class:`ValueError` naming
+    ``adata.varm[loadings]`` if they have too few columns or NaN or infinite values.
+    """
+    if loadings not in adata.varm:
+        raise KeyError(
+            f"adata.varm has no loadings {loadings!r} (e.g. 'PCs' from `sc.pp.pca`). "
+            f"Available: {list(adata.varm)}."
+        )
+    matrix = np.asarray(adata.varm[loadings], dtype=np.float64)
+    if matrix.ndim != 2 or matrix.shape[1] < n_components:
+        raise ValueError(
+            f"adata.varm[{loadings!r}] has shape {matrix.shape}; "
+            f"at least {n_components} columns are needed."
+        )
+    matrix = matrix[:, :n_components]
+    check_finite(matrix, f"adata.varm[{loadings!r}]")
+    return matrix
 
 
 def check_time_range(groups: TimeGroups, time_range: Sequence[float] | None) -> np.ndarray:
@@ -415,17 +469,9 @@ class CellMNN(TrainingMixin, BaseModelClass):
         if isinstance(n_components, bool) or int(n_components) != n_components:
             raise ValueError(f"`n_components` must be a positive integer, got {n_components!r}.")
         check_positive(n_components, "n_components")
-        read_numeric_times(adata, time_key)
-        if rep == "X" or rep not in adata.obsm:
-            raise KeyError(
-                f"adata.obsm has no representation {rep!r}. Available: {list(adata.obsm)}. "
-                "Run `sc.pp.pca` first or pass another `rep`."
-            )
-        get_rep(adata, rep, min_dims=int(n_components))
-        if batch_key is not None:
-            check_obs_key(adata, batch_key)
-            if adata.obs[batch_key].isna().any():
-                raise ValueError(f"adata.obs[{batch_key!r}] has missing values.")
+        check_inputs(
+            adata, time_key=time_key, rep=rep, n_components=n_components, batch_key=batch_key
+        )
         manager = AnnDataManager(
             fields=[
                 ObsmField(_REP_KEY, rep),
@@ -446,6 +492,31 @@ class CellMNN(TrainingMixin, BaseModelClass):
         manager = self.get_anndata_manager(adata, required=True)
         z = np.asarray(manager.get_from_registry(_REP_KEY), dtype=np.float64)
         return z[:, : self.n_components]
+
+    def _check_adata(self, adata: AnnData) -> None:
+        """Check an AnnData for a getter before it is registered (:func:`check_inputs`).
+
+        Its ``obsm[rep]`` must have as many columns as at setup and its ``obs[batch_key]``
+        only the datasets the model was set up with.
+        """
+        args = setup_args(self)
+        keys = ("time_key", "rep", "n_components", "batch_key")
+        check_inputs(adata, **{k: args[k] for k in keys})
+        rep, n_columns = args["rep"], len(state_registry(self, _REP_KEY)["column_names"])
+        if adata.obsm[rep].shape[1] != n_columns:
+            raise ValueError(
+                f"adata.obsm[{rep!r}] has {adata.obsm[rep].shape[1]} columns; the model was "
+                f"set up with {n_columns}."
+            )
+        batch_key = args["batch_key"]
+        if batch_key is not None:
+            known = state_registry(self, REGISTRY_KEYS.BATCH_KEY)["categorical_mapping"]
+            unknown = sorted(set(adata.obs[batch_key].astype(str)) - set(map(str, known)))
+            if unknown:
+                raise ValueError(
+                    f"adata.obs[{batch_key!r}] has datasets {unknown[:5]} the model was not set "
+                    f"up with; known: {list(map(str, known))[:10]}."
+                )
 
     def _inputs(self, adata: AnnData | None):
         """Return internal states, internal times, conditions and time groups of all cells."""
@@ -631,22 +702,23 @@ class CellMNN(TrainingMixin, BaseModelClass):
         -------
         Array ``(n_cells_at_time_from, n_components)`` in the coordinates of ``obsm[rep]``.
         """
-        z, t, condition, groups = self._inputs(adata)
-        cells = groups.codes == _find_time(groups, time_from, "time_from")
         if not np.isfinite(float(time_to)):
             raise ValueError(f"`time_to` must be finite, got {time_to!r}.")
-        matrix, drift = self._internal_operators(z[cells], t[cells], condition[cells])
-        dt = (float(time_to) - float(time_from)) / float(self.module.t_scale)
-        pushed = propagate(
-            torch.as_tensor(matrix),
-            torch.as_tensor(z[cells]),
-            torch.full((int(cells.sum()), 1), dt, dtype=torch.float64),
-            None if drift is None else torch.as_tensor(drift),
-        )[:, 0].numpy()
-        if not np.all(np.isfinite(pushed)):
-            raise SolverDivergedError(
-                f"Pushing cells from {time_from} to {time_to} produced NaN or infinite states."
-            )
+        with registered(self, adata, self._check_adata) as adata:
+            z, t, condition, groups = self._inputs(adata)
+            cells = groups.codes == _find_time(groups, time_from, "time_from")
+            matrix, drift = self._internal_operators(z[cells], t[cells], condition[cells])
+            dt = (float(time_to) - float(time_from)) / float(self.module.t_scale)
+            pushed = propagate(
+                torch.as_tensor(matrix),
+                torch.as_tensor(z[cells]),
+                torch.full((int(cells.sum()), 1), dt, dtype=torch.float64),
+                None if drift is None else torch.as_tensor(drift),
+            )[:, 0].numpy()
+            if not np.all(np.isfinite(pushed)):
+                raise SolverDivergedError(
+                    f"Pushing cells from {time_from} to {time_to} produced NaN or infinite states."
+                )
         return pushed * self.module.z_scale.cpu().numpy()
 
     def get_operators(
@@ -666,17 +738,20 @@ class CellMNN(TrainingMixin, BaseModelClass):
         Array ``(n_cells, d, d)``; ``A[c, i, j]`` is the effect of component ``j`` on
         ``dz_i/dt`` of cell ``c``.
         """
-        z, t, condition, groups = self._inputs(adata)
-        cells = check_time_range(groups, time_range)
-        return self._to_rep(self._internal_operators(z[cells], t[cells], condition[cells])[0])
+        with registered(self, adata, self._check_adata) as adata:
+            z, t, condition, groups = self._inputs(adata)
+            cells = check_time_range(groups, time_range)
+            matrix = self._internal_operators(z[cells], t[cells], condition[cells])[0]
+        return self._to_rep(matrix)
 
     def get_drift(self, adata: AnnData | None = None) -> np.ndarray:
         """Constant drift ``b`` of every cell, ``(n_cells, d)``, in ``obsm[rep]`` units per time.
 
         Zero for a model with ``affine=False``.
         """
-        z, t, condition, _ = self._inputs(adata)
-        drift = self._internal_operators(z, t, condition)[1]
+        with registered(self, adata, self._check_adata) as adata:
+            z, t, condition, _ = self._inputs(adata)
+            drift = self._internal_operators(z, t, condition)[1]
         if drift is None:
             return np.zeros_like(z)
         return drift * self.module.z_scale.cpu().numpy() / float(self.module.t_scale)
@@ -686,21 +761,14 @@ class CellMNN(TrainingMixin, BaseModelClass):
 
         ``b`` is the drift (:meth:`get_drift`; 0 without ``affine``).
         """
-        z = self._latent(self._validate_anndata(adata))
-        return np.einsum("cij,cj->ci", self.get_operators(adata), z) + self.get_drift(adata)
+        with registered(self, adata, self._check_adata) as adata:
+            z = self._latent(adata)
+            return np.einsum("cij,cj->ci", self.get_operators(adata), z) + self.get_drift(adata)
 
-    def _loadings(self, adata: AnnData, loadings: str) -> np.ndarray:
-        if loadings not in adata.varm:
-            raise KeyError(
-                f"adata.varm has no loadings {loadings!r} (e.g. 'PCs' from `sc.pp.pca`)."
-            )
-        matrix = np.asarray(adata.varm[loadings], dtype=np.float64)
-        if matrix.ndim != 2 or matrix.shape[1] < self.n_components:
-            raise ValueError(
-                f"adata.varm[{loadings!r}] has shape {matrix.shape}; "
-                f"at least {self.n_components} columns are needed."
-            )
-        return matrix[:, : self.n_components]
+    def _loadings(self, adata: AnnData | None, loadings: str) -> np.ndarray:
+        """Return the checked loadings of ``rep`` in ``adata`` (``None``: the training data)."""
+        adata = self.adata if adata is None else check_adata(adata)
+        return read_loadings(adata, loadings, self.n_components)
 
     def get_gene_velocity(
         self, adata: AnnData | None = None, *, loadings: str = "PCs"
@@ -718,8 +786,8 @@ class CellMNN(TrainingMixin, BaseModelClass):
         -------
         Array ``(n_cells, n_genes)``; 0 for genes with zero loadings.
         """
-        adata = self._validate_anndata(adata)
-        return self.get_latent_velocity(adata) @ self._loadings(adata, loadings).T
+        v = self._loadings(adata, loadings)  # checked before anything is registered
+        return self.get_latent_velocity(adata) @ v.T
 
     def get_interactions(
         self,
@@ -761,17 +829,17 @@ class CellMNN(TrainingMixin, BaseModelClass):
         """
         if kind not in INTERACTION_KINDS:
             raise ValueError(f"`kind` must be one of {INTERACTION_KINDS}, got {kind!r}.")
-        adata = self._validate_anndata(adata)
         v = self._loadings(adata, loadings)
-        operators = self.get_operators(adata, time_range=time_range)
-        covered = np.any(v != 0, axis=1)
-        v = v[covered]
-        names = adata.var_names[covered]
-        if kind == "operator":
-            matrix = v @ operators.mean(0).T @ v.T
-        else:
-            cells = check_time_range(read_numeric_times(adata, self.time_key), time_range)
-            matrix = expression_scaled_interactions(
-                v, expression_moments(operators, self._latent(adata)[cells])
-            )
+        with registered(self, adata, self._check_adata) as adata:
+            operators = self.get_operators(adata, time_range=time_range)
+            covered = np.any(v != 0, axis=1)
+            v = v[covered]
+            names = adata.var_names[covered]
+            if kind == "operator":
+                matrix = v @ operators.mean(0).T @ v.T
+            else:
+                cells = check_time_range(read_numeric_times(adata, self.time_key), time_range)
+                matrix = expression_scaled_interactions(
+                    v, expression_moments(operators, self._latent(adata)[cells])
+                )
         return pd.DataFrame(matrix, index=names, columns=names)

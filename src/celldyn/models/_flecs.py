@@ -12,13 +12,16 @@ from scvi.data.fields import LayerField
 from scvi.model.base import BaseModelClass
 
 from .. import _keys
+from .._compat import registered, setup_args, state_registry
 from .._time import read_time_groups
 from .._validate import (
     check_adata,
+    check_expression,
     check_in,
     check_int,
     check_layer,
     check_uns_key,
+    check_var_names,
     check_varp_key,
     get_rep,
 )
@@ -163,6 +166,17 @@ class FLeCS(TrainingMixin, BaseModelClass):
         )
         manager.register_fields(adata, **kwargs)
         cls.register_manager(manager)
+
+    def _check_adata(self, adata: AnnData) -> None:
+        """Check an AnnData for a getter before it is registered.
+
+        It must have the model's genes (``var_names``, in order) and a finite expression
+        in ``X`` or the layer the model was set up with.
+        """
+        check_adata(adata)
+        genes = state_registry(self, REGISTRY_KEYS.X_KEY)["column_names"]
+        check_var_names(adata, genes, "the model")
+        check_expression(adata, setup_args(self)["layer"])
 
     def _expression(self, adata: AnnData) -> np.ndarray:
         manager = self.get_anndata_manager(adata, required=True)
@@ -370,18 +384,20 @@ class FLeCS(TrainingMixin, BaseModelClass):
 
         Raises :class:`~celldyn.nn.SolverDivergedError` if it is not finite.
         """
-        adata = self._validate_anndata(adata)
-        x = self._expression(adata)
-        field = self.module.field.eval()
-        out = [
-            field.gene_velocity(torch.as_tensor(x[s : s + _INFERENCE_BATCH], device=self.device))
-            .cpu()
-            .numpy()
-            for s in range(0, len(x), _INFERENCE_BATCH)
-        ]
-        velocity = np.concatenate(out).astype(np.float32)
-        if not np.all(np.isfinite(velocity)):
-            raise SolverDivergedError("The FLeCS velocity has NaN or infinite values.")
+        with registered(self, adata, self._check_adata) as adata:
+            x = self._expression(adata)
+            field = self.module.field.eval()
+            out = [
+                field.gene_velocity(
+                    torch.as_tensor(x[s : s + _INFERENCE_BATCH], device=self.device)
+                )
+                .cpu()
+                .numpy()
+                for s in range(0, len(x), _INFERENCE_BATCH)
+            ]
+            velocity = np.concatenate(out).astype(np.float32)
+            if not np.all(np.isfinite(velocity)):
+                raise SolverDivergedError("The FLeCS velocity has NaN or infinite values.")
         return velocity
 
     @torch.no_grad()
@@ -406,22 +422,24 @@ class FLeCS(TrainingMixin, BaseModelClass):
         target's production is saturated or the regulator barely varies, so it ranks edges
         more reliably (benchmarks README, "FLeCS").
         """
-        adata = self._validate_anndata(adata)
-        x = self._expression(adata)
-        field = self.module.field.eval()
-        slope = sum(
-            field.production_slope(torch.as_tensor(x[s : s + _INFERENCE_BATCH], device=self.device))
-            .sum(0)
-            .cpu()
-            .double()
-            for s in range(0, len(x), _INFERENCE_BATCH)
-        ) / len(x)
-        weights = self.get_weights().tocoo()
-        gain = field.regulator_gain().cpu().double().numpy()
-        scale = x.std(0, dtype=np.float64) * gain
-        effects = weights.data * scale[weights.row] * slope.numpy()[weights.col]
-        if not np.all(np.isfinite(effects)):
-            raise SolverDivergedError("The FLeCS edge effects have NaN or infinite values.")
+        with registered(self, adata, self._check_adata) as adata:
+            x = self._expression(adata)
+            field = self.module.field.eval()
+            slope = sum(
+                field.production_slope(
+                    torch.as_tensor(x[s : s + _INFERENCE_BATCH], device=self.device)
+                )
+                .sum(0)
+                .cpu()
+                .double()
+                for s in range(0, len(x), _INFERENCE_BATCH)
+            ) / len(x)
+            weights = self.get_weights().tocoo()
+            gain = field.regulator_gain().cpu().double().numpy()
+            scale = x.std(0, dtype=np.float64) * gain
+            effects = weights.data * scale[weights.row] * slope.numpy()[weights.col]
+            if not np.all(np.isfinite(effects)):
+                raise SolverDivergedError("The FLeCS edge effects have NaN or infinite values.")
         return sp.csr_matrix(
             (effects.astype(np.float32), (weights.row, weights.col)), shape=weights.shape
         )

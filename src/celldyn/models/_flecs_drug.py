@@ -14,6 +14,7 @@ from scvi.data.fields import LayerField
 from scvi.model.base import BaseModelClass
 
 from .. import _keys
+from .._compat import registered, setup_args
 from .._validate import check_adata, check_layer, check_obs_key
 from ..module._flecs_drug import FLeCSDrugModule
 from ..nn import GRNVectorField, SolverDivergedError
@@ -53,6 +54,14 @@ def check_features(
             f"{features.index[bad][:5].tolist()}."
         )
     return pd.DataFrame(values, index=features.index.astype(str), columns=features.columns)
+
+
+def read_condition_labels(adata: AnnData, condition_key: str) -> np.ndarray:
+    """Condition label (str) of every cell from ``obs[condition_key]``; none may be missing."""
+    check_obs_key(adata, condition_key)
+    if adata.obs[condition_key].isna().any():
+        raise ValueError(f"adata.obs[{condition_key!r}] has missing condition labels.")
+    return adata.obs[condition_key].astype(str).to_numpy()
 
 
 class FLeCSDrug(TrainingMixin, BaseModelClass):
@@ -145,9 +154,7 @@ class FLeCSDrug(TrainingMixin, BaseModelClass):
         setup_method_args = cls._get_setup_method_args(**locals())
         check_adata(adata)
         check_layer(adata, layer)
-        check_obs_key(adata, condition_key)
-        if adata.obs[condition_key].isna().any():
-            raise ValueError(f"adata.obs[{condition_key!r}] has missing condition labels.")
+        read_condition_labels(adata, condition_key)
         manager = AnnDataManager(
             fields=[LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=False)],
             setup_method_args=setup_method_args,
@@ -157,10 +164,19 @@ class FLeCSDrug(TrainingMixin, BaseModelClass):
 
     _expression = FLeCS._expression  # registered expression as checked float32
 
+    def _check_adata(self, adata: AnnData) -> None:
+        """Check an AnnData for a getter before it is registered.
+
+        As :class:`FLeCS` (the model's genes, a finite expression), and every cell's
+        condition must be the control or have features.
+        """
+        FLeCS._check_adata(self, adata)
+        self._cell_conditions(adata)
+
     def _cell_conditions(self, adata: AnnData) -> np.ndarray:
         """Condition of every cell; KeyError if one is neither control nor in the features."""
-        key = self.get_anndata_manager(adata, required=True).registry["setup_args"]["condition_key"]
-        labels = adata.obs[key].astype(str).to_numpy()
+        key = setup_args(self)["condition_key"]
+        labels = read_condition_labels(adata, key)
         unknown = sorted(set(labels) - set(self.features.index) - {self.control})
         if unknown:
             raise KeyError(
@@ -301,20 +317,20 @@ class FLeCSDrug(TrainingMixin, BaseModelClass):
 
         Raises :class:`~celldyn.nn.SolverDivergedError` if it is not finite.
         """
-        adata = self._validate_anndata(adata)
-        x = self._expression(adata)
-        labels = self._cell_conditions(adata)
-        module = self.module.eval()
-        out = []
-        for s in range(0, len(x), _INFERENCE_BATCH):
-            rows = labels[s : s + _INFERENCE_BATCH]
-            offsets = self._offsets(self._feature_rows(rows), rows == self.control)
-            with module.offsets(*offsets) as field:
-                genes = torch.as_tensor(x[s : s + _INFERENCE_BATCH], device=self.device)
-                out.append(field.gene_velocity(genes).cpu().numpy())
-        velocity = np.concatenate(out).astype(np.float32)
-        if not np.all(np.isfinite(velocity)):
-            raise SolverDivergedError("The FLeCS drug velocity has NaN or infinite values.")
+        with registered(self, adata, self._check_adata) as adata:
+            x = self._expression(adata)
+            labels = self._cell_conditions(adata)
+            module = self.module.eval()
+            out = []
+            for s in range(0, len(x), _INFERENCE_BATCH):
+                rows = labels[s : s + _INFERENCE_BATCH]
+                offsets = self._offsets(self._feature_rows(rows), rows == self.control)
+                with module.offsets(*offsets) as field:
+                    genes = torch.as_tensor(x[s : s + _INFERENCE_BATCH], device=self.device)
+                    out.append(field.gene_velocity(genes).cpu().numpy())
+            velocity = np.concatenate(out).astype(np.float32)
+            if not np.all(np.isfinite(velocity)):
+                raise SolverDivergedError("The FLeCS drug velocity has NaN or infinite values.")
         return velocity
 
     @torch.no_grad()

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._validate import check_positive
+
 ADAPTIVE_METHODS = ("dopri8", "dopri5", "bosh3", "fehlberg2", "adaptive_heun")
 """torchdiffeq's adaptive solvers, whose number of steps :func:`integrate` bounds."""
 MAX_NUM_STEPS = 10_000
@@ -37,6 +39,18 @@ class _FiniteGuard(nn.Module):
                 f"(state magnitude up to {float(y.detach().abs().max()):.3g})."
             )
         return dy
+
+
+def check_tolerances(**tolerances: object) -> None:
+    """Raise a :class:`ValueError` naming the first tolerance that is not finite and > 0."""
+    for name, value in tolerances.items():
+        try:
+            number = None if isinstance(value, bool) else float(value)
+        except (TypeError, ValueError):
+            number = None
+        if number is None:
+            raise ValueError(f"`{name}` must be a finite positive number, got {value!r}.")
+        check_positive(number, name)
 
 
 def _as_times(t, like: torch.Tensor) -> torch.Tensor:
@@ -89,7 +103,7 @@ def integrate(
     method
         Any torchdiffeq solver: ``"dopri5"``, ``"rk4"``, ``"euler"``, ``"bosh3"``, ...
     rtol, atol
-        Tolerances of adaptive solvers.
+        Tolerances of adaptive solvers (finite, positive; checked for every method).
     adjoint
         Use the adjoint method for gradients.
     options
@@ -105,6 +119,8 @@ def integrate(
     ------
     SolverDivergedError
         If the solution blows up or the solver cannot proceed.
+    ValueError
+        If ``rtol`` or ``atol`` is not a finite positive number, or ``y0``/``t`` is invalid.
     """
     from torchdiffeq import odeint, odeint_adjoint
 
@@ -116,6 +132,7 @@ def integrate(
         raise TypeError("`y0` must be a floating-point torch.Tensor.")
     if not bool(torch.isfinite(y0.detach()).all()):
         raise ValueError("`y0` contains NaN or infinite values.")
+    check_tolerances(rtol=rtol, atol=atol)
     times = _as_times(t, y0)
     guarded = _FiniteGuard(field)
     solve = odeint_adjoint if adjoint else odeint

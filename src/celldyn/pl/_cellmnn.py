@@ -7,6 +7,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .. import _keys
+from .._validate import check_finite
 
 
 def operators(
@@ -55,6 +56,7 @@ def operators(
     if missing:
         raise KeyError(f"adata.obs has no column(s) {missing}.")
     flat = np.asarray(adata.obsm[obsm_key], dtype=np.float32)
+    check_finite(flat, f"adata.obsm[{obsm_key!r}]")
     tmp = AnnData(flat, obs=adata.obs[columns].copy())
     tmp.obsm["X_operator"] = flat
     sc.pp.neighbors(
@@ -106,6 +108,7 @@ def interactions(
     if int(n_top) != n_top or n_top < 1:
         raise ValueError(f"`n_top` must be a positive integer, got {n_top!r}.")
     matrix = adata.varp[varp_key]
+    check_finite(matrix, f"adata.varp[{varp_key!r}]")
     strength = np.asarray(abs(matrix).sum(0)).ravel() + np.asarray(abs(matrix).sum(1)).ravel()
     top = np.sort(np.argsort(-strength, kind="stable")[: int(n_top)])
     block = matrix[top][:, top]

@@ -11,6 +11,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .. import _keys
+from .._validate import check_expression, check_finite
 from ._network import draw_graph, strongest_edges
 
 
@@ -78,6 +79,11 @@ def affected_subnetwork(
         raise KeyError(f"`subnetwork` lacks the column(s) {sorted(missing)}.")
     if subnetwork.empty:
         raise ValueError("`subnetwork` has no edges.")
+    try:
+        values = subnetwork[weight].to_numpy(dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"`subnetwork` column {weight!r} must be numeric.") from err
+    check_finite(values, f"`subnetwork` column {weight!r}")
     dashed = ~subnetwork["significant"].to_numpy() if "significant" in subnetwork else None
     return draw_graph(subnetwork, weight, ax, dashed=dashed, random_state=random_state)
 
@@ -209,10 +215,11 @@ def simulated_vs_observed(
         raise KeyError(f"simulated.obs has no column {color!r}.")
     if layer is None:
         layer = simulated.uns.get(_keys.SIMULATION, {}).get("layer")
-    if layer is not None and layer not in adata.layers:
-        raise KeyError(f"adata.layers has no layer {layer!r}.")
-    observed = adata.X if layer is None else adata.layers[layer]
+    observed = check_expression(adata, layer)
     observed = np.asarray(observed.toarray() if sp.issparse(observed) else observed, float)
+    simulated_x = simulated.X.toarray() if sp.issparse(simulated.X) else simulated.X
+    simulated_x = np.asarray(simulated_x, float)
+    check_finite(simulated_x, "simulated.X")
     first, second = (int(c) for c in components)
     if min(first, second) < 0 or max(first, second) >= min(observed.shape):
         raise ValueError(f"`components` {components} are outside the available components.")
@@ -220,17 +227,20 @@ def simulated_vs_observed(
     _, _, vt = np.linalg.svd(observed - center, full_matrices=False)
     axes = vt[[first, second]].T
     obs_xy = (observed - center) @ axes
-    sim_xy = (np.asarray(simulated.X, float) - center) @ axes
+    sim_xy = (simulated_x - center) @ axes
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 4.5))
     ax.scatter(obs_xy[:, 0], obs_xy[:, 1], s=6, color="lightgrey", label="observed")
     values = simulated.obs[color]
+    if values.isna().any():
+        raise ValueError(f"simulated.obs[{color!r}] has {int(values.isna().sum())} missing values.")
     if isinstance(values.dtype, pd.CategoricalDtype) or values.dtype == object:
         for c, label in enumerate(pd.Categorical(values).categories):
             mask = (values == label).to_numpy()
             ax.scatter(*sim_xy[mask].T, s=8, color=f"C{c}", label=str(label))
         ax.legend()
     else:
+        check_finite(values.to_numpy(float), f"simulated.obs[{color!r}]")
         points = ax.scatter(*sim_xy.T, s=8, c=values.to_numpy(float), cmap="viridis")
         ax.figure.colorbar(points, ax=ax, label=color)
     ax.set_xlabel(f"PC{first + 1}")

@@ -8,7 +8,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .. import _keys
-from .._validate import check_int, check_varp_key
+from .._validate import check_finite, check_int, check_varp_key
 
 _POSITIVE, _NEGATIVE = "#c0392b", "#2e6da4"  # activation red, repression blue
 
@@ -26,6 +26,7 @@ def strongest_edges(adata: AnnData, varp_key: str, n_edges: int) -> pd.DataFrame
         )
     if isinstance(n_edges, bool) or int(n_edges) != n_edges or n_edges < 1:
         raise ValueError(f"`n_edges` must be a positive integer, got {n_edges!r}.")
+    check_finite(adata.varp[varp_key], f"adata.varp[{varp_key!r}]")
     matrix = sp.coo_matrix(adata.varp[varp_key])
     matrix.sum_duplicates()  # row-major order
     keep = matrix.data != 0

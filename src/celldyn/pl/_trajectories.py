@@ -6,7 +6,44 @@ import numpy as np
 from anndata import AnnData
 
 from .. import _keys
-from .._validate import check_uns_key
+from .._validate import check_finite, check_int, check_uns_key
+
+
+def _trajectory_rows(adata: AnnData, key: str) -> tuple[np.ndarray, int]:
+    """Trajectories as positions in ``adata`` and their total number.
+
+    On a view (``adata[mask]``) the indices, which refer to the whole AnnData, are mapped to
+    the view's rows and only the trajectories lying entirely inside it are kept.
+    """
+    entry = adata.uns[key]
+    if not isinstance(entry, dict) or "indices" not in entry:
+        raise KeyError(f"adata.uns[{key!r}] has no 'indices'; run `celldyn.pp.trajectories`.")
+    indices = np.asarray(entry["indices"])
+    if indices.ndim != 2 or indices.size == 0 or not np.issubdtype(indices.dtype, np.integer):
+        raise ValueError(
+            f"adata.uns[{key!r}]['indices'] must be a non-empty integer array "
+            f"(n_trajectories, length), got shape {indices.shape} and dtype {indices.dtype}."
+        )
+    # anndata keeps no public link from a view to its rows in the whole object
+    parent, rows = (adata._adata_ref, adata._oidx) if adata.is_view else (adata, slice(None))
+    if indices.min() < 0 or indices.max() >= parent.n_obs:
+        raise ValueError(
+            f"adata.uns[{key!r}]['indices'] refer to cells outside [0, {parent.n_obs}): was "
+            "adata subset after `celldyn.pp.trajectories`? Plot a view of the original "
+            "AnnData (adata[mask]) or rerun `celldyn.pp.trajectories`."
+        )
+    if not adata.is_view:
+        return indices, len(indices)
+    position = np.full(parent.n_obs, -1, dtype=np.int64)
+    position[np.arange(parent.n_obs)[rows]] = np.arange(adata.n_obs)
+    mapped = position[indices]
+    inside = mapped[(mapped >= 0).all(axis=1)]
+    if len(inside) == 0:
+        raise ValueError(
+            f"None of the {len(indices)} trajectories of adata.uns[{key!r}] lies entirely "
+            "within this view of adata."
+        )
+    return inside, len(inside)
 
 
 def trajectories(
@@ -21,6 +58,9 @@ def trajectories(
 ):
     """Draw extracted trajectories (:func:`celldyn.pp.trajectories`) over an embedding.
 
+    Works on views (``adata[mask]``): only the trajectories whose cells all lie in the view
+    are drawn.
+
     Parameters
     ----------
     adata
@@ -32,7 +72,8 @@ def trajectories(
     n_show
         Number of randomly chosen trajectories to draw.
     color
-        ``obs`` column to colour the cells by (passed to :func:`scanpy.pl.embedding`).
+        ``obs`` column or gene to colour the cells by (passed to :func:`scanpy.pl.embedding`);
+        ``None`` for no colour.
     random_state
         Seed for choosing the trajectories shown.
     ax
@@ -46,19 +87,25 @@ def trajectories(
     import scanpy as sc
 
     check_uns_key(adata, key, "Run `celldyn.pp.trajectories` first.")
+    n_show = check_int(n_show, "n_show", 1)
     basis_key = f"X_{basis}"
     if basis_key not in adata.obsm:
         raise KeyError(f"adata.obsm has no embedding {basis_key!r}; compute it first.")
-    indices = np.asarray(adata.uns[key]["indices"])
+    if color is not None and color not in adata.obs.columns and color not in adata.var_names:
+        raise KeyError(
+            f"`color` {color!r} is neither a column of adata.obs nor a gene of "
+            "adata.var_names; pass color=None to draw the cells without colour."
+        )
+    coords = np.asarray(adata.obsm[basis_key])[:, :2]
+    check_finite(coords, f"adata.obsm[{basis_key!r}]")
+    indices, n_total = _trajectory_rows(adata, key)
     rng = np.random.default_rng(random_state)
     shown = indices[rng.choice(len(indices), size=min(n_show, len(indices)), replace=False)]
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 5))
-    color = color if color is not None and color in adata.obs else None
     sc.pl.embedding(adata, basis=basis, color=color, ax=ax, show=False, alpha=0.4)
-    coords = np.asarray(adata.obsm[basis_key])[:, :2]
     for path in shown:
         ax.plot(*coords[path].T, color="black", linewidth=0.6, alpha=0.7)
         ax.scatter(*coords[path[-1]], color="black", s=6)
-    ax.set_title(f"{len(shown)} of {len(indices)} trajectories")
+    ax.set_title(f"{len(shown)} of {n_total} trajectories")
     return ax

@@ -5,6 +5,7 @@ from __future__ import annotations
 from anndata import AnnData
 
 from .. import _keys
+from .._validate import check_finite
 from ..tl import velocity_embedding
 
 
@@ -43,7 +44,14 @@ def velocity_stream(
     """
     import scvelo as scv
 
-    if _keys.velocity_embedding(vkey, basis) not in adata.obsm:
+    basis_key = f"X_{basis}"
+    if basis_key not in adata.obsm:
+        raise KeyError(f"adata.obsm has no embedding {basis_key!r}; compute it first.")
+    check_finite(adata.obsm[basis_key], f"adata.obsm[{basis_key!r}]")
+    embedded = _keys.velocity_embedding(vkey, basis)
+    if embedded in adata.obsm:
+        check_finite(adata.obsm[embedded], f"adata.obsm[{embedded!r}]")
+    else:
         adata = velocity_embedding(adata, vkey, basis=basis, xkey=xkey, copy=True)
     kwargs.setdefault("show", False)
     return scv.pl.velocity_embedding_stream(adata, vkey=vkey, basis=basis, **kwargs)

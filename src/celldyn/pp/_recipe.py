@@ -129,7 +129,28 @@ def recipe(
     )
     sc.pp.normalize_total(work, target_sum=used_target_sum)
     sc.pp.log1p(work)
-    sc.pp.highly_variable_genes(work, flavor="cell_ranger", n_top_genes=n_hvg_requested)
+    varying = _varying_genes(work.X)
+    if varying.sum() < 2:
+        raise ValueError(
+            f"Only {int(varying.sum())} gene(s) of {source} vary across cells after "
+            "normalization: no highly variable genes can be selected (is the matrix constant, "
+            "or every cell proportional to the others?)."
+        )
+    try:
+        sc.pp.highly_variable_genes(work, flavor="cell_ranger", n_top_genes=n_hvg_requested)
+    except ValueError as err:
+        if "Bin edges must be unique" not in str(err):
+            raise
+        means = np.asarray(work.X.mean(axis=0)).ravel()
+        _, which, count = np.unique(means, return_inverse=True, return_counts=True)
+        n_tied = int(np.sum(count[which] > 1))
+        n_undetected = int(np.sum(np.asarray((counts != 0).sum(axis=0)).ravel() == 0))
+        raise ValueError(
+            f"Cannot select highly variable genes: {n_tied} of {adata.n_vars} genes of {source} "
+            f"share their mean expression with another gene ({n_undetected} are zero in every "
+            "cell), so the mean-expression bins of flavor='cell_ranger' collapse. Remove "
+            "constant or undetected genes first, e.g. `sc.pp.filter_genes(adata, min_cells=1)`."
+        ) from err
     if n_hvg_requested == adata.n_vars:
         # cell_ranger's binned dispersions leave genes alone in a bin unranked (NaN);
         # asking for every gene must keep every gene.
@@ -191,6 +212,15 @@ def recipe(
         uns={"pca": work.uns["pca"], "log1p": work.uns["log1p"], _keys.RECIPE: info},
     )
     return target if copy else None
+
+
+def _varying_genes(x: sp.spmatrix | np.ndarray) -> np.ndarray:
+    """Boolean mask of the columns of ``x`` whose values are not all equal."""
+    if sp.issparse(x):
+        spread = x.max(axis=0).toarray().ravel() - x.min(axis=0).toarray().ravel()
+    else:
+        spread = np.ptp(np.asarray(x), axis=0)
+    return np.asarray(spread, dtype=np.float64) > 1e-6
 
 
 def _checked_counts(x: sp.spmatrix | np.ndarray, source: str) -> sp.csr_matrix | np.ndarray:

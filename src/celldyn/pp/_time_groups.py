@@ -10,8 +10,10 @@ from anndata import AnnData
 
 from .. import _keys
 from .._time import read_time_groups
-from .._validate import check_adata, check_obs_key
+from .._validate import check_adata, check_int, check_obs_key
 from .._write import write_results
+
+_DEFAULT_N_GROUPS = 10
 
 
 def time_groups(
@@ -19,7 +21,7 @@ def time_groups(
     *,
     time_key: str | None = None,
     pseudotime_key: str | None = None,
-    n_groups: int = 10,
+    n_groups: int | None = None,
     root: str | int | None = None,
     key_added: str = _keys.TIME,
     copy: bool = False,
@@ -52,7 +54,9 @@ def time_groups(
     pseudotime_key
         Column of ``adata.obs`` with a continuous pseudotime.
     n_groups
-        Number of quantile bins of the pseudotime (at least 2).
+        Number of quantile bins of the pseudotime (an integer >= 2; ``None``: 10). Only
+        for ``pseudotime_key``: with ``time_key`` every distinct time is a group, and
+        passing ``n_groups`` raises a :class:`ValueError`.
     root
         Root cell for DPT: an ``obs`` name or an integer position.
     key_added
@@ -75,8 +79,13 @@ def time_groups(
     check_adata(adata)
     if (time_key is None) == (pseudotime_key is None):
         raise ValueError("Pass exactly one of `time_key` or `pseudotime_key`.")
-    if isinstance(n_groups, bool) or not isinstance(n_groups, int | np.integer) or n_groups < 2:
-        raise ValueError(f"`n_groups` must be an integer >= 2, got {n_groups!r}.")
+    if time_key is not None and n_groups is not None:
+        raise ValueError(
+            f"`n_groups` applies only to `pseudotime_key` (got n_groups={n_groups!r} with "
+            f"time_key={time_key!r}): every distinct time of `time_key` is a group."
+        )
+    if pseudotime_key is not None:
+        n_groups = check_int(_DEFAULT_N_GROUPS if n_groups is None else n_groups, "n_groups", 2)
     compute_dpt = pseudotime_key == _keys.DPT_PSEUDOTIME and (
         root is not None or pseudotime_key not in adata.obs.columns
     )
@@ -100,7 +109,7 @@ def time_groups(
     params = {
         "time_key": time_key,
         "pseudotime_key": pseudotime_key,
-        "n_groups": int(n_groups),
+        "n_groups": n_groups,
         "root": root if root is None or isinstance(root, str) else int(root),
     }
     info = {

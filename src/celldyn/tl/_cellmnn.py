@@ -23,7 +23,7 @@ def _working_adata(adata: AnnData, columns: list[str], rep: str, loadings: str |
     )
     if rep in adata.obsm:
         work.obsm[rep] = adata.obsm[rep]
-    if loadings is not None:
+    if loadings is not None and loadings in adata.varm:
         work.varm[loadings] = adata.varm[loadings]
     return work
 
@@ -125,6 +125,7 @@ def cellmnn(
         CellMNN,
         check_time_range,
         expression_moments,
+        read_loadings,
         read_numeric_times,
     )
 
@@ -138,20 +139,16 @@ def cellmnn(
     if batch_key is not None:
         check_obs_key(adata, batch_key)
         columns.append(batch_key)
-    if loadings is not None and loadings not in adata.varm:
-        raise KeyError(
-            f"adata.varm has no loadings {loadings!r}; run `sc.pp.pca` or pass `loadings=None`."
-        )
     work = _working_adata(adata, columns, rep, loadings)
     CellMNN.setup_anndata(
         work, time_key=time_key, rep=rep, n_components=n_components, batch_key=batch_key
     )
+    if loadings is not None:  # checked before training: present, finite, enough columns
+        read_loadings(work, loadings, int(n_components))
     groups = read_numeric_times(work, time_key)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(random_state)
         model = CellMNN(work, **(model_kwargs or {}))
-        if loadings is not None:
-            model._loadings(work, loadings)  # validate the loadings before training
         model.train(
             holdout,
             max_epochs=max_epochs,

@@ -11,6 +11,7 @@ from anndata import AnnData
 
 from .. import _keys
 from .._validate import check_adata, check_finite, check_int, check_layer
+from ..nn._ode import check_tolerances
 from ._flecs_fields import gene_indices
 
 
@@ -179,6 +180,8 @@ def flecs(
     read_trajectories(adata, trajectories)
     check_finite(adata.X if layer is None else adata.layers[layer], "layer" if layer else "X")
     n_models = check_int(n_models, "n_models", 1)
+    # solver tolerances fail here, not after the warm start
+    check_tolerances(**{k: v for k, v in train_kwargs.items() if k in ("rtol", "atol")})
     knocked = [] if knockout is None else gene_indices(adata, knockout, "knockout")
     work = _working_adata(adata, layer, prior, trajectories, knocked)
     read_prior(work, prior)  # the knockout may have removed every edge

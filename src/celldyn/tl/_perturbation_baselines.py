@@ -11,7 +11,7 @@ from anndata import AnnData
 
 from .. import _keys
 from .._perturbations import read_perturbations, split_label
-from .._validate import check_adata, check_in, check_layer
+from .._validate import check_adata, check_expression, check_in
 
 BASELINES = ("additive", "mean", "no_change")
 """Methods of :func:`perturbation_baseline`."""
@@ -61,7 +61,7 @@ def perturbation_baseline(
     """
     check_adata(adata)
     check_in(method, BASELINES, "method")
-    check_layer(adata, layer)
+    x = check_expression(adata, layer)
     if isinstance(perturbations, str) or len(perturbations) == 0:
         raise ValueError("`perturbations` must be a non-empty sequence of labels.")
     if len(set(perturbations)) != len(perturbations):
@@ -81,7 +81,6 @@ def perturbation_baseline(
     if method == "mean" and observed == {control}:
         raise ValueError("The mean baseline needs at least one perturbation besides the control.")
 
-    x = adata.X if layer is None else adata.layers[layer]
     x = np.asarray(x.toarray() if sp.issparse(x) else x, dtype=np.float64)
     ctrl = x[labels == control]
     means = {label: x[labels == label].mean(0) - ctrl.mean(0) for label in observed}
