@@ -55,6 +55,9 @@ def recipe(
         Annotated data matrix with raw counts (sparse or dense).
     n_top_genes
         Number of highly variable genes; capped at ``n_vars`` (then every gene is kept).
+        Below ``n_vars`` the genes must be rankable: a :class:`ValueError` is raised when no
+        gene has a normalized dispersion (every gene alone in its mean-expression bin, which
+        happens with a few dozen genes or fewer).
     denoise
         ``'knn'`` for diffusion denoising, ``None`` to skip it.
     layer
@@ -136,8 +139,20 @@ def recipe(
             "normalization: no highly variable genes can be selected (is the matrix constant, "
             "or every cell proportional to the others?)."
         )
+    keep_all = n_hvg_requested == adata.n_vars
     try:
-        sc.pp.highly_variable_genes(work, flavor="cell_ranger", n_top_genes=n_hvg_requested)
+        # with every gene kept, no ranking is needed (statistics only): asking scanpy for a
+        # ranking fails when no gene has a normalized dispersion (few genes per mean bin)
+        sc.pp.highly_variable_genes(
+            work, flavor="cell_ranger", n_top_genes=None if keep_all else n_hvg_requested
+        )
+    except IndexError as err:
+        # scanpy's `_nth_highest` on an empty array: every normalized dispersion is NaN
+        raise ValueError(
+            f"Cannot rank the {adata.n_vars} genes of {source} by normalized dispersion: "
+            "each is alone in its mean-expression bin of flavor='cell_ranger' (too few "
+            f"genes). Pass n_top_genes >= {adata.n_vars} to keep every gene."
+        ) from err
     except ValueError as err:
         if "Bin edges must be unique" not in str(err):
             raise
@@ -151,7 +166,7 @@ def recipe(
             "cell), so the mean-expression bins of flavor='cell_ranger' collapse. Remove "
             "constant or undetected genes first, e.g. `sc.pp.filter_genes(adata, min_cells=1)`."
         ) from err
-    if n_hvg_requested == adata.n_vars:
+    if keep_all:
         # cell_ranger's binned dispersions leave genes alone in a bin unranked (NaN);
         # asking for every gene must keep every gene.
         work.var["highly_variable"] = True

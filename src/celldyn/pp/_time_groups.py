@@ -14,6 +14,9 @@ from .._validate import check_adata, check_int, check_obs_key
 from .._write import write_results
 
 _DEFAULT_N_GROUPS = 10
+_DPT_N_DCS = 10
+"""Diffusion components of DPT (scanpy's default), fewer on graphs of fewer cells."""
+_MIN_DPT_CELLS = 4
 
 
 def time_groups(
@@ -39,7 +42,8 @@ def time_groups(
     - ``pseudotime_key='dpt_pseudotime'`` when that column is missing, or whenever ``root`` is
       given: diffusion pseudotime is computed first (:func:`scanpy.tl.diffmap` and
       :func:`scanpy.tl.dpt` on a private copy; needs :func:`scanpy.pp.neighbors`) from the
-      root cell ``root``, else ``adata.uns['iroot']``.
+      root cell ``root``, else ``adata.uns['iroot']``; 10 diffusion components (fewer, at most
+      ``n_obs - 1``, on small graphs; at least 4 cells are needed).
 
     ``obs[key_added]`` is written as ``float64`` (not categorical) because the models need the
     numeric time; :func:`celldyn._time.read_time_groups` reads it back, and the original
@@ -189,6 +193,11 @@ def _dpt(adata: AnnData, root: str | int | None) -> np.ndarray:
         if key not in adata.obsp:
             raise KeyError(f"adata.obsp has no {key!r}: rerun `sc.pp.neighbors(adata)`.")
     iroot = _root_index(adata, root)
+    if adata.n_obs < _MIN_DPT_CELLS:
+        raise ValueError(
+            f"DPT needs at least {_MIN_DPT_CELLS} cells (a diffusion map of 3 or more "
+            f"components), got {adata.n_obs}."
+        )
 
     tmp = AnnData(obs=pd.DataFrame(index=adata.obs_names))
     for key in graph_keys:
@@ -196,7 +205,8 @@ def _dpt(adata: AnnData, root: str | int | None) -> np.ndarray:
     tmp.uns["neighbors"] = neighbors
     tmp.uns["iroot"] = iroot
     sc.tl.diffmap(tmp)
-    sc.tl.dpt(tmp)
+    # scanpy's diffmap has at most n_obs - 1 components; dpt's default n_dcs=10 needs 10
+    sc.tl.dpt(tmp, n_dcs=min(_DPT_N_DCS, tmp.obsm["X_diffmap"].shape[1]))
     pseudotime = tmp.obs[_keys.DPT_PSEUDOTIME].to_numpy(dtype=np.float64)
     if not np.all(np.isfinite(pseudotime)):
         n_bad = int(np.sum(~np.isfinite(pseudotime)))

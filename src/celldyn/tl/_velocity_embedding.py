@@ -93,7 +93,14 @@ def velocity_embedding(
     finally:
         scv.settings.verbosity = verbosity
     projected = np.asarray(work.obsm[f"velocity_{basis}"])
-    check_finite(projected, f"projected velocity on {basis_key}")
+    if not np.all(np.isfinite(projected)):
+        n_bad = int(np.sum(~np.all(np.isfinite(projected), axis=1)))
+        raise ValueError(
+            f"The velocity projected on {basis_key!r} is NaN or infinite for {n_bad} of "
+            f"{adata.n_obs} cells: scvelo's velocity graph is undefined where a cell's state "
+            f"equals its neighbors' ({'adata.X' if xkey is None else f'layers[{xkey!r}]'} "
+            "constant or all zero?)."
+        )
 
     params_key = f"{vkey}_params"
     params = dict(adata.uns.get(params_key, {}))
