@@ -218,6 +218,19 @@ def test_lcd_subcommand_with_intervention_targets(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.filterwarnings("ignore:Variable names are not unique")
+def test_lcd_subcommand_rejects_duplicated_gene_names(tmp_path, caplog):
+    screen = cd.datasets.simulate_perturbations(4, n_cells=20, n_doubles=0, counts=True)
+    screen.var_names = ["G0", "G1", "G1", "G3"]
+    src, out = tmp_path / "screen.h5ad", tmp_path / "lcd.h5ad"
+    screen.write_h5ad(src)
+    before = src.read_bytes()
+    args = ["-q", "lcd", "-i", str(src), "-o", str(out), "--max-epochs", "2", "--score-epochs", "2"]
+    assert main(args) == 1
+    assert "var_names are not unique" in caplog.text
+    assert not out.exists() and src.read_bytes() == before
+
+
 def _file_cases(folder, tmp):
     """(arguments, text the error must contain) for bad files; ``tmp`` holds the bad paths."""
     (tmp / "notes.txt").write_text("not an h5ad file")

@@ -68,6 +68,16 @@ def check_var_names(adata: AnnData, var_names: Iterable[object], what: str) -> N
         )
 
 
+def check_unique_var_names(adata: AnnData) -> None:
+    """Raise a :class:`ValueError` naming ``adata.var_names`` if they are not unique."""
+    if not adata.var_names.is_unique:
+        duplicated = adata.var_names[adata.var_names.duplicated()].unique().tolist()
+        raise ValueError(
+            f"adata.var_names are not unique (duplicated: {duplicated[:5]}); run "
+            "`adata.var_names_make_unique()` first."
+        )
+
+
 def get_rep(adata: AnnData, rep: str, *, min_dims: int = 1) -> np.ndarray:
     """Return ``adata.obsm[rep]`` as a dense float array after checking it.
 
@@ -119,9 +129,13 @@ def check_in(value: object, allowed: Iterable[object], name: str) -> None:
 
 
 def check_positive(value: float, name: str, *, strict: bool = True) -> None:
-    """Raise a :class:`ValueError` unless ``value`` is positive (or non-negative)."""
-    if not np.isfinite(value) or (value <= 0 if strict else value < 0):
-        kind = "positive" if strict else "non-negative"
+    """Raise a :class:`ValueError` unless ``value`` is a positive (or non-negative) number."""
+    kind = "positive" if strict else "non-negative"
+    try:
+        number = None if isinstance(value, bool | str | bytes) else float(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or not np.isfinite(number) or (number <= 0 if strict else number < 0):
         raise ValueError(f"`{name}` must be a finite {kind} number, got {value!r}.")
 
 

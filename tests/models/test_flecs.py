@@ -127,6 +127,7 @@ def _settings(module: FLeCSModule) -> dict:
         "windows": module.windows or False,
         "flow_matching": module.flow_matching,
         "flow_matching_noise": module.flow_matching_noise,
+        "max_num_steps": module.max_num_steps,
     }
 
 
@@ -372,6 +373,56 @@ def test_diverging_training_raises(small):
         model.train(max_epochs=1, **FAST)
 
 
+def test_non_finite_loss_stops_training_at_once():
+    """The first NaN/inf loss raises (in training and validation) instead of training on."""
+    module = FLeCSModule(2, [0, 1], [1, 0])
+    x = torch.tensor([[[1.0, 0.0], [2.0, 1.0]]])
+    t = torch.tensor([[0.0, 1.0]])
+    for bad in (float("nan"), float("inf")):
+        predicted = torch.tensor([[[1.0, 0.0], [bad, 1.0]]])
+        inference = {"predicted": predicted, "observed": x, "times": t}
+        with pytest.raises(SolverDivergedError, match="FLeCS loss is NaN or infinite"):
+            module.loss({"x": x, "t": t}, inference, {})
+    module.configure(**{**_settings(module), "velocity_weight": 0.1})
+    module.velocity_loss = lambda: torch.tensor(float("nan"))  # a velocity term gone bad
+    module.train()
+    inference = {"predicted": torch.zeros(1, 2, 2), "observed": x, "times": t}
+    with pytest.raises(SolverDivergedError, match="FLeCS loss is NaN or infinite"):
+        module.loss({"x": x, "t": t}, inference, {})
+
+
+def test_training_solves_are_bounded():
+    from celldyn.module._flecs import TRAIN_MAX_NUM_STEPS
+
+    module = FLeCSModule(2, [0, 1], [1, 0])
+    assert module.solver_kwargs()["options"] == {"max_num_steps": TRAIN_MAX_NUM_STEPS}
+    module.configure(**{**_settings(module), "max_num_steps": 5})
+    assert module.solver_kwargs()["options"] == {"max_num_steps": 5}
+    module.configure(**{**_settings(module), "method": "rk4", "step_size": 0.1})
+    assert module.solver_kwargs()["options"] == {"step_size": 0.1}  # fixed steps: no bound
+    # a stiff field (decay 1e7) exceeds the bound instead of shrinking the step for hours
+    module.configure(**{**_settings(module), "method": "dopri5", "step_size": None})
+    with torch.no_grad():
+        module.field._raw_decay.fill_(1e7)
+    x, t = torch.rand(3, 2, 2), torch.tensor([[0.0, 1.0]] * 3)
+    with pytest.raises(SolverDivergedError, match="max_num_steps=5 "):
+        module.inference(x, t)
+
+
+def test_diverging_lr_raises_promptly_naming_lr(small):
+    """lr = 1e8 (issue: the fit never returned): the step bound stops it within seconds."""
+    import time
+
+    FLeCS.setup_anndata(small)
+    model = FLeCS(small)
+    start = time.perf_counter()
+    with pytest.raises(SolverDivergedError, match=r"`lr` is too large \(now 100000000.0\)"):
+        model.train(max_epochs=5, lr=1e8, velocity_init=0, **FAST)
+    assert time.perf_counter() - start < 60  # ~2 s here; 30 s with 10,000 steps, hours before
+    with pytest.raises(SolverDivergedError, match=r"max_num_steps=30 .*`max_num_steps` \(now 30\)"):
+        model.train(max_epochs=5, lr=1e8, velocity_init=0, max_num_steps=30, **FAST)
+
+
 @pytest.mark.parametrize(
     ("option", "match"),
     [
@@ -385,6 +436,8 @@ def test_diverging_training_raises(small):
         ({"velocity_weight": -0.1}, "velocity_weight"),
         ({"velocity_weight": float("nan")}, "velocity_weight"),
         ({"velocity_bootstrap": -1}, "velocity_bootstrap"),
+        ({"max_num_steps": 0}, "`max_num_steps` must be an integer >= 1, got 0"),
+        ({"max_num_steps": 2.5}, "`max_num_steps`"),
     ],
 )
 def test_bad_training_options(small, option, match):

@@ -510,3 +510,144 @@ def test_save_load_roundtrip(trained, tmp_path):
     assert loaded.module.score_base == model.module.score_base == "gaussian"
     for name in ("base_mean", "base_shift", "base_var"):
         torch.testing.assert_close(getattr(loaded.module, name), getattr(model.module, name))
+
+
+# ---------------------------------------------------------------- bad input and divergence
+@pytest.fixture(scope="module")
+def small_screen():
+    """5 genes, 40 cells per condition, 2 doubles: for checks and short fits."""
+    return simulate_perturbations(5, n_cells=40, n_doubles=2, counts=True, random_state=0)
+
+
+@pytest.fixture
+def small_model(small_screen):
+    """An untrained LCD on a copy of ``small_screen``."""
+    adata = small_screen.copy()
+    LCD.setup_anndata(adata, size_factor_key="size_factor")
+    torch.manual_seed(0)
+    return LCD(adata)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("score_lr", -1),
+        ("score_lr", "fast"),
+        ("lr", 0.0),
+        ("lr", float("nan")),
+        ("max_epochs", 0),
+        ("score_epochs", 2.5),
+        ("batch_size", 0),
+        ("score_batch_size", -4),
+        ("weight_decay", -1e-3),
+        ("weight_decay", float("inf")),
+        ("mixing_steps", 0),
+        ("posterior_draws", -1),
+        ("random_state", -1),
+        ("progress", "yes"),
+    ],
+)
+def test_train_checks_every_argument_before_training(small_model, name, value):
+    """A bad argument raises naming itself (`lr` and `score_lr` apart) before any training."""
+    latent = small_model.module.latent.detach().clone()
+    args = {"max_epochs": 1, "score_epochs": 1, "mixing_steps": 1, "progress": False}
+    with pytest.raises(ValueError, match=f"`{name}`"):
+        small_model.train(**{**args, name: value})
+    assert small_model.history_ is None and not small_model.is_trained_
+    torch.testing.assert_close(small_model.module.latent, latent)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+@pytest.mark.parametrize(
+    ("kwargs", "stage", "lr_name"),
+    [({"lr": 1e6}, "stage 1", "`lr`"), ({"score_lr": 1e6}, "stage 2", "`score_lr`")],
+)
+def test_diverging_training_raises_solver_diverged(small_model, kwargs, stage, lr_name):
+    """A huge learning rate gives NaN; the fit stops with SolverDivergedError naming the stage
+    and the learning rate to lower (stage 1 used to fail in torch's Normal validation)."""
+    from celldyn.nn import SolverDivergedError
+
+    with pytest.raises(SolverDivergedError, match=stage) as info:
+        small_model.train(
+            3, score_epochs=3, mixing_steps=5, posterior_draws=2, progress=False, **kwargs
+        )
+    assert lr_name in str(info.value) and "Lower" in str(info.value)
+
+
+def test_duplicated_var_names_are_rejected(small_screen, assert_unchanged):
+    adata = small_screen.copy()
+    adata.var_names = ["G0", "G1", "G1", "G3", "G4"]
+    before = adata.copy()
+    with pytest.raises(ValueError, match=r"var_names are not unique.*'G1'"):
+        LCD.setup_anndata(adata, size_factor_key="size_factor")
+    assert_unchanged(adata, before)
+
+
+def test_getters_check_their_arrays(trained):
+    """Empty or non-finite points and bad sampler arguments raise naming the argument."""
+    model, _ = trained
+    x = model.get_latent()[:5]
+    for bad in (np.zeros((0, N_GENES)), np.where(np.eye(5, N_GENES) > 0, np.nan, x)):
+        with pytest.raises(ValueError, match="`x`"):
+            model.get_drift(bad, "G1")
+        with pytest.raises(ValueError, match="`x`"):
+            model.get_drift_response(bad, x[:2])
+    inf = x.copy()
+    inf[0, 0] = np.inf
+    with pytest.raises(ValueError, match="`x`.*NaN or infinite"):
+        model.get_drift(inf, "G1")
+    with pytest.raises(ValueError, match="`shifts`.*NaN or infinite"):
+        model.get_drift_response(x, inf[:2])
+    with pytest.raises(ValueError, match="`x`.*NaN or infinite"):
+        model.get_drift(np.full((1, N_GENES), 1e39), "G1")  # overflows float32
+    with pytest.raises(ValueError, match="`shifts`"):
+        model.get_drift_response(x, np.zeros((0, N_GENES)))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"n_steps": 0}, "n_steps"),
+        ({"n_steps": 2.5}, "n_steps"),
+        ({"step_size": 0.0}, "step_size"),
+        ({"step_size": -0.1}, "step_size"),
+        ({"step_size": float("nan")}, "step_size"),
+        ({"random_state": -1}, "random_state"),
+    ],
+)
+def test_sampler_arguments_are_checked(small_model, kwargs, name):
+    with pytest.raises(ValueError, match=f"`{name}`"):
+        small_model.sample_latent("G1", 3, **kwargs)
+    with pytest.raises(ValueError, match=f"`{name}`"):
+        small_model.predict(["G1"], 3, **kwargs)
+
+
+def test_predict_needs_a_condition(small_model):
+    for empty in ([], ()):
+        with pytest.raises(ValueError, match="`perturbations` must name at least one"):
+            small_model.predict(empty, 3)
+    with pytest.raises(TypeError, match="`perturbations`"):
+        small_model.predict(None, 3)
+
+
+def test_get_latent_takes_only_the_training_adata(small_model, small_screen, assert_unchanged):
+    """``get_latent(adata)`` checks ``adata`` and registers nothing: it stays unchanged."""
+    assert small_model.get_latent(small_model.adata).shape == (small_screen.n_obs, 5)
+    other = small_screen[:50].copy()
+    before = other.copy()
+    with pytest.raises(ValueError, match="`adata` must be None or the training AnnData"):
+        small_model.get_latent(other)
+    assert_unchanged(other, before)
+    assert not any(k.startswith("_scvi") for k in other.uns)
+    with pytest.raises(TypeError, match="AnnData"):
+        small_model.get_latent(np.zeros((3, 5)))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_load_corrupted_model_file_names_the_file(small_model, tmp_path, damage):
+    small_model.save(tmp_path / "lcd", overwrite=True)
+    path = tmp_path / "lcd" / "model.pt"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"not a model" * 50)
+    with pytest.raises(ValueError, match=r"Cannot load a LCD from '.*model\.pt'"):
+        LCD.load(tmp_path / "lcd", adata=small_model.adata)

@@ -44,13 +44,13 @@ class _LinearModel(TrainingMixin, BaseModelClass):
         self.init_params_ = self._get_init_params(locals())
 
     @classmethod
-    def setup_anndata(cls, adata):
+    def setup_anndata(cls, adata, **kwargs):
         args = cls._get_setup_method_args(**locals())
         manager = AnnDataManager(
             fields=[LayerField(REGISTRY_KEYS.X_KEY, None, is_count_data=False)],
             setup_method_args=args,
         )
-        manager.register_fields(adata)
+        manager.register_fields(adata, **kwargs)  # `load` passes the source registry
         cls.register_manager(manager)
 
     def train(self, x, y, **kwargs):
@@ -151,3 +151,43 @@ def test_adam_eps_default_fits_small_gradients(regression):
     error_scvi_eps = np.abs(model.module.beta.detach().numpy() - small).max()
     assert error < 1e-4
     assert error_scvi_eps > 5 * error
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "flip", "other_zip"])
+@pytest.mark.parametrize("prefix", [None, "run1_"])
+def test_load_of_a_corrupted_model_file_names_the_file(regression, tmp_path, damage, prefix):
+    """Every model's ``load`` (shared in TrainingMixin) turns torch's unpickling errors on a
+    damaged ``model.pt`` into a ValueError naming the file; an intact file loads."""
+    import zipfile
+
+    model, _, _, _ = regression
+    model.save(tmp_path / "m", overwrite=True, prefix=prefix)
+    loaded = _LinearModel.load(tmp_path / "m", adata=model.adata, prefix=prefix)
+    torch.testing.assert_close(loaded.module.beta, model.module.beta)
+    path = tmp_path / "m" / f"{prefix or ''}model.pt"
+    data = bytearray(path.read_bytes())
+    if damage == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "garbage":
+        path.write_bytes(b"\x80\x02garbage" * 20)
+    elif damage == "flip":  # same size, one byte of the pickled data changed
+        with zipfile.ZipFile(path) as archive:
+            info = next(i for i in archive.infolist() if i.filename.endswith("data.pkl"))
+        header = info.header_offset  # local header: 30 bytes, the name, then an extra field
+        extra = int.from_bytes(data[header + 28 : header + 30], "little")
+        data[header + 30 + len(info.filename) + extra + 5] ^= 0xFF
+        path.write_bytes(bytes(data))
+    else:
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("notes.txt", "not a model")
+    with pytest.raises(ValueError, match=rf"Cannot load a _LinearModel from '.*{path.name}'"):
+        _LinearModel.load(tmp_path / "m", adata=model.adata, prefix=prefix)
+
+
+def test_load_keeps_errors_that_are_not_the_file(regression, tmp_path):
+    model, _, _, _ = regression
+    model.save(tmp_path / "m", overwrite=True)
+    wrong = ad.AnnData(np.zeros((5, 4), dtype=np.float32))
+    with pytest.raises(ValueError) as info:
+        _LinearModel.load(tmp_path / "m", adata=wrong)
+    assert "Cannot load" not in str(info.value)

@@ -131,6 +131,8 @@ def test_divergence_error_is_a_runtime_error():
         ({"rtol": "tight"}, ValueError, r"`rtol` must be a finite positive number, got 'tight'"),
         ({"rtol": True}, ValueError, r"`rtol` must be a finite positive"),
         ({"rtol": -1.0, "method": "rk4"}, ValueError, r"`rtol`"),  # checked for fixed steps too
+        ({"options": {"max_num_steps": 0}}, ValueError, r"`max_num_steps` must be an integer >= 1"),
+        ({"options": {"max_num_steps": 1.5}}, ValueError, r"`max_num_steps`"),
     ],
 )
 def test_bad_input(kwargs, error, match):
@@ -177,12 +179,48 @@ def test_adaptive_solve_is_bounded(monkeypatch):
 
     monkeypatch.setattr(ode, "MAX_NUM_STEPS", 300)
     stiff = lambda t, y: -1e7 * y  # noqa: E731
-    with pytest.raises(SolverDivergedError, match="max_num_steps exceeded"):
+    with pytest.raises(SolverDivergedError, match="diverged: more than max_num_steps=300 "):
         integrate(stiff, torch.ones(3, 2), [0.0, 1.0])
-    with pytest.raises(SolverDivergedError, match=r"max_num_steps exceeded \(50>=50\)"):
+    with pytest.raises(SolverDivergedError, match=r"max_num_steps=50 .*stuck at t=.* of \[0, 1\]"):
         integrate(stiff, torch.ones(3, 2), [0.0, 1.0], options={"max_num_steps": 50})
     # fixed-step solvers take no such option and are not bounded by it
     out = integrate(
         lambda t, y: -y, torch.ones(2), [0.0, 1.0], method="rk4", options={"step_size": 0.05}
     )
     assert torch.allclose(out[-1], torch.full((2,), float(np.exp(-1.0))), atol=1e-3)
+
+
+def test_step_bound_covers_the_whole_solve():
+    """The bound counts the steps of all output times together: a solve of ~1,000 steps
+    over 10 output times (~100 each) fails a bound of 500, which torchdiffeq's per-output-time
+    option would let through; so a field with 32 output times cannot take 32 x the bound."""
+    wave = lambda t, y: 40 * torch.cos(40 * t) * torch.ones_like(y)  # noqa: E731
+    solve = {"rtol": 1e-6, "atol": 1e-8}
+    t = torch.linspace(0, 10, 11)
+    out = integrate(wave, torch.zeros(2), t, **solve)  # default bound MAX_NUM_STEPS
+    torch.testing.assert_close(out[:, 0], torch.sin(40 * t), atol=1e-4, rtol=0)
+    with pytest.raises(SolverDivergedError, match="max_num_steps=500 "):
+        integrate(wave, torch.zeros(2), t, options={"max_num_steps": 500}, **solve)
+    integrate(wave, torch.zeros(2), t[:2], options={"max_num_steps": 500}, **solve)  # ~100
+
+
+class _Decay(nn.Module):
+    def __init__(self, rate: float):
+        super().__init__()
+        self.rate = nn.Parameter(torch.tensor(rate))
+
+    def forward(self, t, y):
+        return -self.rate * y
+
+
+def test_step_bound_covers_the_adjoint_backward_solve():
+    # y0 = 0 stays 0 (a few growing steps forward); the adjoint state decays at rate 1e4
+    # backward in time, which needs thousands of steps
+    field = _Decay(1e4)
+    y = integrate(field, torch.zeros(2), [0.0, 1.0], adjoint=True, options={"max_num_steps": 100})
+    with pytest.raises(SolverDivergedError, match=r"max_num_steps=100 solver steps \(adjoint\)"):
+        y[-1].sum().backward()
+    field = _Decay(1.0)
+    y = integrate(field, torch.ones(2), [0.0, 1.0], adjoint=True, options={"max_num_steps": 100})
+    y[-1].sum().backward()
+    assert float(field.rate.grad) == pytest.approx(-2 * np.exp(-1.0), rel=5e-3)

@@ -123,3 +123,21 @@ def test_lcd_rejects_non_counts(screen):
     with pytest.raises(ValueError, match="raw counts"):
         cd.tl.lcd(screen, **FAST)
     _unchanged(screen, before)
+
+
+def test_lcd_rejects_duplicated_var_names(screen, assert_unchanged):
+    screen.var_names = ["G0", "G1", "G1", "G3", "G4"]
+    before = screen.copy()
+    with pytest.raises(ValueError, match="var_names are not unique"):
+        cd.tl.lcd(screen, **FAST)
+    assert_unchanged(screen, before)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_lcd_divergence_raises_and_writes_nothing(screen, assert_unchanged):
+    from celldyn.nn import SolverDivergedError
+
+    before = screen.copy()
+    with pytest.raises(SolverDivergedError, match="stage 1.*`lr`"):
+        cd.tl.lcd(screen, lr=1e6, posterior_draws=2, mixing_steps=5, **FAST)
+    assert_unchanged(screen, before)

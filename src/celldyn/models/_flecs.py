@@ -25,7 +25,7 @@ from .._validate import (
     check_varp_key,
     get_rep,
 )
-from ..module._flecs import FLeCSModule, chord_velocities, fit_velocities
+from ..module._flecs import TRAIN_MAX_NUM_STEPS, FLeCSModule, chord_velocities, fit_velocities
 from ..nn import SolverDivergedError
 from ..pp._ot_velocities import ot_velocities
 from ._data import TensorDataModule
@@ -58,6 +58,11 @@ def read_trajectories(adata: AnnData, trajectories: str) -> tuple[np.ndarray, np
     if not isinstance(entry, dict) or not {"indices", "times"} <= set(entry):
         raise KeyError(f"adata.uns[{trajectories!r}] needs 'indices' and 'times'.")
     indices, times = np.asarray(entry["indices"]), np.asarray(entry["times"], dtype=np.float64)
+    if indices.ndim >= 1 and len(indices) == 0:
+        raise ValueError(
+            f"adata.uns[{trajectories!r}] holds no trajectories (0 rows in 'indices'); rerun "
+            "`celldyn.pp.trajectories` (e.g. with more cells per time group)."
+        )
     if indices.ndim != 2 or indices.shape[1] < 2 or times.shape != indices.shape:
         raise ValueError(
             f"adata.uns[{trajectories!r}] must hold 'indices' and 'times' of the same shape "
@@ -69,6 +74,11 @@ def read_trajectories(adata: AnnData, trajectories: str) -> tuple[np.ndarray, np
         raise ValueError(f"adata.uns[{trajectories!r}]['indices'] are outside [0, n_obs).")
     if not np.all(np.isfinite(times)) or np.any(np.diff(times, axis=1) < 0):
         raise ValueError(f"adata.uns[{trajectories!r}]['times'] must be finite, non-decreasing.")
+    if not np.any(times[:, -1] > times[:, 0]):
+        raise ValueError(
+            f"adata.uns[{trajectories!r}] holds no usable trajectory: every one has zero "
+            "duration (its 'times' never increase), so there is nothing to fit."
+        )
     return indices.astype(np.int64), times
 
 
@@ -203,6 +213,7 @@ class FLeCS(TrainingMixin, BaseModelClass):
         atol: float = 1e-4,
         step_size: float | None = None,
         adjoint: bool = False,
+        max_num_steps: int = TRAIN_MAX_NUM_STEPS,
         time_grid: int | None = 32,
         l1: float = 0.0,
         windows: int | bool = False,
@@ -260,6 +271,11 @@ class FLeCS(TrainingMixin, BaseModelClass):
         adjoint
             Gradients by the adjoint method (``odeint_adjoint``: less memory, usually slower)
             instead of backpropagation through the solver.
+        max_num_steps
+            Most steps of an adaptive solver per solve (a batch of trajectories); more
+            raise :class:`~celldyn.nn.SolverDivergedError`. Fits that converge take far fewer
+            (at most 15 on our simulators and BEELINE mESC); a diverging fit (``lr`` too
+            large) makes the field stiff and would otherwise run for hours.
         time_grid
             Largest number of output times per solve; batches with more distinct (shifted)
             times are integrated on that many evenly spaced times and interpolated
@@ -300,6 +316,7 @@ class FLeCS(TrainingMixin, BaseModelClass):
             atol=atol,
             step_size=step_size,
             adjoint=adjoint,
+            max_num_steps=max_num_steps,
             time_grid=time_grid,
             l1=l1,
             windows=windows,
@@ -332,19 +349,28 @@ class FLeCS(TrainingMixin, BaseModelClass):
             self.module.set_velocity_targets(points, velocities)
             if warm_start:
                 self._velocity_warm_start(points, velocities, velocity_init, accelerator)
-        self._fit(
-            datamodule,
-            max_epochs=max_epochs,
-            lr=lr,
-            weight_decay=weight_decay,
-            accelerator=accelerator,
-            devices=devices,
-            early_stopping=early_stopping,
-            early_stopping_patience=early_stopping_patience,
-            progress=progress,
-            plan_kwargs=plan_kwargs,
-            **trainer_kwargs,
-        )
+        try:
+            self._fit(
+                datamodule,
+                max_epochs=max_epochs,
+                lr=lr,
+                weight_decay=weight_decay,
+                accelerator=accelerator,
+                devices=devices,
+                early_stopping=early_stopping,
+                early_stopping_patience=early_stopping_patience,
+                progress=progress,
+                plan_kwargs=plan_kwargs,
+                **trainer_kwargs,
+            )
+        except SolverDivergedError as err:
+            if "`lr`" in str(err):  # already says what to change
+                raise
+            raise SolverDivergedError(
+                f"FLeCS training diverged: {err} Most likely `lr` is too large (now {lr!r}): "
+                "lower it. A fit that is valid but stiff can raise `max_num_steps` (now "
+                f"{max_num_steps}) or tighten `rtol`/`atol`."
+            ) from err
 
     def _ot_velocities(self, x: np.ndarray, random_state: int) -> tuple[torch.Tensor, ...]:
         """OT midpoints and velocities on the time groups and ``rep`` of the trajectories."""

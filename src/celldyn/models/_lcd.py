@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -25,7 +25,14 @@ from .._perturbations import (
     read_perturbations,
     split_label,
 )
-from .._validate import check_adata, check_finite, check_int, check_layer, check_positive
+from .._validate import (
+    check_adata,
+    check_finite,
+    check_int,
+    check_layer,
+    check_positive,
+    check_unique_var_names,
+)
 from ..module._lcd import SCORE_BASES, LCDModule
 from ..nn import SolverDivergedError
 from ._data import TensorDataModule
@@ -56,16 +63,66 @@ def _dense(x) -> np.ndarray:
     return np.asarray(x.toarray() if sp.issparse(x) else x, dtype=np.float32)
 
 
+_STAGES = {
+    "observation": ("stage 1 (latent states and count model)", "lr"),
+    "score": ("stage 2 (score matching)", "score_lr"),
+}
+
+
+def _diverged(stage: str, epoch: int, what: str, lr: float) -> SolverDivergedError:
+    name, lr_name = _STAGES[stage]
+    return SolverDivergedError(
+        f"LCD training diverged in {name} at epoch {epoch}: {what} NaN or infinite values. "
+        f"Lower `{lr_name}` (now {lr!r})."
+    )
+
+
+class _DivergenceGuard(Callback):
+    """Raise :class:`SolverDivergedError` at the first non-finite loss or parameter.
+
+    The loss is checked after every step. The parameters a step updated (with a gradient) are
+    checked after every step of stage 1, whose count model would otherwise meet them as an
+    invalid distribution argument, and after every epoch of stage 2, whose many small steps
+    would pay for a per-step check while a non-finite weight makes the next loss non-finite.
+    """
+
+    def __init__(self, stage: str, lr: float):
+        self.stage, self.lr = stage, lr
+
+    def _check(self, trainer, pl_module, loss=None) -> None:
+        bad = [] if loss is None or torch.isfinite(loss).all() else ["the loss"]
+        if bad or loss is None or self.stage == "observation":
+            params = [
+                f"`{name}`"
+                for name, p in pl_module.module.named_parameters()
+                if p.grad is not None and not torch.isfinite(p).all()
+            ]
+            bad += params[:3] + ([f"{len(params) - 3} more parameters"] if len(params) > 3 else [])
+        if bad:
+            what = f"{', '.join(bad)} {'holds' if len(bad) == 1 else 'hold'}"
+            raise _diverged(self.stage, trainer.current_epoch + 1, what, self.lr)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        self._check(trainer, pl_module, torch.zeros(()) if loss is None else loss.detach())
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._check(trainer, pl_module)
+
+
 class _PriorUpdate(Callback):
     """Laplace-EM update of the latent prior variances after every epoch of stage 1."""
 
-    def __init__(self, tensors: dict[str, torch.Tensor]):
-        self.tensors = tensors
+    def __init__(self, tensors: dict[str, torch.Tensor], lr: float):
+        self.tensors, self.lr = tensors, lr
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         module = pl_module.module
         device = module.latent.device
         module.update_prior(*(self.tensors[k].to(device) for k in _PRIOR_INPUTS))
+        if not torch.isfinite(module.prior_logvar).all():
+            epoch = trainer.current_epoch + 1
+            raise _diverged("observation", epoch, "the prior variances hold", self.lr)
 
 
 class _CosineDecay(Callback):
@@ -283,6 +340,7 @@ class LCD(TrainingMixin, BaseModelClass):
         """
         setup_method_args = cls._get_setup_method_args(**locals())
         check_adata(adata)
+        check_unique_var_names(adata)
         check_layer(adata, layer)
         labels = read_perturbations(adata, perturbation_key, control, measured_genes=False)
         names = interventions(labels.categories, control=control)
@@ -429,12 +487,18 @@ class LCD(TrainingMixin, BaseModelClass):
         check_int(score_epochs, "score_epochs", 1)
         check_int(batch_size, "batch_size", 1)
         check_int(score_batch_size, "score_batch_size", 1)
+        check_positive(lr, "lr")
+        check_positive(score_lr, "score_lr")
+        check_positive(weight_decay, "weight_decay", strict=False)
         check_int(mixing_steps, "mixing_steps", 1)
         check_int(posterior_draws, "posterior_draws", 0)
+        check_int(random_state, "random_state", 0)
         if score_schedule not in _SCHEDULES:
             raise ValueError(
                 f"`score_schedule` must be one of {_SCHEDULES}, got {score_schedule!r}."
             )
+        if not isinstance(progress, bool):
+            raise ValueError(f"`progress` must be True or False, got {progress!r}.")
         torch.manual_seed(random_state)
         counts, library = self._counts(self.adata)
         fit = {
@@ -455,8 +519,9 @@ class LCD(TrainingMixin, BaseModelClass):
             validation_size=0.0,
             random_state=random_state,
         )
-        prior_update = _PriorUpdate(observed.tensors)
-        callbacks = [*trainer_kwargs.get("callbacks", []), prior_update]
+        guard = _DivergenceGuard("observation", lr)
+        prior_update = _PriorUpdate(observed.tensors, lr)
+        callbacks = [*trainer_kwargs.get("callbacks", []), guard, prior_update]
         self._fit(
             observed,
             max_epochs=max_epochs,
@@ -478,7 +543,11 @@ class LCD(TrainingMixin, BaseModelClass):
                 self.module.match_scale(inputs[0], inputs[1], draws)
             states = self.module.posterior_draws(*inputs, posterior_draws, generator=generator)
             states = states.cpu()
-            check_finite(states.numpy(), "The posterior draws of the latent states")
+            if not torch.isfinite(states).all():
+                raise SolverDivergedError(
+                    "LCD training diverged: the posterior draws of the latent states after stage "
+                    f"1 hold NaN or infinite values. Lower `lr` (now {lr!r})."
+                )
         else:
             states = torch.as_tensor(latent, dtype=torch.float32)
         # units of the law the score is fitted to: at low counts the MAP states of most genes
@@ -496,12 +565,13 @@ class LCD(TrainingMixin, BaseModelClass):
             random_state=random_state,
         )
         decay = [_CosineDecay()] if score_schedule == "cosine" else []
+        guard = _DivergenceGuard("score", score_lr)
         self._fit(
             scored,
             max_epochs=score_epochs,
             lr=score_lr,
             weight_decay=weight_decay,
-            **{**fit, "callbacks": [*trainer_kwargs.get("callbacks", []), *decay]},
+            **{**fit, "callbacks": [*trainer_kwargs.get("callbacks", []), guard, *decay]},
         )
         history = {f"observation_{k}": v for k, v in observation_history.items()}
         history.update({f"score_{k}": v for k, v in (self.history_ or {}).items()})
@@ -543,6 +613,25 @@ class LCD(TrainingMixin, BaseModelClass):
         c = self.module.embed(mask.to(self.device), n_unknown.to(self.device))
         return c.expand(n, -1)
 
+    def _points(self, x: object, name: str) -> np.ndarray:
+        """``x`` as float32 ``(n, n_genes)`` latent points, ``n >= 1``, all finite."""
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != len(self.genes_) or len(x) == 0:
+            raise ValueError(
+                f"`{name}` must have shape (n, {len(self.genes_)}) with n > 0, got {x.shape}."
+            )
+        check_finite(x, f"`{name}` (as float32)")
+        return x
+
+    @staticmethod
+    def _finite_result(out: torch.Tensor, what: str) -> np.ndarray:
+        if not torch.isfinite(out).all():
+            raise ValueError(
+                f"The {what} is not finite at some of `x`: the points lie too far from the "
+                "fitted latent states."
+            )
+        return out.cpu().numpy().astype(np.float64)
+
     def _score(self, x: torch.Tensor, perturbation: str, sigma: float | torch.Tensor):
         sig = torch.as_tensor(sigma, dtype=torch.float32, device=self.device).expand(len(x))
         return self.module.score(x, sig, self._condition_code(perturbation, len(x)))
@@ -556,9 +645,13 @@ class LCD(TrainingMixin, BaseModelClass):
             ``None`` or the training AnnData (latent states are fitted per training cell).
         """
         if adata is not None and (
-            adata.n_obs != self.adata.n_obs or not adata.obs_names.equals(self.adata.obs_names)
+            check_adata(adata).n_obs != self.adata.n_obs
+            or not adata.obs_names.equals(self.adata.obs_names)
         ):
-            raise ValueError("LCD fits latent states of its training cells only; pass `None`.")
+            raise ValueError(
+                "`adata` must be None or the training AnnData: LCD fits latent states of its "
+                "training cells only."
+            )
         return self.module.latent.detach().cpu().numpy().astype(np.float64)
 
     @torch.no_grad()
@@ -578,15 +671,13 @@ class LCD(TrainingMixin, BaseModelClass):
         Array ``(n, n_genes)``; entry ``[c, i]`` is ``dx_i/dt`` of point ``c``.
         """
         self._check_label(perturbation)
-        x = np.asarray(x, dtype=np.float32)
-        if x.ndim != 2 or x.shape[1] != len(self.genes_):
-            raise ValueError(f"`x` must have shape (n, {len(self.genes_)}), got {x.shape}.")
+        x = self._points(x, "x")
         self.module.eval()
         out = []
         for s in range(0, len(x), _BATCH):
             xb = torch.as_tensor(x[s : s + _BATCH], device=self.device)
             out.append(self.module.drift(xb, self._condition_code(perturbation, len(xb))).cpu())
-        return torch.cat(out).numpy().astype(np.float64)
+        return self._finite_result(torch.cat(out), "drift")
 
     @torch.no_grad()
     def get_drift_response(self, x: np.ndarray, shifts: np.ndarray) -> np.ndarray:
@@ -610,13 +701,8 @@ class LCD(TrainingMixin, BaseModelClass):
         -------
         Array ``(k, n_genes)``.
         """
-        x = np.asarray(x, dtype=np.float32)
-        shifts = np.asarray(shifts, dtype=np.float32)
-        for name, a in (("x", x), ("shifts", shifts)):
-            if a.ndim != 2 or a.shape[1] != len(self.genes_) or len(a) == 0:
-                raise ValueError(
-                    f"`{name}` must have shape (n, {len(self.genes_)}) with n > 0, got {a.shape}."
-                )
+        x = self._points(x, "x")
+        shifts = self._points(shifts, "shifts")
         self.module.eval()
         directions = torch.as_tensor(shifts, device=self.device)
         total = torch.zeros(len(shifts), len(self.genes_), device=self.device)
@@ -625,7 +711,7 @@ class LCD(TrainingMixin, BaseModelClass):
             e = self._condition_code(self.control, len(xb))
             responses = self.module.translation_responses(xb, e, directions)
             total += self.module.apply_mixing(responses.sum(1))
-        return (total / len(x)).cpu().numpy().astype(np.float64)
+        return self._finite_result(total / len(x), "drift response")
 
     @torch.no_grad()
     def sample_latent(
@@ -666,9 +752,9 @@ class LCD(TrainingMixin, BaseModelClass):
         """
         self._check_label(perturbation)
         n_cells = check_int(n_cells, "n_cells", 1)
-        check_positive(step_size, "step_size")
+        n_steps, random_state = self._check_sampler(n_steps, step_size, random_state)
         self.module.eval()
-        generator = torch.Generator(device=self.device).manual_seed(int(random_state))
+        generator = torch.Generator(device=self.device).manual_seed(random_state)
         m = self.module
         floor = float(m.spread.min()) ** 2
         spread = torch.sqrt(m.spread**2 + m.sigmas[0] ** 2)
@@ -685,14 +771,20 @@ class LCD(TrainingMixin, BaseModelClass):
             raise SolverDivergedError(f"Sampling {perturbation!r} diverged; lower `step_size`.")
         return x.cpu().numpy().astype(np.float64)
 
+    @staticmethod
+    def _check_sampler(n_steps: int, step_size: float, random_state: int) -> tuple[int, int]:
+        check_positive(step_size, "step_size")
+        return check_int(n_steps, "n_steps", 1), check_int(random_state, "random_state", 0)
+
     @torch.no_grad()
     def predict(
         self,
         perturbations: Sequence[str],
         n_cells: int = 200,
         *,
+        n_steps: int = 50,
+        step_size: float = 0.1,
         random_state: int = 0,
-        **sampler_kwargs,
     ) -> AnnData:
         """Generate cells of (possibly unseen) perturbation conditions.
 
@@ -702,13 +794,13 @@ class LCD(TrainingMixin, BaseModelClass):
         Parameters
         ----------
         perturbations
-            Condition labels, e.g. ``['A', 'A+B']``.
+            Condition labels, e.g. ``['A', 'A+B']`` (at least one).
         n_cells
             Cells per condition.
+        n_steps, step_size
+            Langevin steps per noise level and relative step size (:meth:`sample_latent`).
         random_state
             Seed.
-        **sampler_kwargs
-            Passed to :meth:`sample_latent` (``n_steps``, ``step_size``).
 
         Returns
         -------
@@ -718,14 +810,23 @@ class LCD(TrainingMixin, BaseModelClass):
         """
         if isinstance(perturbations, str):
             perturbations = [perturbations]
+        if not isinstance(perturbations, Iterable):
+            raise TypeError(
+                f"`perturbations` must be a list of condition labels, got {perturbations!r}."
+            )
         perturbations = [self._check_label(p) for p in perturbations]
+        if not perturbations:
+            raise ValueError("`perturbations` must name at least one condition, got none.")
         n_cells = check_int(n_cells, "n_cells", 1)
+        self._check_sampler(n_steps, step_size, random_state)
         _, library = self._counts(self.adata)
         library = library[self._codes == 0]
         rng = np.random.default_rng(random_state)
         latent = np.concatenate(
             [
-                self.sample_latent(p, n_cells, random_state=random_state + i, **sampler_kwargs)
+                self.sample_latent(
+                    p, n_cells, n_steps=n_steps, step_size=step_size, random_state=random_state + i
+                )
                 for i, p in enumerate(perturbations)
             ]
         )

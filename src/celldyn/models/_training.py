@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
+import zipfile
+from pathlib import Path
 
 import torch
 
@@ -17,8 +20,60 @@ VAEs; it damps updates whose gradients are below 0.01 (per-cell latent states, s
 means): it froze the per-cell latent states of LCD and slowed its score fit."""
 
 
+def unreadable_model_file(path: str | Path) -> str | None:
+    """Why ``path`` is not a readable PyTorch file, or ``None`` (readable or absent).
+
+    :func:`torch.save` writes a zip archive with a ``data.pkl`` entry; a truncated or
+    overwritten file fails the archive's checks (central directory, CRC of every entry).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    if not zipfile.is_zipfile(path):
+        return "it is not a PyTorch archive (truncated or not a saved model)"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if not any(name.endswith("data.pkl") for name in archive.namelist()):
+                return "it is a zip archive without a PyTorch model"
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        return f"its archive is corrupted ({err})"
+    return None if bad is None else f"its entry {bad!r} is corrupted"
+
+
 class TrainingMixin:
-    """``_fit`` for :class:`~scvi.model.base.BaseModelClass` subclasses trained on tensors."""
+    """``_fit`` for :class:`~scvi.model.base.BaseModelClass` subclasses trained on tensors.
+
+    Also wraps :meth:`~scvi.model.base.BaseModelClass.load`: a corrupted ``model.pt`` raises a
+    :class:`ValueError` naming the file instead of torch's unpickling errors.
+    """
+
+    @classmethod
+    def load(cls, dir_path: str, *args, **kwargs):
+        """Load a saved model (:meth:`scvi.model.base.BaseModelClass.load`).
+
+        Raises a :class:`ValueError` naming ``model.pt`` when that file is truncated or
+        corrupted (checked before loading, and again on a loading error).
+        """
+        try:
+            bound = inspect.signature(super().load).bind(dir_path, *args, **kwargs)
+            path = Path(dir_path) / f"{bound.arguments.get('prefix') or ''}model.pt"
+        except TypeError:  # a wrong call: scvi-tools' load says why
+            path = None
+        cls._check_model_file(path)
+        try:
+            return super().load(dir_path, *args, **kwargs)
+        except Exception as err:
+            cls._check_model_file(path, err)  # a file downloaded from `backup_url`
+            raise
+
+    @classmethod
+    def _check_model_file(cls, path: Path | None, err: Exception | None = None) -> None:
+        problem = None if path is None else unreadable_model_file(path)
+        if problem is not None:
+            raise ValueError(
+                f"Cannot load a {cls.__name__} from {str(path)!r}: {problem}. Save the model again."
+            ) from err
 
     def _fit(
         self,

@@ -7,10 +7,18 @@ from collections.abc import Sequence
 import torch
 from scvi.module.base import BaseModuleClass, LossOutput
 
+from .._validate import check_int
 from ..nn import GRNVectorField, SolverDivergedError, integrate
+from ..nn._ode import ADAPTIVE_METHODS
 
 VELOCITY_BATCH = 256
 """Velocity targets drawn per training step for the velocity term of the FLeCS loss."""
+TRAIN_MAX_NUM_STEPS = 1_000
+"""Default bound on the adaptive solver steps of one training solve (a batch of trajectories).
+
+Fits on the test simulators and on BEELINE mESC take at most 15 steps per solve; a solve
+beyond the bound comes from a field made stiff or explosive by a diverging fit (``lr`` too
+large), and would take minutes to hours, with as many steps kept for backpropagation."""
 
 
 def integrate_trajectories(
@@ -279,6 +287,8 @@ class FLeCSModule(BaseModuleClass):
     method, rtol, atol, step_size, adjoint
         Solver settings of :func:`~celldyn.nn.integrate` (``step_size`` for fixed-step
         methods such as ``'rk4'``; ``adjoint`` uses ``odeint_adjoint``).
+    max_num_steps
+        Most steps of an adaptive solver per solve (:data:`TRAIN_MAX_NUM_STEPS`).
     time_grid
         See :func:`integrate_trajectories`.
     l1
@@ -307,6 +317,7 @@ class FLeCSModule(BaseModuleClass):
         atol: float = 1e-4,
         step_size: float | None = None,
         adjoint: bool = False,
+        max_num_steps: int = TRAIN_MAX_NUM_STEPS,
         time_grid: int | None = 32,
         l1: float = 0.0,
         windows: int | bool = False,
@@ -326,6 +337,7 @@ class FLeCSModule(BaseModuleClass):
             atol=atol,
             step_size=step_size,
             adjoint=adjoint,
+            max_num_steps=max_num_steps,
             time_grid=time_grid,
             l1=l1,
             windows=windows,
@@ -348,8 +360,10 @@ class FLeCSModule(BaseModuleClass):
         flow_matching: bool,
         flow_matching_noise: float,
         velocity_weight: float = 0.0,
+        max_num_steps: int = TRAIN_MAX_NUM_STEPS,
     ) -> None:
         """Set the solver, loss and augmentation settings (see the class parameters)."""
+        self.max_num_steps = check_int(max_num_steps, "max_num_steps", 1)
         if time_grid is not None and int(time_grid) < 2:
             raise ValueError(f"`time_grid` must be an integer >= 2 or None, got {time_grid}.")
         if step_size is not None and not step_size > 0:
@@ -391,6 +405,8 @@ class FLeCSModule(BaseModuleClass):
     def solver_kwargs(self) -> dict:
         """Keyword arguments of :func:`~celldyn.nn.integrate` for the current settings."""
         options = None if self.step_size is None else {"step_size": self.step_size}
+        if self.method in ADAPTIVE_METHODS:
+            options = {**(options or {}), "max_num_steps": self.max_num_steps}
         return {
             "method": self.method,
             "rtol": self.rtol,
@@ -421,17 +437,24 @@ class FLeCSModule(BaseModuleClass):
         return {}
 
     def loss(self, tensors, inference_outputs, generative_outputs) -> LossOutput:
-        """Squared error at every later cell whose time differs from the previous cell's."""
+        """Squared error at every later cell whose time differs from the previous cell's.
+
+        Raises :class:`~celldyn.nn.SolverDivergedError` when the loss is NaN or infinite, so a
+        diverging fit stops at its first bad step.
+        """
         outputs = inference_outputs
         per_trajectory = trajectory_mse(outputs["predicted"], outputs["observed"], outputs["times"])
         loss = per_trajectory.mean()
         if self.l1 > 0:
             loss = loss + self.l1 * self.field.prior_edge_weights().abs().mean()
         velocity = self.velocity_loss() if self.training else None
+        total = loss if velocity is None else loss + self.velocity_weight * velocity
+        if not bool(torch.isfinite(total.detach())):
+            raise SolverDivergedError("The FLeCS loss is NaN or infinite.")
         if velocity is None:
             return LossOutput(loss=loss, reconstruction_loss=per_trajectory)
         return LossOutput(
-            loss=loss + self.velocity_weight * velocity,
+            loss=total,
             reconstruction_loss=per_trajectory,
             extra_metrics={"velocity_error": velocity.detach()},
         )

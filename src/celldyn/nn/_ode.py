@@ -8,12 +8,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._validate import check_positive
+from .._validate import check_int, check_positive
 
 ADAPTIVE_METHODS = ("dopri8", "dopri5", "bosh3", "fehlberg2", "adaptive_heun")
 """torchdiffeq's adaptive solvers, whose number of steps :func:`integrate` bounds."""
 MAX_NUM_STEPS = 10_000
-"""Default bound on the steps of an adaptive solver between two output times."""
+"""Default bound on the steps an adaptive solver attempts in one solve (all output times)."""
 # AssertionError messages torchdiffeq raises when an adaptive solve breaks down.
 _DIVERGENCE_MESSAGES = ("underflow in dt", "non-finite values", "max_num_steps exceeded")
 
@@ -39,6 +39,41 @@ class _FiniteGuard(nn.Module):
                 f"(state magnitude up to {float(y.detach().abs().max()):.3g})."
             )
         return dy
+
+
+class _StepBound(_FiniteGuard):
+    """:class:`_FiniteGuard` that also ends a solve after ``max_num_steps`` adaptive steps.
+
+    torchdiffeq calls ``callback_step`` before every attempted step (accepted or rejected)
+    and ``callback_step_adjoint`` in the backward solve of the adjoint method; each solve
+    is counted on its own, over all its output times.
+    """
+
+    def __init__(self, field: Callable, max_num_steps: int, span: tuple[float, float]):
+        super().__init__(field)
+        self.max_num_steps, self.span = max_num_steps, span
+        self.steps = {"forward": 0, "adjoint": 0}
+
+    def _count(self, direction: str, t0: torch.Tensor, y0: torch.Tensor, dt: torch.Tensor):
+        self.steps[direction] += 1
+        if self.steps[direction] > self.max_num_steps:
+            states = y0 if isinstance(y0, tuple | list) else (y0,)  # adjoint: a tuple
+            size = max((float(s.detach().abs().max()) for s in states if s.numel()), default=0)
+            raise SolverDivergedError(
+                f"The ODE solve diverged: more than max_num_steps={self.max_num_steps} solver "
+                f"steps ({direction}), stuck at t={float(t0.detach()):.4g} of "
+                f"[{self.span[0]:.4g}, {self.span[1]:.4g}] with step size "
+                f"{float(dt.detach()):.3g} (state magnitude up to {size:.3g}): the field is "
+                "exploding or very stiff."
+            )
+
+    def callback_step(self, t0, y0, dt) -> None:
+        """Count one forward step."""
+        self._count("forward", t0, y0, dt)
+
+    def callback_step_adjoint(self, t0, y0, dt) -> None:
+        """Count one step of the adjoint's backward solve."""
+        self._count("adjoint", t0, y0, dt)
 
 
 def check_tolerances(**tolerances: object) -> None:
@@ -85,8 +120,9 @@ def integrate(
     A thin wrapper of :func:`torchdiffeq.odeint` (or :func:`~torchdiffeq.odeint_adjoint`) that
     never returns NaN and never runs unbounded: a non-finite derivative or state, a collapsing
     adaptive step ("underflow in dt") or more than ``options["max_num_steps"]`` steps of an
-    adaptive solver between two output times (default :data:`MAX_NUM_STEPS`; a stiff or
-    exploding field otherwise shrinks the step without end) raise :class:`SolverDivergedError`.
+    adaptive solver in the whole solve (all output times together; default
+    :data:`MAX_NUM_STEPS`; a stiff or exploding field otherwise shrinks the step without end)
+    raise :class:`SolverDivergedError`. The backward solve of ``adjoint=True`` has the same bound.
     Gradients flow to ``y0`` and to the field's parameters by backpropagation through the
     solver steps (or by the adjoint method when ``adjoint=True``, which saves memory but is
     usually several times slower; then only ``field.parameters()`` receive gradients).
@@ -108,8 +144,8 @@ def integrate(
         Use the adjoint method for gradients.
     options
         Solver options passed to torchdiffeq (e.g. ``{"step_size": 0.1}`` for fixed-step
-        solvers, ``{"max_num_steps": 50_000}`` for adaptive ones, whose default bound is
-        :data:`MAX_NUM_STEPS`).
+        solvers), and for adaptive ones ``max_num_steps``: the most steps of the whole solve
+        (default :data:`MAX_NUM_STEPS`; unlike torchdiffeq's option, not per output time).
 
     Returns
     -------
@@ -120,7 +156,8 @@ def integrate(
     SolverDivergedError
         If the solution blows up or the solver cannot proceed.
     ValueError
-        If ``rtol`` or ``atol`` is not a finite positive number, or ``y0``/``t`` is invalid.
+        If ``rtol`` or ``atol`` is not a finite positive number, ``max_num_steps`` not an
+        integer >= 1, or ``y0``/``t`` is invalid.
     """
     from torchdiffeq import odeint, odeint_adjoint
 
@@ -134,10 +171,13 @@ def integrate(
         raise ValueError("`y0` contains NaN or infinite values.")
     check_tolerances(rtol=rtol, atol=atol)
     times = _as_times(t, y0)
-    guarded = _FiniteGuard(field)
-    solve = odeint_adjoint if adjoint else odeint
     if method in ADAPTIVE_METHODS:
-        options = {"max_num_steps": MAX_NUM_STEPS, **(options or {})}
+        options = dict(options or {})
+        max_num_steps = check_int(options.pop("max_num_steps", MAX_NUM_STEPS), "max_num_steps", 1)
+        guarded = _StepBound(field, max_num_steps, (float(times[0]), float(times[-1])))
+    else:
+        guarded = _FiniteGuard(field)
+    solve = odeint_adjoint if adjoint else odeint
     settings = dict(method=method, rtol=rtol, atol=atol, options=options)
     try:
         solution = solve(guarded, y0, times, **settings)

@@ -169,7 +169,10 @@ def flecs(
     Raises
     ------
     SolverDivergedError
-        If training or the velocities produce NaN values (nothing is written).
+        If training or the velocities produce NaN values, or a training solve exceeds
+        ``max_num_steps`` (a too large ``lr``); nothing is written.
+    ValueError
+        If ``uns[trajectories]`` holds no trajectory, or none that spans a positive time.
     """
     from .._write import write_results
     from ..models._flecs import read_prior, read_trajectories
