@@ -8,7 +8,7 @@ import torch
 from anndata import AnnData
 
 from .. import _keys
-from .._validate import check_adata, check_finite, check_layer, check_obs_key
+from .._validate import check_adata, check_expression, check_obs_key
 
 
 def _working_adata(
@@ -113,12 +113,11 @@ def drug_effects(
     from ._flecs_fields import load_fields
 
     check_adata(adata)
-    check_layer(adata, layer)
     check_obs_key(adata, condition_key)
     features = check_features(features)
     bases = load_fields(adata, key)
     read_trajectories(adata, trajectories)
-    check_finite(adata.X if layer is None else adata.layers[layer], "layer" if layer else "X")
+    check_expression(adata, layer)
     work = _working_adata(adata, layer, condition_key, trajectories)
     FLeCSDrug.setup_anndata(work, condition_key=condition_key)
     model_kwargs = model_kwargs or {}

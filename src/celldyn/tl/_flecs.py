@@ -10,7 +10,7 @@ import torch
 from anndata import AnnData
 
 from .. import _keys
-from .._validate import check_adata, check_finite, check_int, check_layer
+from .._validate import check_adata, check_expression, check_int
 from ..nn._ode import check_tolerances
 from ._flecs_fields import gene_indices
 
@@ -178,10 +178,9 @@ def flecs(
     from ..models._flecs import read_prior, read_trajectories
 
     check_adata(adata)
-    check_layer(adata, layer)
     read_prior(adata, prior)
     read_trajectories(adata, trajectories)
-    check_finite(adata.X if layer is None else adata.layers[layer], "layer" if layer else "X")
+    check_expression(adata, layer)
     n_models = check_int(n_models, "n_models", 1)
     # solver tolerances fail here, not after the warm start
     check_tolerances(**{k: v for k, v in train_kwargs.items() if k in ("rtol", "atol")})
