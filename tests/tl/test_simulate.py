@@ -153,6 +153,14 @@ def test_default_start_needs_a_time_key(adata):
         simulate(adata, t_max=1.0)
 
 
+def test_default_t_max_needs_time_points(adata):
+    adata.uns["traj"]["times"] = np.zeros((0, 3))
+    before = adata.copy()
+    with pytest.raises(ValueError, match="pass `t_max`"):
+        simulate(adata, start=[0])
+    assert_equal(adata, before)
+
+
 def test_not_fitted(adata):
     del adata.uns["flecs"]["models"]
     before = adata.copy()

@@ -87,6 +87,11 @@ def _default_t_max(adata: AnnData, trajectories: str | None) -> float:
             "time span from; pass `t_max`."
         )
     times = np.asarray(adata.uns[trajectories]["times"], dtype=np.float64)
+    if times.ndim != 2 or times.size == 0 or not np.isfinite(times).all():
+        raise ValueError(
+            f"No `t_max` given and adata.uns[{trajectories!r}]['times'] holds no finite time "
+            "points to take the time span from; pass `t_max`."
+        )
     return float(times[:, -1].max() - times[:, 0].min())
 
 
