@@ -262,3 +262,20 @@ def test_get_velocity_checks_new_adata_before_registering(drug_data, bad, assert
     with pytest.raises(ValueError, match="`production_offset` contains NaN"):
         model.get_velocity(adata)
     assert_unchanged(adata, before)
+
+
+def test_training_solves_are_bounded():
+    """A stiff field stops at the training step bound; prediction keeps integrate's default."""
+    from celldyn.module._flecs import TRAIN_MAX_NUM_STEPS
+    from celldyn.module._flecs_drug import FLeCSDrugModule
+    from celldyn.nn import SolverDivergedError
+
+    module = FLeCSDrugModule(_true_field(), N_FEATURES, n_hidden=4)
+    with torch.no_grad():
+        module.field._raw_decay.fill_(1e7)  # stiff: dopri5 shrinks its step without end
+    x, t = torch.rand(3, 2, N_GENES), torch.tensor([[0.0, 1.0]] * 3)
+    features = torch.zeros(3, N_FEATURES)
+    with pytest.raises(SolverDivergedError, match=f"max_num_steps={TRAIN_MAX_NUM_STEPS} "):
+        module.inference(x, t, features)
+    with pytest.raises(SolverDivergedError, match="max_num_steps=10000 "):
+        module.integrate(x[:, 0], t, *module.effect(features))

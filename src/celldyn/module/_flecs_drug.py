@@ -9,7 +9,8 @@ import torch
 from scvi.module.base import BaseModuleClass, LossOutput
 
 from ..nn import DrugEffect, GRNVectorField
-from ._flecs import integrate_trajectories, trajectory_mse
+from ..nn._ode import ADAPTIVE_METHODS
+from ._flecs import TRAIN_MAX_NUM_STEPS, integrate_trajectories, trajectory_mse
 
 
 def _frozen_copy(field: GRNVectorField) -> GRNVectorField:
@@ -70,7 +71,13 @@ class FLeCSDrugModule(BaseModuleClass):
             self.field.production_offset = self.field.decay_offset = None
 
     def integrate(
-        self, x0: torch.Tensor, t: torch.Tensor, production: torch.Tensor, decay: torch.Tensor
+        self,
+        x0: torch.Tensor,
+        t: torch.Tensor,
+        production: torch.Tensor,
+        decay: torch.Tensor,
+        *,
+        max_num_steps: int | None = None,
     ) -> torch.Tensor:
         """Integrate each trajectory from ``x0`` under its own offsets.
 
@@ -82,14 +89,19 @@ class FLeCSDrugModule(BaseModuleClass):
             Non-decreasing times ``(n_traj, length)``.
         production, decay
             Offsets ``(n_traj, n_genes)`` (e.g. from :attr:`effect`).
+        max_num_steps
+            Most steps of an adaptive solver over the solve; ``None``: the default of
+            :func:`~celldyn.nn.integrate`. Training passes :data:`TRAIN_MAX_NUM_STEPS`.
 
         Returns
         -------
         Predicted expression ``(n_traj, length, n_genes)``.
         """
+        bounded = max_num_steps is not None and self.method in ADAPTIVE_METHODS
+        options = {"max_num_steps": max_num_steps} if bounded else None
         with self.offsets(production, decay) as field:
             return integrate_trajectories(
-                field, x0, t, method=self.method, rtol=self.rtol, atol=self.atol
+                field, x0, t, method=self.method, rtol=self.rtol, atol=self.atol, options=options
             )
 
     def _get_inference_input(self, tensors):
@@ -99,7 +111,9 @@ class FLeCSDrugModule(BaseModuleClass):
         self, x: torch.Tensor, t: torch.Tensor, features: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         """Predict every trajectory from its first cell under its condition."""
-        return {"predicted": self.integrate(x[:, 0], t, *self.effect(features))}
+        offsets = self.effect(features)
+        predicted = self.integrate(x[:, 0], t, *offsets, max_num_steps=TRAIN_MAX_NUM_STEPS)
+        return {"predicted": predicted}
 
     def _get_generative_input(self, tensors, inference_outputs):
         return {}
