@@ -79,13 +79,7 @@ class _StepBound(_FiniteGuard):
 def check_tolerances(**tolerances: object) -> None:
     """Raise a :class:`ValueError` naming the first tolerance that is not finite and > 0."""
     for name, value in tolerances.items():
-        try:
-            number = None if isinstance(value, bool) else float(value)
-        except (TypeError, ValueError):
-            number = None
-        if number is None:
-            raise ValueError(f"`{name}` must be a finite positive number, got {value!r}.")
-        check_positive(number, name)
+        check_positive(value, name)
 
 
 def _as_times(t, like: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ from anndata import AnnData
 
 from .. import _keys
 from .._perturbations import read_perturbations
-from .._validate import check_adata, check_int, check_layer, check_unique_var_names
+from .._validate import check_adata, check_int, check_layer
 from .._write import write_results
 
 
@@ -100,7 +100,6 @@ def lcd(
     from ..models._lcd import LCD
 
     check_adata(adata)
-    check_unique_var_names(adata)
     check_layer(adata, layer)
     check_int(random_state, "random_state", 0)
     work = _working_adata(adata, perturbation_key, layer, size_factor_key)
