@@ -23,8 +23,8 @@ Every method is scored on the prior's edges without self loops
   by ``|get_edge_effects()|`` (mean Jacobian × regulator sd, what ``tl.flecs`` writes to
   ``varp['flecs_effects']``).
 - ``FLeCS |W|``: the same model, edges ranked by ``|W|``.
-- ``FLeCS chords |W|``: the defaults before issue 13: warm start and no velocity term
-  (``velocity_target='chords', velocity_weight=0``), ranked by ``|W|``.
+- ``FLeCS OT pairs effects``: the warm start on the flow to the OT barycentres
+  (``warm_start='ot_pairs'``), defaults otherwise, ranked by edge effects.
 - ``|Pearson r|``: ``tl.grn_baseline(method='correlation')``.
 - ``GENIE3-style forest``: ``tl.grn_baseline(method='forest')``.
 - ``OT-ridge``: ``tl.grn_baseline(method='ot_ridge')``, ridge regression of OT velocities.
@@ -69,11 +69,11 @@ from celldyn.datasets._simulate_grn import grn_drift
 from celldyn.models import FLeCS  # imports Lightning and the celldyn logger before quiet()
 from celldyn.nn import integrate
 
-FLECS = {"FLeCS": {}, "FLeCS chords": {"velocity_target": "chords", "velocity_weight": 0.0}}
+FLECS = {"FLeCS": {}, "FLeCS OT pairs": {"warm_start": "ot_pairs"}}
 SCORES = {
     "FLeCS effects": ("FLeCS", FLeCS.get_edge_effects),
     "FLeCS |W|": ("FLeCS", FLeCS.get_weights),
-    "FLeCS chords |W|": ("FLeCS chords", FLeCS.get_weights),
+    "FLeCS OT pairs effects": ("FLeCS OT pairs", FLeCS.get_edge_effects),
 }
 BASELINES = {
     "|Pearson r|": lambda adata, seed: cd.tl.grn_baseline(adata, "correlation"),

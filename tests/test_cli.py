@@ -152,7 +152,8 @@ def test_model_subcommands(raw_h5ad, caplog):
     assert "velocity_init" in caplog.text
     assert main(["-q", "flecs", *common, *network, "--velocity-weight", "-1"]) == 1
     assert "velocity_weight" in caplog.text
-    assert main(["-q", "flecs", *common, *network]) == 0
+    ot_pairs = ["--warm-start", "ot_pairs", "--velocity-init", "20"]
+    assert main(["-q", "flecs", *common, *network, *ot_pairs]) == 0
     cellmnn = ["--time-key", "time", "--n-components", "3", "--interactions", "expression_scaled"]
     assert main(["-q", "cellmnn", *common, *cellmnn]) == 0
     result = ad.read_h5ad(out)

@@ -141,6 +141,7 @@ def _flecs(args, adata) -> None:
         resample=args.resample,
         knockout=args.knockout,
         progress=False,
+        warm_start=args.warm_start,
         velocity_target=args.velocity_target,
         velocity_weight=args.velocity_weight,
         **({} if args.velocity_init is None else {"velocity_init": args.velocity_init}),
@@ -279,7 +280,13 @@ def _build_parser() -> argparse.ArgumentParser:
     flecs.add_argument("--resample", action="store_true", help="bootstrap members' trajectories")
     flecs.add_argument("--knockout", nargs="+", help="genes whose outgoing prior edges to remove")
     flecs.add_argument(
-        "--velocity-init", type=int, help="L-BFGS iterations of the velocity warm start (0: none)"
+        "--velocity-init", type=int, help="L-BFGS iterations of the warm start (0: none)"
+    )
+    flecs.add_argument(
+        "--warm-start",
+        choices=["velocities", "ot_pairs"],
+        default="velocities",
+        help="fit OT velocities, or the ODE over each gap to OT barycentres",
     )
     flecs.add_argument(
         "--velocity-target", choices=["ot", "chords"], default="ot", help="warm-start velocities"

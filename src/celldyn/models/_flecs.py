@@ -25,9 +25,15 @@ from .._validate import (
     check_varp_key,
     get_rep,
 )
-from ..module._flecs import TRAIN_MAX_NUM_STEPS, FLeCSModule, chord_velocities, fit_velocities
+from ..module._flecs import (
+    TRAIN_MAX_NUM_STEPS,
+    FLeCSModule,
+    chord_velocities,
+    fit_pairs,
+    fit_velocities,
+)
 from ..nn import SolverDivergedError
-from ..pp._ot_velocities import ot_velocities
+from ..pp._ot_velocities import ot_barycentres, ot_velocities
 from ._data import TensorDataModule
 from ._training import TrainingMixin
 
@@ -48,7 +54,9 @@ def read_prior(adata: AnnData, prior: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 VELOCITY_TARGETS = ("ot", "chords")
-"""Velocities of the warm start and the velocity term of :meth:`FLeCS.train`."""
+"""Velocities of the velocity warm start and the velocity term of :meth:`FLeCS.train`."""
+WARM_START_ITERATIONS = {"ot_pairs": 300, "velocities": 500}
+"""Warm starts of :meth:`FLeCS.train` and their default L-BFGS iterations."""
 
 
 def read_trajectories(adata: AnnData, trajectories: str) -> tuple[np.ndarray, np.ndarray]:
@@ -204,7 +212,8 @@ class FLeCS(TrainingMixin, BaseModelClass):
         batch_size: int = 64,
         lr: float = 1e-2,
         weight_decay: float = 0.0,
-        velocity_init: int = 500,
+        velocity_init: int | None = None,
+        warm_start: str = "velocities",
         velocity_target: str = "ot",
         velocity_weight: float = 0.1,
         velocity_bootstrap: int | None = None,
@@ -240,13 +249,24 @@ class FLeCS(TrainingMixin, BaseModelClass):
         lr, weight_decay
             Adam settings.
         velocity_init
-            L-BFGS iterations of the velocity warm start (``0``: none). Before the first
-            training of a model, the field is fitted by least squares to the
-            ``velocity_target`` velocities (:func:`~celldyn.module._flecs.fit_velocities`; no
-            ODE solve, on the GPU when ``accelerator`` allows it); the trajectory fit then
-            starts from there. A model that was already trained is not refitted.
+            L-BFGS iterations of the warm start (``0``: none; ``None``: 300 for
+            ``'ot_pairs'``, 500 for ``'velocities'``). Before the first training of a model,
+            the field is fitted to the data by full-batch L-BFGS (``warm_start``, on the GPU
+            when ``accelerator`` allows it); the trajectory fit then starts from there. A
+            model that was already trained is not refitted.
+        warm_start
+            ``'velocities'`` (default): least squares to the ``velocity_target`` velocities
+            (:func:`~celldyn.module._flecs.fit_velocities`; no ODE solve). ``'ot_pairs'``:
+            the ODE integrated from every cell of each time group but the last over the gap
+            to the next group must end at the cell's OT barycentre there
+            (:func:`~celldyn.module._flecs.fit_pairs`, with ``method``, ``rtol``, ``atol`` and
+            ``max_num_steps``; one solve per gap and iteration, on the time groups and
+            ``rep`` of the trajectories). The flow over a whole gap also carries regulation
+            that acts with a delay or settles within the gap, which the velocities between
+            snapshots miss; which warm start recovers more of a network depends on the data
+            (benchmarks README, "FLeCS: the OT-pair warm start").
         velocity_target
-            Velocities of the warm start and of the velocity term: ``'ot'`` (default), the
+            Velocities of the velocity warm start and of the velocity term: ``'ot'`` (default), the
             barycentric OT velocities between the consecutive time groups the trajectories
             were built on (:func:`~celldyn.pp._ot_velocities.ot_velocities`, on their
             ``time_key`` and ``rep``; every cell but those of the last group, whether its
@@ -304,8 +324,11 @@ class FLeCS(TrainingMixin, BaseModelClass):
         plan_kwargs, **trainer_kwargs
             Passed to scvi-tools' ``TrainingPlan`` and Lightning's ``Trainer``.
         """
-        velocity_init = check_int(velocity_init, "velocity_init", 0)
         check_in(velocity_target, VELOCITY_TARGETS, "velocity_target")
+        check_in(warm_start, tuple(WARM_START_ITERATIONS), "warm_start")
+        if velocity_init is None:
+            velocity_init = WARM_START_ITERATIONS[warm_start]
+        velocity_init = check_int(velocity_init, "velocity_init", 0)
         if velocity_bootstrap is not None:
             velocity_bootstrap = check_int(velocity_bootstrap, "velocity_bootstrap", 0)
         indices, times = read_trajectories(self.adata, self.trajectories_key)
@@ -333,8 +356,11 @@ class FLeCS(TrainingMixin, BaseModelClass):
             validation_size=validation_size,
             random_state=random_state,
         )
-        warm_start = velocity_init and not self.is_trained_
-        if warm_start or velocity_weight:
+        warm = velocity_init and not self.is_trained_
+        bootstrap = None
+        if velocity_bootstrap is not None:
+            bootstrap = np.random.default_rng(velocity_bootstrap)
+        if velocity_weight or (warm and warm_start == "velocities"):
             if velocity_target == "ot":
                 points, velocities = self._ot_velocities(x.numpy(), random_state)
             else:
@@ -342,13 +368,20 @@ class FLeCS(TrainingMixin, BaseModelClass):
                 points, velocities = chord_velocities(
                     datamodule.tensors["x"][train_idx], datamodule.tensors["t"][train_idx]
                 )
-            if velocity_bootstrap is not None:
-                draw = np.random.default_rng(velocity_bootstrap)
-                rows = draw.integers(0, len(points), len(points))
+            if bootstrap is not None:
+                rows = bootstrap.integers(0, len(points), len(points))
                 points, velocities = points[rows], velocities[rows]
             self.module.set_velocity_targets(points, velocities)
-            if warm_start:
-                self._velocity_warm_start(points, velocities, velocity_init, accelerator)
+        if warm and warm_start == "velocities":
+            self._warm_start(fit_velocities, (points, velocities), velocity_init, accelerator)
+        elif warm:
+            pairs = self._ot_pairs(x.numpy(), random_state)
+            if bootstrap is not None:
+                rows = bootstrap.integers(0, len(pairs[0]), len(pairs[0]))
+                pairs = tuple(part[rows] for part in pairs)
+            self._warm_start(
+                fit_pairs, pairs, velocity_init, accelerator, **self.module.solver_kwargs()
+            )
         try:
             self._fit(
                 datamodule,
@@ -372,34 +405,44 @@ class FLeCS(TrainingMixin, BaseModelClass):
                 f"{max_num_steps}) or tighten `rtol`/`atol`."
             ) from err
 
-    def _ot_velocities(self, x: np.ndarray, random_state: int) -> tuple[torch.Tensor, ...]:
-        """OT midpoints and velocities on the time groups and ``rep`` of the trajectories."""
+    def _ot_inputs(self) -> tuple[np.ndarray, object]:
+        """Representation and time groups the trajectories were built on (for OT targets)."""
         params = self.adata.uns[self.trajectories_key].get("params", {})
         if "time_key" not in params or "rep" not in params:
             raise KeyError(
                 f"adata.uns[{self.trajectories_key!r}]['params'] lacks 'time_key' or 'rep' "
                 "(written by celldyn.pp.trajectories), needed by velocity_target='ot' (the "
-                "default); trajectories built otherwise can use velocity_target='chords'."
+                "default) and warm_start='ot_pairs'; trajectories built otherwise can use "
+                "velocity_target='chords' with warm_start='velocities'."
             )
-        groups = read_time_groups(self.adata, params["time_key"])
-        z = get_rep(self.adata, params["rep"])
-        _, velocities, midpoints = ot_velocities(x, z, groups, random_state)
+        return get_rep(self.adata, params["rep"]), read_time_groups(self.adata, params["time_key"])
+
+    def _ot_velocities(self, x: np.ndarray, random_state: int) -> tuple[torch.Tensor, ...]:
+        """OT midpoints and velocities (:func:`~celldyn.pp._ot_velocities.ot_velocities`)."""
+        _, velocities, midpoints = ot_velocities(x, *self._ot_inputs(), random_state)
         return (
             torch.as_tensor(midpoints, dtype=torch.float32),
             torch.as_tensor(velocities, dtype=torch.float32),
         )
 
-    def _velocity_warm_start(
-        self, points: torch.Tensor, velocities: torch.Tensor, max_iter: int, accelerator: str
-    ) -> None:
-        """Fit the field by least squares to ``velocities`` at ``points`` (L-BFGS)."""
-        if not len(points):  # no trajectory moves forward in time
+    def _ot_pairs(self, x: np.ndarray, random_state: int) -> tuple[torch.Tensor, ...]:
+        """Start cells, their OT barycentres at the next time group and the gaps."""
+        cells, barycentres, gaps = ot_barycentres(x, *self._ot_inputs(), random_state)
+        return (
+            torch.as_tensor(x[cells], dtype=torch.float32),
+            torch.as_tensor(barycentres, dtype=torch.float32),
+            torch.as_tensor(gaps, dtype=torch.float32),
+        )
+
+    def _warm_start(self, fit, targets: tuple, max_iter: int, accelerator: str, **kwargs) -> None:
+        """Fit the field to ``targets`` with ``fit`` (L-BFGS; on the GPU when allowed)."""
+        if not len(targets[0]):  # no cell has a later time group
             return
         use_gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
         device = torch.device("cuda" if use_gpu else "cpu")
         field = self.module.field.to(device)
         try:
-            fit_velocities(field, points.to(device), velocities.to(device), max_iter=max_iter)
+            fit(field, *(part.to(device) for part in targets), max_iter=max_iter, **kwargs)
         finally:
             self.module.field.cpu()
 

@@ -184,9 +184,9 @@ def fit_velocities(
 
     No ODE is solved: the loss is ``mean |f(points) - velocities|^2`` over the genes of
     :meth:`~celldyn.nn.GRNVectorField.gene_velocity` (proteins at steady state, latents 0).
-    Fitted to the :func:`chord_velocities` of the trajectories, it is a warm start that
-    identifies the network far better than the trajectory error alone (see the FLeCS user
-    guide).
+    Fitted to OT velocities or the :func:`chord_velocities` of the trajectories, it is a warm
+    start that identifies the network far better than the trajectory error alone (see the
+    FLeCS user guide).
 
     Parameters
     ----------
@@ -206,30 +206,98 @@ def fit_velocities(
     SolverDivergedError
         If the loss or the parameters become NaN or infinite (the parameters are restored).
     """
+    return _lbfgs(field, lambda: velocity_mse(field, points, velocities), max_iter, "velocity")
+
+
+def fit_pairs(
+    field: GRNVectorField,
+    starts: torch.Tensor,
+    ends: torch.Tensor,
+    gaps: torch.Tensor,
+    *,
+    max_iter: int = 300,
+    **solver_kwargs,
+) -> float:
+    """Fit the field's flow over each gap to given end points (full-batch L-BFGS).
+
+    Every start cell is integrated for its gap (one solve per distinct gap) and the loss is
+    the squared error of the genes at the end to ``ends``, each gene's error divided by the
+    variance of its ``ends`` (so every gene counts alike), averaged over cells and genes.
+    Fitted to the OT barycentres of the cells at the next time group
+    (:func:`~celldyn.pp._ot_velocities.ot_barycentres`), the network must explain where each
+    cell's genes are after the whole gap, which carries regulation that acts with a delay or
+    settles within the gap (see the FLeCS user guide).
+
+    Parameters
+    ----------
+    field
+        The vector field, updated in place.
+    starts, ends
+        Expression ``(n_pairs, n_genes)`` at the start and the end of each gap.
+    gaps
+        Duration of each gap ``(n_pairs,)``, positive.
+    max_iter
+        Largest number of L-BFGS iterations.
+    **solver_kwargs
+        Passed to :func:`~celldyn.nn.integrate` (``method``, ``rtol``, ``atol``, ``options``).
+
+    Returns
+    -------
+    The final loss.
+
+    Raises
+    ------
+    SolverDivergedError
+        If a solve diverges or the loss or the parameters become NaN or infinite (the
+        parameters are restored).
+    """
+    if not bool((gaps > 0).all()):
+        raise ValueError("Every gap of `fit_pairs` must be positive.")
+    scale = ends.var(0).clamp(min=torch.finfo(ends.dtype).eps) if len(ends) > 1 else None
+    groups = [(gap, gaps == gap) for gap in torch.unique(gaps)]
+
+    def error() -> torch.Tensor:
+        total = 0.0
+        for gap, rows in groups:
+            t = torch.stack([torch.zeros_like(gap), gap])
+            out = integrate(field, field.initial_state(starts[rows]), t, **solver_kwargs)[-1]
+            total = total + (field.gene_state(out) - ends[rows]).square().sum(0)
+        total = total / len(starts)
+        return (total if scale is None else total / scale).mean()
+
+    return _lbfgs(field, error, max_iter, "pair")
+
+
+def _lbfgs(field: GRNVectorField, error, max_iter: int, what: str) -> float:
+    """Minimise ``error()`` over the field's parameters by full-batch L-BFGS.
+
+    Non-finite losses or parameters restore the parameters and raise
+    :class:`~celldyn.nn.SolverDivergedError` naming the ``what`` fit.
+    """
     params = [p for p in field.parameters() if p.requires_grad]
     saved = [p.detach().clone() for p in params]
     optimizer = torch.optim.LBFGS(
         params, lr=1.0, max_iter=int(max_iter), history_size=20, line_search_fn="strong_wolfe"
     )
 
-    def error() -> torch.Tensor:
-        loss = velocity_mse(field, points, velocities)
+    def checked() -> torch.Tensor:
+        loss = error()
         if not torch.isfinite(loss):
-            raise SolverDivergedError("The velocity fit diverged: NaN or infinite loss.")
+            raise SolverDivergedError(f"The {what} fit diverged: NaN or infinite loss.")
         return loss
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        loss = error()
+        loss = checked()
         loss.backward()
         return loss
 
     try:
         optimizer.step(closure)
         with torch.no_grad():
-            loss = error()
+            loss = checked()
         if not all(bool(torch.isfinite(p).all()) for p in params):
-            raise SolverDivergedError("The velocity fit diverged: NaN or infinite parameters.")
+            raise SolverDivergedError(f"The {what} fit diverged: NaN or infinite parameters.")
     except SolverDivergedError:
         with torch.no_grad():
             for param, value in zip(params, saved, strict=True):

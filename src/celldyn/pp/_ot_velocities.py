@@ -12,21 +12,20 @@ OT_MAX_CELLS = 5000
 :func:`celldyn.pp.couplings`)."""
 
 
-def ot_velocities(
+def ot_barycentres(
     x: np.ndarray, z: np.ndarray, groups: TimeGroups, random_state: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    r"""Barycentric OT velocities of the cells of every time group but the last.
+    r"""OT barycentre at the next time group of every cell of every time group but the last.
 
     For consecutive groups :math:`t_k, t_{k+1}` an exact OT plan :math:`P` (squared Euclidean
-    cost on ``z``) matches the cells; cell :math:`i` of :math:`t_k` goes to the barycentre
-    :math:`\bar x_i = \sum_j P_{ij} x_j / \sum_j P_{ij}` of its partners, with the velocity
-    :math:`(\bar x_i - x_i) / (t_{k+1} - t_k)` placed at the midpoint
-    :math:`(x_i + \bar x_i) / 2` (a second-order estimate there, as for a chord).
+    cost on ``z``; minibatch OT for groups over :data:`OT_MAX_CELLS` cells) matches the cells;
+    cell :math:`i` of :math:`t_k` goes to the barycentre
+    :math:`\bar x_i = \sum_j P_{ij} x_j / \sum_j P_{ij}` of its partners.
 
     Parameters
     ----------
     x
-        Expression ``(n_obs, n_genes)`` whose velocities are returned.
+        Expression ``(n_obs, n_genes)`` whose barycentres are returned.
     z
         Representation ``(n_obs, d)`` the plans are computed on (e.g. ``obsm['X_pca']``).
     groups
@@ -36,11 +35,11 @@ def ot_velocities(
 
     Returns
     -------
-    Positions of the cells used (obs rows), their velocities and midpoints, in the units of
-    ``x`` (per unit of the group values).
+    Positions of the cells used (obs rows), their barycentres ``(n_used, n_genes)`` and the
+    time from each cell's group to the next, ``(n_used,)``.
     """
     rng = np.random.default_rng(random_state)
-    cells, velocities, midpoints = [], [], []
+    cells, barycentres, gaps = [], [], []
     for g in range(groups.n_groups - 1):
         source, target = groups.members(g), groups.members(g + 1)
         plan, _ = pair_plan(
@@ -53,8 +52,32 @@ def ot_velocities(
             rng=rng,
         )
         plan = plan.tocsr()
-        projected = (plan @ x[target]) / np.asarray(plan.sum(1))
         cells.append(source)
-        velocities.append((projected - x[source]) / (groups.values[g + 1] - groups.values[g]))
-        midpoints.append((projected + x[source]) / 2)
-    return np.concatenate(cells), np.concatenate(velocities), np.concatenate(midpoints)
+        barycentres.append((plan @ x[target]) / np.asarray(plan.sum(1)))
+        gaps.append(np.full(len(source), groups.values[g + 1] - groups.values[g], dtype=float))
+    return np.concatenate(cells), np.concatenate(barycentres), np.concatenate(gaps)
+
+
+def ot_velocities(
+    x: np.ndarray, z: np.ndarray, groups: TimeGroups, random_state: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""Barycentric OT velocities of the cells of every time group but the last.
+
+    Each cell :math:`i` goes to its OT barycentre :math:`\bar x_i` at the next time group
+    (:func:`ot_barycentres`), with the velocity :math:`(\bar x_i - x_i) / (t_{k+1} - t_k)`
+    placed at the midpoint :math:`(x_i + \bar x_i) / 2` (a second-order estimate there, as for
+    a chord).
+
+    Parameters
+    ----------
+    x, z, groups, random_state
+        As in :func:`ot_barycentres`.
+
+    Returns
+    -------
+    Positions of the cells used (obs rows), their velocities and midpoints, in the units of
+    ``x`` (per unit of the group values).
+    """
+    cells, barycentres, gaps = ot_barycentres(x, z, groups, random_state)
+    start = x[cells]
+    return cells, (barycentres - start) / gaps[:, None], (barycentres + start) / 2

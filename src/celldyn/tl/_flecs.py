@@ -22,7 +22,7 @@ def _working_adata(
 
     The outgoing prior edges (rows) of the ``knockout`` genes are removed from the copy. The
     trajectories keep their ``params``, and the time groups and representation they name come
-    along (the OT warm start, ``velocity_target='ot'``, reads them).
+    along (the OT targets of ``velocity_target='ot'`` and ``warm_start='ot_pairs'`` read them).
     """
     from ..models._flecs import read_trajectories
 
@@ -72,7 +72,10 @@ def _fit_member(
         kwargs = {"seed": seed, **model_kwargs}
         model = FLeCS(member, prior=prior, trajectories=trajectories, **kwargs)
         # chords come from the (already resampled) trajectories; OT targets from all cells
-        ot_targets = train.get("velocity_target", "ot") == "ot"
+        ot_targets = (
+            train.get("velocity_target", "ot") == "ot"
+            or train.get("warm_start", "velocities") == "ot_pairs"
+        )
         bootstrap = {"velocity_bootstrap": seed} if resample and ot_targets else {}
         model.train(random_state=seed, **bootstrap, **train)
     return model
@@ -139,8 +142,8 @@ def flecs(
     copy
         Return a modified copy instead of writing into ``adata``.
     **train_kwargs
-        Passed to :meth:`~celldyn.models.FLeCS.train` (``velocity_init``, ``method``,
-        ``accelerator``, ``early_stopping``, ``progress``, ...).
+        Passed to :meth:`~celldyn.models.FLeCS.train` (``warm_start``, ``velocity_init``,
+        ``method``, ``accelerator``, ``early_stopping``, ``progress``, ...).
 
     Returns
     -------
