@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
+import sys
 import warnings
 import zipfile
 from pathlib import Path
@@ -18,6 +20,32 @@ ADAM_EPS = 1e-8
 """Adam's ``eps`` for every model. scvi-tools' ``TrainingPlan`` defaults to 0.01, tuned for
 VAEs; it damps updates whose gradients are below 0.01 (per-cell latent states, slowly fitted
 means): it froze the per-cell latent states of LCD and slowed its score fit."""
+
+
+class _WithoutTrainRunnerFailure:
+    """Standard output without scvi-tools' ``Exception raised during training.`` print.
+
+    scvi's ``TrainRunner`` prints that line (with ``<class 'NameError'>``, whatever the
+    error) before it re-raises an exception from training; the exception itself reaches the
+    user, so the line is only noise. Every other write goes through unchanged.
+    """
+
+    _LINE = "Exception raised during training."
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._dropping = False
+
+    def write(self, text: str) -> int:
+        if text.startswith(self._LINE):
+            self._dropping = True
+        if not self._dropping:
+            return self._stream.write(text)
+        self._dropping = not text.endswith("\n")
+        return len(text)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
 
 
 def unreadable_model_file(path: str | Path) -> str | None:
@@ -123,7 +151,8 @@ class TrainingMixin:
         with warnings.catch_warnings():
             # scvi-tools logs dict batches; Lightning cannot infer their size and says so
             warnings.filterwarnings("ignore", message="Trying to infer the `batch_size`")
-            runner()
+            with contextlib.redirect_stdout(_WithoutTrainRunnerFailure(sys.stdout)):
+                runner()
         bad = [name for name, p in self.module.named_parameters() if not torch.isfinite(p).all()]
         if bad:
             raise SolverDivergedError(
