@@ -187,6 +187,16 @@ def _field_with_random_parameters(seed: int) -> GRNVectorField:
     return field
 
 
+def _assert_same_parameters(field, truth):
+    """Edge weights, biases and decays within 0.01 of the true field's."""
+    for learnt, true in [
+        (field.prior_edge_weights(), truth.prior_edge_weights()),
+        (field.bias, truth.bias),
+        (field.decay, truth.decay),
+    ]:
+        torch.testing.assert_close(learnt, true, atol=1e-2, rtol=0)
+
+
 def test_fit_velocities_recovers_a_known_field():
     truth = _field_with_random_parameters(1)
     points = 2 * torch.rand(300, 4, generator=torch.Generator().manual_seed(0))
@@ -194,12 +204,7 @@ def test_fit_velocities_recovers_a_known_field():
         velocities = truth.gene_velocity(points)
     field = GRNVectorField(4, truth.src, truth.dst, seed=0)
     assert fit_velocities(field, points, velocities) < 1e-7
-    for learnt, true in [
-        (field.prior_edge_weights(), truth.prior_edge_weights()),
-        (field.bias, truth.bias),
-        (field.decay, truth.decay),
-    ]:
-        torch.testing.assert_close(learnt, true, atol=1e-2, rtol=0)
+    _assert_same_parameters(field, truth)
 
 
 def test_fit_velocities_divergence_raises_and_restores():
@@ -229,12 +234,7 @@ def test_fit_pairs_recovers_a_known_field():
     field = GRNVectorField(4, truth.src, truth.dst, seed=0)
     # measured 5.7e-9, parameters within 1.1e-3
     assert fit_pairs(field, starts, ends, gaps, rtol=1e-6, atol=1e-8) < 1e-6
-    for learnt, true in [
-        (field.prior_edge_weights(), truth.prior_edge_weights()),
-        (field.bias, truth.bias),
-        (field.decay, truth.decay),
-    ]:
-        torch.testing.assert_close(learnt, true, atol=1e-2, rtol=0)
+    _assert_same_parameters(field, truth)
 
 
 def test_fit_pairs_checks_gaps_and_restores_on_divergence():
