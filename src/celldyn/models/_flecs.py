@@ -102,7 +102,9 @@ class FLeCS(TrainingMixin, BaseModelClass):
     squares to the OT velocities of the cells between consecutive time groups (a warm start,
     ``velocity_init``; no ODE solve), and that velocity error stays in the training loss with
     a small weight (``velocity_weight``): the velocities identify the network far better than
-    the trajectory error alone. :meth:`train` offers adaptive or fixed-step solvers,
+    the trajectory error alone. ``warm_start='ot_pairs'`` fits instead the flow of every cell
+    over the gap to its OT barycentre at the next time group, which keeps regulation that
+    acts with a delay. :meth:`train` offers adaptive or fixed-step solvers,
     the adjoint method, random sub-windows (a mixture of trajectory lengths), the paper's
     flow-matching-style augmentation and an L1 penalty on ``W``
     (:class:`~celldyn.module._flecs.FLeCSModule`).
