@@ -13,7 +13,7 @@ from scvi.model.base import BaseModelClass
 
 from .. import _keys
 from .._compat import registered, setup_args, state_registry
-from .._time import read_time_groups
+from .._time import TimeGroups, read_time_groups
 from .._validate import (
     check_adata,
     check_expression,
@@ -407,7 +407,7 @@ class FLeCS(TrainingMixin, BaseModelClass):
                 f"{max_num_steps}) or tighten `rtol`/`atol`."
             ) from err
 
-    def _ot_inputs(self) -> tuple[np.ndarray, object]:
+    def _ot_inputs(self) -> tuple[np.ndarray, TimeGroups]:
         """Representation and time groups the trajectories were built on (for OT targets)."""
         params = self.adata.uns[self.trajectories_key].get("params", {})
         if "time_key" not in params or "rep" not in params:
