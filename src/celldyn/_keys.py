@@ -43,6 +43,8 @@ GROUND_TRUTH_EFFECTS = "ground_truth_effects"
 """``uns`` key of a simulator's dense regulator x target causal effect matrix."""
 CLIPR_EFFECTS = "clipr_effects"
 """Default ``varp``/``uns`` key of :func:`celldyn.tl.clipr` (regulator x target effects)."""
+MOMENTS = "Ms"
+"""Layer of the cell states scvelo and cellrank read by default (``xkey='Ms'``)."""
 
 
 def velocity(method: str) -> str:
@@ -56,8 +58,13 @@ def velocity_genes(method: str) -> str:
 
 
 def velocity_params(method: str) -> str:
-    """``uns`` key of the velocity parameters scvelo reads (``'embeddings'``)."""
+    """``uns`` key of the velocity parameters (``'embeddings'`` for scvelo, ``'xkey'``)."""
     return f"{velocity(method)}_params"
+
+
+def velocity_state(method: str) -> str:
+    """``layers`` key of the states of a velocity when ``layers['Ms']`` holds other ones."""
+    return f"{velocity(method)}_state"
 
 
 def velocity_embedding(vkey: str, basis: str) -> str:

@@ -263,14 +263,18 @@ def _build_parser() -> argparse.ArgumentParser:
     prior = pp.add_parser("prior-network", help="prior network from a source/target table")
     _add_io(prior)
     prior.add_argument("--network", required=True, help="csv/tsv with source,target[,weight]")
-    prior.add_argument("--weight", default=None, help="weight column name")
+    prior.add_argument(
+        "--weight", default="auto", help="weight column ('auto': 'weight' if present)"
+    )
     prior.add_argument("--case-insensitive", action="store_true")
     prior.set_defaults(handler=_pp_prior_network)
 
     flecs = sub.add_parser("flecs", help="fit FLeCS on pp trajectories and a prior network")
     _add_io(flecs)
     flecs.add_argument("--network", help="csv/tsv prior (source,target[,weight]); else varp prior")
-    flecs.add_argument("--weight", default=None, help="weight column of --network")
+    flecs.add_argument(
+        "--weight", default="auto", help="weight column of --network ('auto': 'weight' if present)"
+    )
     flecs.add_argument("--layer", default=None)
     flecs.add_argument("--max-epochs", type=int, default=100)
     flecs.add_argument("--batch-size", type=int, default=64)

@@ -6,10 +6,13 @@ from anndata.tests.helpers import assert_equal
 import celldyn as cd
 
 
-def test_stream_plot_does_not_modify_input(curve_adata):
-    before = set(curve_adata.obsm)
+def test_stream_plot_writes_the_projection_it_computes(curve_adata):
+    reference = cd.tl.velocity_embedding(curve_adata, "true_velocity", copy=True)
     ax = cd.pl.velocity_stream(curve_adata, "true_velocity", color="t")
-    assert set(curve_adata.obsm) == before
+    np.testing.assert_array_equal(
+        curve_adata.obsm["true_velocity_umap"], reference.obsm["true_velocity_umap"]
+    )
+    assert curve_adata.uns["true_velocity_params"]["embeddings"] == ["umap"]
     # streamlines are drawn as line collections on the axes
     assert len(ax.collections) > 1
     plt.close("all")

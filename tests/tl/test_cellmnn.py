@@ -56,7 +56,8 @@ def test_writes_every_field_consistently(fitted):
     np.testing.assert_allclose(
         genes[:, covered], (velocity @ loadings.T)[:, covered], rtol=1e-4, atol=1e-5
     )
-    assert adata.uns["cellmnn_velocity_params"] == {"embeddings": []}
+    assert adata.uns["cellmnn_velocity_params"] == {"embeddings": [], "xkey": "Ms"}
+    np.testing.assert_array_equal(adata.layers["Ms"], adata.X.astype(np.float32))
     interactions = adata.varp["cellmnn_interactions"]
     assert sp.issparse(interactions)  # one gene has no loadings
     expected = loadings @ operators.astype(np.float64).mean(0).T @ loadings.T

@@ -110,7 +110,7 @@ def test_writes_offsets_and_velocity(drug_adata, tmp_path):
     np.testing.assert_allclose(velocity[~treated], base[~treated], rtol=1e-5, atol=1e-6)
 
     assert drug_adata.var["flecs_drug_velocity_genes"].all()
-    assert drug_adata.uns["flecs_drug_velocity_params"] == {"embeddings": []}
+    assert drug_adata.uns["flecs_drug_velocity_params"] == {"embeddings": [], "xkey": "Ms"}
     entry = drug_adata.uns["flecs_drug"]
     assert entry["params"]["condition_key"] == "drug" and entry["params"]["n_models"] == 1
     assert entry["trained_conditions"] == ["drugA", "drugB", "drugC"]

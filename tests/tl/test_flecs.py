@@ -48,7 +48,8 @@ def test_writes_every_field(adata):
     expected = 1 / (1 + np.exp(-(x @ weights.toarray() + bias))) - decay * x
     np.testing.assert_allclose(velocity, expected, rtol=1e-4, atol=1e-5)
     assert adata.var["flecs_velocity_genes"].all()
-    assert adata.uns["flecs_velocity_params"] == {"embeddings": []}
+    assert adata.uns["flecs_velocity_params"] == {"embeddings": [], "xkey": "Ms"}
+    np.testing.assert_array_equal(adata.layers["Ms"], x.astype(np.float32))  # scvelo's state
     history = adata.uns["flecs"]["history"]["train_loss"]
     assert isinstance(history, list) and len(history) == FAST["max_epochs"]
     assert history[-1] < history[0]

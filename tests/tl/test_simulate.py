@@ -116,7 +116,7 @@ def test_knockdown_scale_and_velocity_written(adata):
         )
     np.testing.assert_allclose(adata.layers["ko_velocity"], expected, atol=1e-7)
     assert adata.var["ko_velocity_genes"].all()
-    assert adata.uns["ko_velocity_params"] == {"embeddings": []}
+    assert adata.uns["ko_velocity_params"] == {"embeddings": [], "xkey": "Ms"}
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from anndata import AnnData
 
 from .. import _keys
@@ -21,8 +23,9 @@ def velocity_stream(
 
     Delegates to :func:`scvelo.pl.velocity_embedding_stream`.
 
-    If ``obsm['<vkey>_<basis>']`` is missing it is computed on a copy with
-    :func:`celldyn.tl.velocity_embedding`; ``adata`` itself is not modified.
+    If ``obsm['<vkey>_<basis>']`` is missing it is first computed and written into ``adata``
+    with :func:`celldyn.tl.velocity_embedding` (as scvelo's own plots do), so later plots
+    reuse it; if the plot then fails, those fields are removed again.
 
     Parameters
     ----------
@@ -33,14 +36,17 @@ def velocity_stream(
     basis
         Embedding to plot on.
     xkey
-        Layer of cell states for the projection (``None``: ``adata.X``).
+        Layer of cell states for the projection (``None``: the recorded
+        ``uns['<vkey>_params']['xkey']``, else ``adata.X``).
     **kwargs
         Passed to :func:`scvelo.pl.velocity_embedding_stream` (``color``, ``ax``, ``show``,
         ``save``, ...).
 
     Returns
     -------
-    What scvelo returns (the axes when ``show=False``).
+    What scvelo returns (the axes when ``show=False``). When it was missing, writes
+    ``obsm['<vkey>_<basis>']`` and ``uns['<vkey>_params']['embeddings']``
+    (:func:`celldyn.tl.velocity_embedding`).
     """
     import scvelo as scv
 
@@ -49,9 +55,19 @@ def velocity_stream(
         raise KeyError(f"adata.obsm has no embedding {basis_key!r}; compute it first.")
     check_finite(adata.obsm[basis_key], f"adata.obsm[{basis_key!r}]")
     embedded = _keys.velocity_embedding(vkey, basis)
+    kwargs.setdefault("show", False)
     if embedded in adata.obsm:
         check_finite(adata.obsm[embedded], f"adata.obsm[{embedded!r}]")
-    else:
-        adata = velocity_embedding(adata, vkey, basis=basis, xkey=xkey, copy=True)
-    kwargs.setdefault("show", False)
-    return scv.pl.velocity_embedding_stream(adata, vkey=vkey, basis=basis, **kwargs)
+        return scv.pl.velocity_embedding_stream(adata, vkey=vkey, basis=basis, **kwargs)
+    params_key = f"{vkey}_params"
+    params = copy.deepcopy(adata.uns.get(params_key))
+    velocity_embedding(adata, vkey, basis=basis, xkey=xkey)
+    try:
+        return scv.pl.velocity_embedding_stream(adata, vkey=vkey, basis=basis, **kwargs)
+    except BaseException:
+        del adata.obsm[embedded]
+        if params is None:
+            del adata.uns[params_key]
+        else:
+            adata.uns[params_key] = params
+        raise

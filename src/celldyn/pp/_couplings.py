@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 from scipy.optimize import linear_sum_assignment
@@ -12,7 +13,7 @@ from scipy.spatial.distance import cdist
 
 from .. import _keys
 from .._time import read_time_groups
-from .._validate import check_adata, check_in, check_int, check_positive, get_rep
+from .._validate import check_adata, check_in, check_int, check_positive, check_uns_key, get_rep
 from .._write import write_results
 
 _KEPT_MASS = 0.99
@@ -309,3 +310,76 @@ def couplings(
         "n_batches": np.asarray(n_batches, dtype=np.int64),
     }
     return write_results(adata, copy=copy, obsp={key_added: matrix}, uns={key_added: info})
+
+
+def couplings_for_cellrank(adata: AnnData, *, key: str = _keys.COUPLINGS) -> dict[tuple, AnnData]:
+    """Return the couplings of :func:`celldyn.pp.couplings` per time pair, as cellrank reads them.
+
+    cellrank's ``RealTimeKernel`` takes ``couplings``: a dict keyed by ``(t_k, t_{k+1})``
+    pairs of categories of its categorical ``time_key`` column, each an AnnData whose ``X``
+    is the source x target plan, ``obs_names`` the source cells and ``var_names`` the target
+    cells. ``obsp[key]`` itself is a transport plan over all cells, not a transition matrix:
+    the cells of the last time group send no mass, so cellrank's ``PrecomputedKernel``
+    rejects it; ``RealTimeKernel`` row-normalises the blocks and adds transitions within the
+    last group (its ``self_transitions``).
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix with ``obsp[key]`` and ``uns[key]`` from
+        :func:`celldyn.pp.couplings`, and the time column they were computed from.
+    key
+        ``key_added`` of :func:`celldyn.pp.couplings`.
+
+    Returns
+    -------
+    ``{(t_k, t_{k+1}): AnnData}`` for each pair of consecutive time groups; the keys are the
+    labels of ``adata.obs[time_key]`` (``time_key`` as recorded in ``uns[key]['params']``),
+    so ``adata.obs[time_key].astype('category')`` is the matching cellrank time column. Each
+    ``X`` is a sparse CSR block (total mass 1, row sums ``1 / n_k``). Nothing is written.
+
+    Examples
+    --------
+    >>> adata.obs["day"] = adata.obs["celldyn_time"].astype("category")  # doctest: +SKIP
+    >>> rtk = cr.kernels.RealTimeKernel(  # doctest: +SKIP
+    ...     adata, time_key="day", couplings=cd.pp.couplings_for_cellrank(adata)
+    ... ).compute_transition_matrix()
+    """
+    check_adata(adata)
+    check_uns_key(adata, key, "Run `celldyn.pp.couplings` first.")
+    if key not in adata.obsp:
+        raise KeyError(f"adata.obsp has no entry {key!r}. Run `celldyn.pp.couplings` first.")
+    time_key = adata.uns[key].get("params", {}).get("time_key")
+    if time_key is None:
+        raise KeyError(f"adata.uns[{key!r}]['params'] records no 'time_key'.")
+    if not adata.obs_names.is_unique:
+        raise ValueError("adata.obs_names are not unique; run `adata.obs_names_make_unique()`.")
+    groups = read_time_groups(adata, time_key)
+    stored = np.asarray(adata.uns[key].get("groups", []), dtype=np.float64)
+    plan = sp.csr_matrix(adata.obsp[key])
+    entries = plan.tocoo()
+    consecutive = groups.codes[entries.col] == groups.codes[entries.row] + 1
+    if not np.array_equal(stored, groups.values) or not consecutive[entries.data != 0].all():
+        raise ValueError(
+            f"adata.obsp[{key!r}] does not match the time groups of adata.obs[{time_key!r}] "
+            "(changed since `celldyn.pp.couplings`?); rerun `celldyn.pp.couplings`."
+        )
+    column = adata.obs[time_key]
+    labels = []
+    for g in range(groups.n_groups):
+        found = pd.unique(column.iloc[groups.members(g)])
+        if len(found) != 1:
+            raise ValueError(
+                f"adata.obs[{time_key!r}] has several labels {list(found)} for one time group; "
+                "cellrank needs one category per group."
+            )
+        labels.append(found[0].item() if isinstance(found[0], np.generic) else found[0])
+    out = {}
+    for g in range(groups.n_groups - 1):
+        src, tgt = groups.members(g), groups.members(g + 1)
+        out[labels[g], labels[g + 1]] = AnnData(
+            plan[src][:, tgt],
+            obs=pd.DataFrame(index=adata.obs_names[src]),
+            var=pd.DataFrame(index=adata.obs_names[tgt]),
+        )
+    return out

@@ -20,7 +20,7 @@ def prior_network(
     *,
     source: str = "source",
     target: str = "target",
-    weight: str | None = None,
+    weight: str | None = "auto",
     case_sensitive: bool = True,
     add_random_edges: float = 0.0,
     symmetrize: bool = False,
@@ -36,7 +36,8 @@ def prior_network(
     column ``B`` (rows are regulators, columns are targets). Only edges whose two genes are in
     ``adata.var_names`` are kept; self loops are kept. Duplicated ``(source, target)`` pairs
     are merged into one edge whose weight is the mean of theirs; edges whose weight is then
-    exactly 0 are dropped with a warning (a sparse matrix cannot hold them reliably).
+    exactly 0 are dropped with a warning (a sparse matrix cannot hold them reliably), except
+    with ``weight='auto'`` (see below).
 
     Order of operations: restrict to the genes, merge duplicates, ``symmetrize`` (add ``B → A``
     with the weight of ``A → B`` wherever only ``A → B`` exists), then ``add_random_edges``
@@ -52,7 +53,12 @@ def prior_network(
     source, target
         Column names of regulators and targets.
     weight
-        Column of edge weights (finite numbers); ``None`` gives every edge weight 1.
+        Column of signed edge weights (finite numbers); ``None`` gives every edge weight 1.
+        ``'auto'`` (default): decoupler's ``weight`` column (e.g. CollecTRI's mode of
+        regulation) when ``net`` has one, else weight 1 as in decoupler; when some of its
+        edges would get weight 0 (e.g. a sign 0 for "both"), every edge gets weight 1 instead
+        with a warning, so the default never drops an edge. FLeCS uses only which edges exist,
+        not their weights.
     case_sensitive
         Match gene names exactly; ``False`` matches them ignoring case (an error is raised
         when a network gene matches several ``var_names``).
@@ -85,6 +91,9 @@ def prior_network(
     check_adata(adata)
     if not isinstance(net, pd.DataFrame):
         raise TypeError(f"`net` must be a pandas DataFrame, got {type(net).__name__}.")
+    auto = weight == "auto"
+    if auto:
+        weight = "weight" if "weight" in net.columns else None
     columns = [source, target] + ([weight] if weight is not None else [])
     missing = [c for c in columns if c not in net.columns]
     if missing:
@@ -117,7 +126,16 @@ def prior_network(
             f"var_names {list(adata.var_names[:3])}); check the gene identifiers"
             + (" or pass case_sensitive=False." if case_sensitive else ".")
         )
-    matrix = _merge_duplicates(rows[kept], cols[kept], weights[kept], n)
+    matrix = _merge_duplicates(rows[kept], cols[kept], weights[kept], n, drop_zero=not auto)
+    if matrix is None:  # weight='auto' never drops an edge: unweighted edges instead
+        warnings.warn(
+            f"Some edges get weight 0 from net[{weight!r}]; every edge is stored with weight 1 "
+            "(pass weight='weight' to keep the signed weights and drop those edges).",
+            UserWarning,
+            stacklevel=2,
+        )
+        weight = None
+        matrix = _merge_duplicates(rows[kept], cols[kept], np.ones(int(kept.sum())), n)
     if symmetrize:
         reverse = matrix.T.tocsr()
         only_reverse = reverse - reverse.multiply(matrix != 0)
@@ -191,12 +209,17 @@ def _gene_index(var_names: pd.Index, genes: pd.Series, case_sensitive: bool) -> 
 
 
 def _merge_duplicates(
-    rows: np.ndarray, cols: np.ndarray, weights: np.ndarray, n: int
-) -> sp.csr_matrix:
-    """CSR matrix with the mean weight of each ``(row, col)`` pair; zero weights dropped."""
+    rows: np.ndarray, cols: np.ndarray, weights: np.ndarray, n: int, *, drop_zero: bool = True
+) -> sp.csr_matrix | None:
+    """CSR matrix with the mean weight of each ``(row, col)`` pair; zero weights dropped.
+
+    With ``drop_zero=False``, ``None`` when some pair has weight 0.
+    """
     mean = pd.Series(weights).groupby([rows, cols]).mean()
     nonzero = mean.to_numpy() != 0
     if not nonzero.all():
+        if not drop_zero:
+            return None
         warnings.warn(
             f"{int((~nonzero).sum())} of {len(mean)} edges have weight 0 and are dropped.",
             UserWarning,

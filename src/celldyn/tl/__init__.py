@@ -2,6 +2,7 @@
 
 from ._cellmnn import cellmnn
 from ._clipr import clipr, clipr_effects, regulator_resolution
+from ._decoupler import to_decoupler
 from ._differential import affected_subnetwork, differential_edges
 from ._drug import drug_effects
 from ._flecs import flecs
@@ -29,5 +30,6 @@ __all__ = [
     "perturbation_responses",
     "regulator_resolution",
     "simulate",
+    "to_decoupler",
     "velocity_embedding",
 ]

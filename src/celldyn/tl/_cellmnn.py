@@ -12,6 +12,7 @@ from anndata import AnnData
 from .. import _keys
 from .._validate import check_adata, check_obs_key
 from .._write import write_results
+from ._velocity_slots import velocity_slots
 
 
 def _working_adata(adata: AnnData, columns: list[str], rep: str, loadings: str | None) -> AnnData:
@@ -106,8 +107,11 @@ def cellmnn(
     - ``layers['{key_added}_velocity']``: dense float32 gene velocity ``(A z + b)·Vᵀ``; NaN for
       genes with zero loadings (with ``loadings``).
     - ``var['{key_added}_velocity_genes']``: genes with non-zero loadings (with ``loadings``).
-    - ``uns['{key_added}_velocity_params']``: ``{'embeddings': []}`` for scvelo (with
-      ``loadings``).
+    - ``uns['{key_added}_velocity_params']``: ``{'embeddings': [], 'xkey': xkey}`` for scvelo
+      (with ``loadings``).
+    - ``layers['Ms']`` (or ``layers['{key_added}_velocity_state']``; with ``loadings``):
+      ``adata.X`` (what ``sc.pp.pca`` reads by default) as scvelo's state layer ``xkey``, as
+      in :func:`celldyn.tl.flecs`.
     - ``varp['{key_added}_interactions']``: regulator (row) × target (column) matrix over
       all cells: ``V Āᵀ Vᵀ`` of the mean operator ``Ā`` (``'operator'``), or the mean
       expression-scaled weights (``'expression_scaled'``); dense, or sparse when some genes
@@ -212,8 +216,6 @@ def cellmnn(
             varp = sp.csr_matrix(
                 (block.data, (pos[block.row], pos[block.col])), shape=(adata.n_vars,) * 2
             )
-        slots["layers"] = {_keys.velocity(key_added): velocity}
-        slots["var"] = {_keys.velocity_genes(key_added): covered}
         slots["varp"] = {_keys.interactions(key_added): varp}
-        slots["uns"][_keys.velocity_params(key_added)] = {"embeddings": []}
+        slots = velocity_slots(adata, key_added, velocity, genes=covered, **slots)
     return write_results(adata, copy=copy, **slots)

@@ -97,7 +97,9 @@ def drug_effects(
     - ``layers['{key_added}_velocity']``: dense float32 ``dG/dt`` of every cell under its own
       condition (control cells: the base field's velocity).
     - ``var['{key_added}_velocity_genes']``: all ``True``.
-    - ``uns['{key_added}_velocity_params']``: ``{'embeddings': []}`` for scvelo.
+    - ``uns['{key_added}_velocity_params']``: ``{'embeddings': [], 'xkey': xkey}`` for scvelo.
+    - ``layers['Ms']`` (or ``layers['{key_added}_velocity_state']``): the expression
+      (``layer``) as scvelo's state layer ``xkey``, as in :func:`celldyn.tl.flecs`.
     - ``uns[key_added]``: ``params``, ``history`` (per-epoch lists of the first model),
       ``trained_conditions`` (conditions with training trajectories) and, with an ensemble,
       ``member_histories``.
@@ -111,6 +113,7 @@ def drug_effects(
     from ..models._flecs import read_trajectories
     from ..models._flecs_drug import FLeCSDrug, check_features
     from ._flecs_fields import load_fields
+    from ._velocity_slots import velocity_slots
 
     check_adata(adata)
     check_obs_key(adata, condition_key)
@@ -170,8 +173,7 @@ def drug_effects(
     return write_results(
         adata,
         copy=copy,
-        varm=varm,
-        var={_keys.velocity_genes(key_added): np.ones(adata.n_vars, dtype=bool)},
-        layers={_keys.velocity(key_added): velocity.astype(np.float32)},
-        uns={key_added: results, _keys.velocity_params(key_added): {"embeddings": []}},
+        **velocity_slots(
+            adata, key_added, velocity, layer=layer, varm=varm, uns={key_added: results}
+        ),
     )

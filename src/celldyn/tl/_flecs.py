@@ -162,7 +162,11 @@ def flecs(
     - ``layers['{key_added}_velocity']``: dense float32 model derivative ``dG/dt`` per cell
       (mean of the members' derivatives).
     - ``var['{key_added}_velocity_genes']``: all ``True``.
-    - ``uns['{key_added}_velocity_params']``: ``{'embeddings': []}`` for scvelo.
+    - ``uns['{key_added}_velocity_params']``: ``{'embeddings': [], 'xkey': xkey}`` for scvelo.
+    - ``layers['Ms']``: dense float32 copy of the expression (``layer``), the state scvelo
+      and cellrank read by default, unless ``layers['Ms']`` already holds it; when it holds
+      something else it is kept and the copy goes to ``layers['{key_added}_velocity_state']``
+      (a warning says so). ``xkey`` names the layer used.
     - ``uns[key_added]``: ``params``; ``history`` (dict of per-epoch lists of the first
       member); ``member_histories`` (``{'0': history, ...}``, only when ``n_models > 1``);
       ``models``: ``{'0': arrays, '1': arrays, ...}``, one
@@ -179,6 +183,7 @@ def flecs(
     """
     from .._write import write_results
     from ..models._flecs import read_prior, read_trajectories
+    from ._velocity_slots import velocity_slots
 
     check_adata(adata)
     read_prior(adata, prior)
@@ -230,15 +235,14 @@ def flecs(
     }
     if n_models > 1:
         results["member_histories"] = {str(i): h for i, h in enumerate(histories)}
+    var = {
+        _keys.var_param(key_added, "decay"): np.mean([m.get_decay() for m in members], 0),
+        _keys.var_param(key_added, "bias"): np.mean([m.get_bias() for m in members], 0),
+    }
     return write_results(
         adata,
         copy=copy,
-        varp=varp,
-        var={
-            _keys.var_param(key_added, "decay"): np.mean([m.get_decay() for m in members], 0),
-            _keys.var_param(key_added, "bias"): np.mean([m.get_bias() for m in members], 0),
-            _keys.velocity_genes(key_added): np.ones(adata.n_vars, dtype=bool),
-        },
-        layers={_keys.velocity(key_added): velocity.astype(np.float32)},
-        uns={key_added: results, _keys.velocity_params(key_added): {"embeddings": []}},
+        **velocity_slots(
+            adata, key_added, velocity, layer=layer, varp=varp, var=var, uns={key_added: results}
+        ),
     )

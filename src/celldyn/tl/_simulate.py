@@ -267,7 +267,9 @@ def knockout(
     - ``layers['{key_added}_velocity']``: dense float32 ensemble-mean ``dG/dt`` of the edited
       network at every cell.
     - ``var['{key_added}_velocity_genes']``: all ``True``.
-    - ``uns['{key_added}_velocity_params']``: ``{'embeddings': []}`` for scvelo.
+    - ``uns['{key_added}_velocity_params']``: ``{'embeddings': [], 'xkey': xkey}`` for scvelo.
+    - ``layers['Ms']`` (or ``layers['{key_added}_velocity_state']``): the expression
+      (the fit's ``layer``) as scvelo's state layer ``xkey``, as in :func:`celldyn.tl.flecs`.
 
     Raises
     ------
@@ -276,6 +278,7 @@ def knockout(
     """
     from .._write import write_results
     from ..nn import SolverDivergedError
+    from ._velocity_slots import velocity_slots
 
     check_adata(adata)
     targets = gene_indices(adata, genes)
@@ -295,10 +298,5 @@ def knockout(
         velocity = torch.stack([field.gene_velocity(x) for field in edited]).mean(0).numpy()
     if not np.all(np.isfinite(velocity)):
         raise SolverDivergedError("The knockout velocity has NaN or infinite values.")
-    write_results(
-        adata,
-        var={_keys.velocity_genes(key_added): np.ones(adata.n_vars, dtype=bool)},
-        layers={_keys.velocity(key_added): velocity.astype(np.float32)},
-        uns={_keys.velocity_params(key_added): {"embeddings": []}},
-    )
+    write_results(adata, **velocity_slots(adata, key_added, velocity, layer=settings["layer"]))
     return out

@@ -9,6 +9,7 @@ from anndata import AnnData
 from .. import _keys
 from .._validate import check_adata, check_finite, check_layer
 from .._write import write_results
+from ._velocity_slots import recorded_xkey
 
 
 def _check_neighbors(adata: AnnData) -> None:
@@ -43,7 +44,9 @@ def velocity_embedding(
     basis
         Embedding to project on.
     xkey
-        Layer of the cell states the velocity acts on; ``None`` uses ``adata.X``.
+        Layer of the cell states the velocity acts on; ``None`` uses the layer recorded in
+        ``uns['<vkey>_params']['xkey']`` by the function that wrote the velocity, else
+        ``adata.X``.
     copy
         Return a copy instead of writing to ``adata``.
 
@@ -60,6 +63,8 @@ def velocity_embedding(
 
     check_adata(adata)
     check_layer(adata, vkey)
+    if xkey is None:
+        xkey = recorded_xkey(adata, vkey)
     check_layer(adata, xkey)
     _check_neighbors(adata)
     basis_key = f"X_{basis}"
