@@ -10,7 +10,9 @@ property: either
   by celldyn's own code (not leaked from numpy, pandas, scipy, sklearn or scvelo), and
   ``adata`` is exactly as it was.
 
-Model-training entry points (``tl.flecs``, ``tl.cellmnn``, ``tl.lcd``) are too slow here.
+The model-training entry points (``tl.flecs``, ``tl.cellmnn``, ``tl.lcd``) get the same
+property with one example per case and one training epoch; their ``pp`` inputs (time
+groups, trajectories, prior) are computed on the valid data before the corruption.
 """
 
 from __future__ import annotations
@@ -207,6 +209,8 @@ class Entry:
     column: Callable | None = None
     """obs column the call needs, given the drawn options."""
     uses_rep: bool = False
+    prepare: Callable | None = None
+    """Run on the valid AnnData before the corruption (the ``pp`` steps a model reads)."""
 
 
 def _recipe(adata, *, subset, denoise):
@@ -310,12 +314,63 @@ ENTRIES = {
     ),
 }
 
+
+def _flecs_inputs(adata):
+    cd.pp.time_groups(adata, time_key="time")
+    cd.pp.prior_network(adata, NET)
+    cd.pp.trajectories(
+        adata, time_key="time", rep="X_pca", method="quantile", n_trajectories=10, length=3
+    )
+
+
+def _loadings(adata):
+    adata.varm["PCs"] = np.random.default_rng(0).normal(size=(adata.n_vars, 3))
+
+
+FIT = {"accelerator": "cpu", "progress": False}
+MODEL_ENTRIES = {
+    "flecs": Entry(
+        lambda adata, *, warm_start: cd.tl.flecs(
+            adata, max_epochs=1, velocity_init=5, warm_start=warm_start, **FIT
+        ),
+        {"warm_start": st.sampled_from(["velocities", "ot_pairs"])},
+        writes={
+            "var": {"flecs_decay", "flecs_bias", "flecs_velocity_genes"},
+            "varp": {"flecs_weights", "flecs_effects"},
+            "layers": {"flecs_velocity", "Ms"},
+            "uns": {"flecs", "flecs_velocity_params"},
+        },
+        column=lambda o: "celldyn_time",
+        prepare=_flecs_inputs,
+    ),
+    "cellmnn": Entry(
+        lambda adata: cd.tl.cellmnn(
+            adata, time_key="time", rep="X_pca", n_components=3, max_epochs=1, **FIT
+        ),
+        writes={
+            "var": {"cellmnn_velocity_genes"},
+            "obsm": {"cellmnn_operator", "cellmnn_drift", "velocity_cellmnn"},
+            "varp": {"cellmnn_interactions"},
+            "layers": {"cellmnn_velocity", "Ms"},
+            "uns": {"cellmnn", "cellmnn_velocity_params"},
+        },
+        column=lambda o: "time",
+        uses_rep=True,
+        prepare=_loadings,
+    ),
+    "lcd": Entry(
+        lambda adata: cd.tl.lcd(adata, max_epochs=1, score_epochs=1, **FIT),
+        writes={"obsm": {"X_lcd"}, "uns": {"lcd"}},
+        column=lambda o: "perturbation",
+    ),
+}
+
 KNOWN_BUGS: dict[tuple[str, str], str] = {}
 """``(entry, corruption) -> reason`` for bugs in files this test's authors may not edit."""
 
 
-def _cases():
-    for name, entry in ENTRIES.items():
+def _cases(entries: dict[str, Entry]):
+    for name, entry in entries.items():
         corruptions = ["valid", *X_CORRUPTIONS, *SHAPE_CORRUPTIONS]
         if entry.column is not None:
             corruptions += COLUMN_CORRUPTIONS
@@ -330,11 +385,13 @@ def _cases():
 @st.composite
 def cases(draw, name: str, corruption: str):
     """``(adata, options)``: a small AnnData with one corruption and the call's options."""
-    entry = ENTRIES[name]
+    entry = {**ENTRIES, **MODEL_ENTRIES}[name]
     options = {key: draw(strategy) for key, strategy in entry.options.items()}
     n_obs, n_vars = draw(st.integers(6, 40)), draw(st.integers(3, 12))
     seed = draw(st.integers(0, 2**16))
     adata = _base(n_obs, n_vars, seed)
+    if entry.prepare is not None:
+        entry.prepare(adata)
     column = entry.column(options) if entry.column is not None else None
     if corruption in COLUMN_CORRUPTIONS and column is None:
         column = "time"  # the call does not read it with these options: must not matter
@@ -427,10 +484,20 @@ def _check_recipe_result(adata: ad.AnnData, before: ad.AnnData) -> None:
 
 @SETTINGS
 @given(data=st.data())
-@pytest.mark.parametrize(("name", "corruption"), list(_cases()))
+@pytest.mark.parametrize(("name", "corruption"), list(_cases(ENTRIES)))
 def test_clear_error_or_valid_result(assert_unchanged, name, corruption, data):
-    entry = ENTRIES[name]
-    adata, options = data.draw(cases(name, corruption), label="case")
+    _check_case(assert_unchanged, ENTRIES[name], name, *data.draw(cases(name, corruption)))
+
+
+@settings(SETTINGS, max_examples=1)
+@given(data=st.data())
+@pytest.mark.parametrize(("name", "corruption"), list(_cases(MODEL_ENTRIES)))
+def test_model_fit_clear_error_or_valid_result(assert_unchanged, name, corruption, data):
+    _check_case(assert_unchanged, MODEL_ENTRIES[name], name, *data.draw(cases(name, corruption)))
+
+
+def _check_case(assert_unchanged, entry: Entry, name: str, adata: ad.AnnData, options: dict):
+    """The property for one drawn case (see the module docstring)."""
     before = adata.copy()
     try:
         with warnings.catch_warnings():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -10,8 +11,9 @@ import torch
 from anndata import AnnData
 
 from .. import _keys
-from .._validate import check_adata, check_obs_key
+from .._validate import check_adata, check_expression, check_obs_key, check_unique_var_names
 from .._write import write_results
+from ._save_model import check_model_dir, save_models
 from ._velocity_slots import velocity_slots
 
 
@@ -45,6 +47,7 @@ def cellmnn(
     random_state: int = 0,
     model_kwargs: dict | None = None,
     key_added: str = _keys.CELLMNN,
+    save_model: str | os.PathLike | None = None,
     copy: bool = False,
     **train_kwargs,
 ) -> AnnData | None:
@@ -88,6 +91,10 @@ def cellmnn(
         Passed to :class:`~celldyn.models.CellMNN` (``max_rate``, ``gamma``, ...).
     key_added
         Prefix of the written keys.
+    save_model
+        Folder to save the trained model in (:meth:`~celldyn.models.CellMNN.save`, with the
+        AnnData it was trained on, so ``CellMNN.load(folder)`` needs no AnnData); new or
+        empty, checked before training. ``None``: keep no model.
     copy
         Return a modified copy instead of writing into ``adata``.
     **train_kwargs
@@ -134,6 +141,7 @@ def cellmnn(
     )
 
     check_adata(adata)
+    model_dir = check_model_dir(save_model)
     if interactions not in INTERACTION_KINDS:
         raise ValueError(
             f"`interactions` must be one of {INTERACTION_KINDS}, got {interactions!r}."
@@ -149,6 +157,8 @@ def cellmnn(
     )
     if loadings is not None:  # checked before training: present, finite, enough columns
         read_loadings(work, loadings, int(n_components))
+        check_expression(adata, None)  # the velocity's states (layers['Ms'])
+        check_unique_var_names(adata)  # gene-level results are indexed by name
     groups = read_numeric_times(work, time_key)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(random_state)
@@ -218,4 +228,5 @@ def cellmnn(
             )
         slots["varp"] = {_keys.interactions(key_added): varp}
         slots = velocity_slots(adata, key_added, velocity, genes=covered, **slots)
+    save_models([model], model_dir)
     return write_results(adata, copy=copy, **slots)
