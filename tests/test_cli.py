@@ -153,10 +153,21 @@ def test_model_subcommands(raw_h5ad, caplog):
     assert main(["-q", "flecs", *common, *network, "--velocity-weight", "-1"]) == 1
     assert "velocity_weight" in caplog.text
     ot_pairs = ["--warm-start", "ot_pairs", "--velocity-init", "20"]
-    assert main(["-q", "flecs", *common, *network, *ot_pairs]) == 0
+    saved = f / "flecs_model"
+    assert main(["-q", "flecs", *common, *network, *ot_pairs, "--save-model", str(saved)]) == 0
+    assert sorted(p.name for p in saved.iterdir()) == ["member_0", "member_1"]
     cellmnn = ["--time-key", "time", "--n-components", "3", "--interactions", "expression_scaled"]
-    assert main(["-q", "cellmnn", *common, *cellmnn]) == 0
+    mnn = f / "cellmnn_model"
+    assert main(["-q", "cellmnn", *common, *cellmnn, "--save-model", str(mnn)]) == 0
     result = ad.read_h5ad(out)
+    loaded = cd.models.CellMNN.load(str(mnn), adata=result.copy())
+    assert loaded.get_operators().shape == (result.n_obs, 3, 3)
+    clipr = ["-q", "clipr", "-i", out, "-o", str(f / "effects.h5ad"), "--model-type", "flecs"]
+    assert main([*clipr, "--model", str(saved)]) == 1
+    assert "holds an ensemble: give one member, e.g. 'member_0'" in caplog.text
+    assert main([*clipr, "--model", str(saved / "member_0")]) == 0
+    effects = ad.read_h5ad(f / "effects.h5ad").varp["clipr_effects"]
+    assert effects.shape == (result.n_vars, result.n_vars) and np.isfinite(effects).all()
     assert np.isfinite(result.layers["flecs_velocity"]).all()
     assert result.varp["flecs_weights"].nnz == result.varp["celldyn_prior"].nnz
     assert (result.varp["flecs_weights_std"].data > 0).all()
@@ -278,3 +289,100 @@ def test_n_groups_with_time_key_is_an_error(raw_h5ad, tmp_path, caplog):
     assert main([*args, "--time-key", "time", "--n-groups", "5"]) == 1
     assert "`n_groups` applies only to `pseudotime_key`" in caplog.text
     assert not out.exists()
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as err:
+        main(["--version"])
+    assert err.value.code == 0
+    assert capsys.readouterr().out.strip() == f"celldyn {cd.__version__}"
+
+
+def _parsers(parser, path=()):
+    """Every (sub)parser with its command path."""
+    import argparse
+
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield from _parsers(child, (*path, name))
+
+
+def test_every_option_has_help_and_shows_its_default():
+    from celldyn.cli import _build_parser
+
+    parsers = dict(_parsers(_build_parser()))
+    assert {("clipr",), ("lcd",), ("flecs",), ("cellmnn",), ("pp", "recipe")} <= set(parsers)
+    for path, parser in parsers.items():
+        text = parser.format_help()
+        for action in parser._actions:
+            if not action.option_strings or action.dest in ("help", "version"):
+                continue
+            assert action.help, f"celldyn {' '.join(path)} {action.option_strings[0]}: no help"
+            default = action.default
+            if default is not None and not isinstance(default, bool):
+                assert f"(default: {default})" in " ".join(text.split()), (path, action.dest)
+    assert "default: update --input in place" in parsers[("flecs",)].format_help()
+    for path in [("flecs",), ("cellmnn",), ("lcd",)]:
+        assert "--save-model" in parsers[path].format_help()
+
+
+def test_steps_update_the_input_in_place_and_keep_every_result(raw_h5ad, tmp_path):
+    src, work = raw_h5ad / "raw.h5ad", tmp_path / "work.h5ad"
+    before = src.read_bytes()
+    assert main(["-q", "pp", "recipe", "-i", str(src), "-o", str(work), "--n-top-genes", "20"]) == 0
+    assert src.read_bytes() == before  # --output: the input is left as it was
+    assert main(["-q", "pp", "time-groups", "-i", str(work), "--time-key", "time"]) == 0
+    steps = ["-q", "pp", "trajectories", "-i", str(work), "--n-trajectories", "20", "--length", "4"]
+    assert main(steps) == 0
+    out = ad.read_h5ad(work)
+    assert "celldyn_recipe" in out.uns and "celldyn_time" in out.obs
+    assert out.uns["celldyn_trajectories"]["indices"].shape == (20, 4)
+    assert [p.name for p in tmp_path.iterdir()] == ["work.h5ad"]  # no temporary file left
+
+
+def test_writing_over_another_steps_results_warns(raw_h5ad, tmp_path, caplog):
+    out = tmp_path / "out.h5ad"
+    fitted = ad.read_h5ad(raw_h5ad / "raw.h5ad")
+    fitted.uns["flecs"] = {"params": {"lr": 0.1}}
+    fitted.varp["flecs_weights"] = np.eye(fitted.n_vars)
+    fitted.write_h5ad(out)
+    args = ["pp", "time-groups", "-i", str(raw_h5ad / "raw.h5ad"), "-o", str(out)]
+    assert main([*args, "--time-key", "time"]) == 0
+    assert "already holds results that are not in --input" in caplog.text
+    assert "uns['flecs']" in caplog.text and "varp['flecs_weights']" in caplog.text
+    caplog.clear()
+    assert main(["pp", "time-groups", "-i", str(out), "--time-key", "time"]) == 0  # in place
+    assert "already holds results" not in caplog.text
+
+
+def test_errors_name_the_cli_command_to_run(raw_h5ad, tmp_path, caplog):
+    args = ["-q", "flecs", "-i", str(raw_h5ad / "raw.h5ad"), "-o", str(tmp_path / "o.h5ad")]
+    assert main([*args, "--network", str(raw_h5ad / "net.csv")]) == 1
+    assert "`celldyn pp trajectories`" in caplog.text
+    assert "celldyn.pp.trajectories" not in caplog.text
+    assert not (tmp_path / "o.h5ad").exists()
+
+
+def test_lcd_saves_its_model_and_clipr_uses_it(tmp_path, caplog):
+    screen = cd.datasets.simulate_perturbations(4, n_cells=40, n_doubles=0, counts=True)
+    src, model = tmp_path / "screen.h5ad", tmp_path / "lcd_model"
+    screen.write_h5ad(src)
+    fit = ["-q", "lcd", "-i", str(src), "--max-epochs", "2", "--score-epochs", "2"]
+    assert main([*fit, "--save-model", str(model)]) == 0
+    assert (model / "model.pt").is_file() and (model / "adata.h5ad").is_file()
+    assert "X_lcd" in ad.read_h5ad(src).obsm  # updated in place
+    before = src.read_bytes()
+    assert main([*fit, "--save-model", str(model)]) == 1  # not an empty folder: before training
+    assert "is not empty" in caplog.text and src.read_bytes() == before
+    clipr = ["-q", "clipr", "-i", str(src), "--model", str(model), "--model-type", "lcd"]
+    assert main([*clipr, "--alpha", "0.01", "--key-added", "effects"]) == 0
+    result = ad.read_h5ad(src)
+    assert result.varp["effects"].shape == (4, 4) and np.isfinite(result.varp["effects"]).all()
+    assert result.uns["effects"]["params"]["alpha"] == 0.01
+    assert "clipr_effects" not in result.varp and "X_lcd" in result.obsm
+    caplog.clear()
+    bad = ["-q", "clipr", "-i", str(src), "--model", str(tmp_path), "--model-type", "lcd"]
+    assert main(bad) == 1
+    assert "holds no saved model" in caplog.text

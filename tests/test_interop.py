@@ -102,7 +102,7 @@ def test_existing_different_ms_is_kept(fitted):
 
 def test_velocity_stream_writes_what_it_logs(fitted, caplog):
     with caplog.at_level(logging.INFO, logger="celldyn"):
-        ax = cd.pl.velocity_stream(fitted, "flecs_velocity", color="time")
+        ax = cd.pl.velocity_stream(fitted, "flecs_velocity", color="time", show=False)
     assert len(ax.collections) > 1
     assert "added 'flecs_velocity_umap' (adata.obsm)" in caplog.text
     assert np.all(np.isfinite(fitted.obsm["flecs_velocity_umap"]))

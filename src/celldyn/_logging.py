@@ -1,20 +1,67 @@
-"""The ``celldyn`` logger and the scanpy-style "added 'key' (adata.slot)" message."""
+"""The ``celldyn`` logger and the scanpy-style "added 'key' (adata.slot)" message.
+
+By default the logger follows scanpy's verbosity (:attr:`scanpy.settings.verbosity`, 0 error,
+1 warning, 2 info, 3 hint, 4 debug), read each time a message is logged, so
+``sc.settings.verbosity = 3`` shows celldyn's info messages too. An explicit
+``logging.getLogger("celldyn").setLevel(...)`` takes precedence;
+``setLevel(FOLLOW_SCANPY)`` returns to following scanpy. Importing this module never changes
+a level that is already set.
+"""
 
 from __future__ import annotations
 
 import logging
+import sys
+
+FOLLOW_SCANPY = 1
+"""Level of the ``celldyn`` logger meaning "follow :attr:`scanpy.settings.verbosity`"."""
+
+_SCANPY_DEFAULT = logging.WARNING
+"""Scanpy's default verbosity (1, warning), used while scanpy is not imported."""
+
+
+def scanpy_level() -> int:
+    """Return the logging level of :attr:`scanpy.settings.verbosity`.
+
+    Scanpy is not imported for this: while it is not loaded nobody can have changed its
+    verbosity, so its default (warning) applies.
+
+    Returns
+    -------
+    A :mod:`logging` level (``logging.WARNING`` for scanpy's default verbosity 1).
+    """
+    scanpy = sys.modules.get("scanpy")
+    settings = getattr(scanpy, "settings", None)
+    verbosity = getattr(settings, "verbosity", None)
+    return _SCANPY_DEFAULT if verbosity is None else int(verbosity.level)
+
+
+class _FollowScanpy(logging.Filter):
+    """Drop records below scanpy's verbosity while the logger's level is ``FOLLOW_SCANPY``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if logging.getLogger("celldyn").level != FOLLOW_SCANPY:
+            return True  # an explicit level: the logger's own check already applied it
+        return record.levelno >= scanpy_level()
+
 
 logger = logging.getLogger("celldyn")
 if not logger.handlers:
     _handler = logging.StreamHandler()
     _handler.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(_handler)
-    logger.setLevel(logging.INFO)
     logger.propagate = False
+if not any(type(f).__name__ == "_FollowScanpy" for f in logger.filters):  # also on reload
+    logger.addFilter(_FollowScanpy())
+if logger.level == logging.NOTSET:  # never override a level the user has set
+    logger.setLevel(FOLLOW_SCANPY)
 
 
 def log_added(slot: str, *keys: str) -> None:
     """Log the fields a function wrote, scanpy style.
+
+    Logged at info level: shown when scanpy's verbosity is 2 (info) or more, or when the
+    ``celldyn`` logger's level is set to ``logging.INFO``.
 
     Parameters
     ----------

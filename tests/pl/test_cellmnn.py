@@ -33,7 +33,7 @@ def fitted(_fitted):
 
 def test_operator_umap_draws_every_cell_and_leaves_adata_alone(fitted):
     before_obsm, before_uns = set(fitted.obsm), set(fitted.uns)
-    ax = operators(fitted, color="time")
+    ax = operators(fitted, color="time", show=False)
     offsets = np.concatenate([c.get_offsets() for c in ax.collections if len(c.get_offsets())])
     assert len(offsets) == fitted.n_obs
     assert set(fitted.obsm) == before_obsm and set(fitted.uns) == before_uns
@@ -45,7 +45,7 @@ def test_interaction_heatmap_shows_the_strongest_genes(fitted):
     w = np.zeros((n, n))
     w[2, 5], w[5, 2], w[6, 6] = 3.0, -2.0, 0.5  # genes 2 and 5 strongest, then 6
     fitted.varp["cellmnn_interactions"] = sp.csr_matrix(w)
-    ax = interactions(fitted, n_top=3)
+    ax = interactions(fitted, n_top=3, show=False)
     image = ax.images[0].get_array()
     names = [t.get_text() for t in ax.get_yticklabels()]
     assert names == list(fitted.var_names[[2, 5, 6]])
@@ -60,7 +60,7 @@ def test_gene_velocity_streams_through_scvelo(fitted):
 
     sc.pp.neighbors(fitted, n_neighbors=10, use_rep="X_pca")
     sc.tl.umap(fitted, random_state=0)
-    ax = velocity_stream(fitted, "cellmnn_velocity", color="time")
+    ax = velocity_stream(fitted, "cellmnn_velocity", color="time", show=False)
     assert len(ax.collections) > 1
     # the projection it logs as added is in adata, finite for every cell
     assert np.all(np.isfinite(fitted.obsm["cellmnn_velocity_umap"]))

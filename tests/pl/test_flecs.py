@@ -52,7 +52,7 @@ def test_strongest_edges_and_network(fitted):
         ("g2", "g3"),  # -2.1
         ("g4", "g0"),  # 1.1
     ]
-    ax = network(fitted, n_edges=3)
+    ax = network(fitted, n_edges=3, show=False)
     arrows = _arrows(ax)
     assert len(arrows) == 3
     colors = [to_rgba(c) for c in (_POSITIVE, _NEGATIVE, _POSITIVE)]
@@ -70,7 +70,7 @@ def test_affected_subnetwork_plot_dashes_non_significant():
             "significant": [True, False, True],
         }
     )
-    ax = affected_subnetwork(sub)
+    ax = affected_subnetwork(sub, show=False)
     styles = [a.get_linestyle() for a in _arrows(ax)]
     assert styles == ["solid", "dashed", "solid"]
     plt.close("all")
@@ -78,7 +78,8 @@ def test_affected_subnetwork_plot_dashes_non_significant():
 
 def test_edge_posteriors_show_member_means(fitted):
     other = _fitted([[0.0, -0.1, -2.0, 0.5, 1.0], [0.4, -0.3, -2.2, 0.7, 1.2]])
-    ax = edge_posteriors({"a": fitted, "b": other}, [("g0", "g1"), ("g1", "g0")])
+    edges = [("g0", "g1"), ("g1", "g0")]
+    ax = edge_posteriors({"a": fitted, "b": other}, edges, show=False)
     means = [c.lines[0].get_ydata() for c in ax.containers]
     np.testing.assert_allclose(means[0], [2.5, np.nan])  # g1 -> g0 is not an edge
     np.testing.assert_allclose(means[1], [0.2, np.nan])
@@ -89,7 +90,7 @@ def test_edge_posteriors_show_member_means(fitted):
 
 def test_simulated_cells_are_projected_on_the_observed_pca(fitted):
     out = simulate(fitted, start=[4, 9], t_max=1.0, n_steps=2)
-    ax = simulated_vs_observed(fitted, out)
+    ax = simulated_vs_observed(fitted, out, show=False)
     observed = ax.collections[0].get_offsets()
     projected = ax.collections[1].get_offsets()
     assert observed.shape == (30, 2) and projected.shape == (out.n_obs, 2)

@@ -35,7 +35,7 @@ def _arrows(ax):
 
 @pytest.mark.parametrize("key", ["clipr_effects", "sparse"])
 def test_draws_the_strongest_off_diagonal_edges(adata, key):
-    ax = effect_network(adata, key, n_edges=2)
+    ax = effect_network(adata, key, n_edges=2, show=False)
     arrows = _arrows(ax)
     assert len(arrows) == 2  # b -> c (-3) and a -> b (+2); the -5 diagonal is skipped
     colors = sorted(tuple(a.get_edgecolor()) for a in arrows)
@@ -45,9 +45,9 @@ def test_draws_the_strongest_off_diagonal_edges(adata, key):
 
 
 def test_self_loops_and_all_edges(adata):
-    ax = effect_network(adata, n_edges=100)
+    ax = effect_network(adata, n_edges=100, show=False)
     assert len(_arrows(ax)) == 5  # every non-zero off-diagonal entry
-    ax = effect_network(adata, n_edges=1, self_loops=True)
+    ax = effect_network(adata, n_edges=1, self_loops=True, show=False)
     assert {t.get_text() for t in ax.texts} == {"a"}  # the first -5 self-effect
     plt.close("all")
 

@@ -27,7 +27,7 @@ def test_view_draws_its_trajectories_in_its_own_rows(adata):
     keep[indices[15, :5]] = True  # half of a trajectory: not drawn
     view = adata[keep]
     assert view.is_view
-    ax = cd.pl.trajectories(view, n_show=100, color="t")
+    ax = cd.pl.trajectories(view, n_show=100, color="t", show=False)
     paths = _drawn_paths(ax)
     assert len(paths) == 15 and ax.get_title() == "15 of 15 trajectories"
     umap = adata.obsm["X_umap"][:, :2]
@@ -38,8 +38,10 @@ def test_view_draws_its_trajectories_in_its_own_rows(adata):
 
 @pytest.mark.parametrize("subset", [lambda a: a[::-1], lambda a: a[::-1][:, :2][::-1]])
 def test_reordered_views_draw_the_same_cells_as_the_whole_object(adata, subset):
-    whole = np.concatenate(_drawn_paths(cd.pl.trajectories(adata, n_show=5, color="t")))
-    view = np.concatenate(_drawn_paths(cd.pl.trajectories(subset(adata), n_show=5, color="t")))
+    whole = np.concatenate(_drawn_paths(cd.pl.trajectories(adata, n_show=5, color="t", show=False)))
+    view = np.concatenate(
+        _drawn_paths(cd.pl.trajectories(subset(adata), n_show=5, color="t", show=False))
+    )
     np.testing.assert_array_equal(view, whole)
     plt.close("all")
 

@@ -8,7 +8,7 @@ import celldyn as cd
 
 def test_stream_plot_writes_the_projection_it_computes(curve_adata):
     reference = cd.tl.velocity_embedding(curve_adata, "true_velocity", copy=True)
-    ax = cd.pl.velocity_stream(curve_adata, "true_velocity", color="t")
+    ax = cd.pl.velocity_stream(curve_adata, "true_velocity", color="t", show=False)
     np.testing.assert_array_equal(
         curve_adata.obsm["true_velocity_umap"], reference.obsm["true_velocity_umap"]
     )
@@ -21,7 +21,7 @@ def test_stream_plot_writes_the_projection_it_computes(curve_adata):
 def test_trajectory_plot_draws_requested_paths(curve_adata):
     order = np.argsort(curve_adata.obs["t"].to_numpy())
     curve_adata.uns["celldyn_trajectories"] = {"indices": order[: 10 * 20].reshape(20, 10)}
-    ax = cd.pl.trajectories(curve_adata, n_show=7, color=None)
+    ax = cd.pl.trajectories(curve_adata, n_show=7, color=None, show=False)
     assert len(ax.lines) == 7
     plt.close("all")
 

@@ -8,8 +8,10 @@ from anndata import AnnData
 
 from .. import _keys
 from .._validate import check_finite
+from ._utils import check_options, document_show_save, finish, label_colorbars
 
 
+@document_show_save
 def operators(
     adata: AnnData,
     color: str | list[str] | None = None,
@@ -18,6 +20,9 @@ def operators(
     n_neighbors: int = 15,
     random_state: int = 0,
     ax=None,
+    show: bool | None = None,
+    save: str | bool | None = None,
+    return_fig: bool | None = None,
     **kwargs,
 ):
     """UMAP of the per-cell local operators of :func:`celldyn.tl.cellmnn`.
@@ -39,14 +44,20 @@ def operators(
         Seed of the UMAP.
     ax
         Matplotlib axes to draw into (one ``color`` only).
+    {show_save}
     **kwargs
-        Passed to :func:`scanpy.pl.umap`.
+        Passed to :func:`scanpy.pl.umap` (``title``, ``legend_loc``, ``palette``, ...).
 
     Returns
     -------
-    The matplotlib axes (a list of axes for several colours).
+    The :class:`~matplotlib.axes.Axes` (a list of them for several colours) when
+    ``show=False`` (the default when ``ax`` is given), the
+    :class:`~matplotlib.figure.Figure` with ``return_fig=True``, else ``None``. Each panel is
+    titled by its colour (``'{key} operators'`` without one); colour bars are labelled.
     """
     import scanpy as sc
+
+    check_options(show, save, return_fig)
 
     obsm_key = _keys.operator(key)
     if obsm_key not in adata.obsm:
@@ -66,9 +77,15 @@ def operators(
         random_state=random_state,
     )
     sc.tl.umap(tmp, random_state=random_state)
-    return sc.pl.umap(tmp, color=color, ax=ax, show=False, **kwargs)
+    if not columns:
+        kwargs.setdefault("title", f"{key} operators")
+    drawn = sc.pl.umap(tmp, color=color, ax=ax, show=False, **kwargs)
+    for panel, column in zip(drawn if isinstance(drawn, list) else [drawn], columns, strict=False):
+        label_colorbars(panel, column)
+    return finish(drawn, "operators", show=show, save=save, return_fig=return_fig, ax=ax)
 
 
+@document_show_save
 def interactions(
     adata: AnnData,
     *,
@@ -76,6 +93,9 @@ def interactions(
     n_top: int = 20,
     cmap: str = "RdBu_r",
     ax=None,
+    show: bool | None = None,
+    save: str | bool | None = None,
+    return_fig: bool | None = None,
 ):
     """Heatmap of the strongest gene interactions of :func:`celldyn.tl.cellmnn`.
 
@@ -95,12 +115,16 @@ def interactions(
         Diverging colour map.
     ax
         Matplotlib axes to draw into.
+    {show_save}
 
     Returns
     -------
-    The matplotlib axes.
+    The :class:`~matplotlib.axes.Axes` when ``show=False`` (the default when ``ax`` is given),
+    the :class:`~matplotlib.figure.Figure` with ``return_fig=True``, else ``None``.
     """
     import matplotlib.pyplot as plt
+
+    check_options(show, save, return_fig)
 
     varp_key = _keys.interactions(key)
     if varp_key not in adata.varp:
@@ -114,13 +138,15 @@ def interactions(
     block = matrix[top][:, top]
     block = block.toarray() if sp.issparse(block) else np.asarray(block)
     limit = float(np.abs(block).max()) or 1.0
-    if ax is None:
-        _, ax = plt.subplots(figsize=(0.3 * len(top) + 2, 0.3 * len(top) + 1.5))
-    image = ax.imshow(block, cmap=cmap, vmin=-limit, vmax=limit)
+    axes = ax
+    if axes is None:
+        _, axes = plt.subplots(figsize=(0.3 * len(top) + 2, 0.3 * len(top) + 1.5))
+    image = axes.imshow(block, cmap=cmap, vmin=-limit, vmax=limit)
     names = adata.var_names[top]
-    ax.set_xticks(range(len(top)), names, rotation=90)
-    ax.set_yticks(range(len(top)), names)
-    ax.set_xlabel("target")
-    ax.set_ylabel("regulator")
-    ax.figure.colorbar(image, ax=ax, label="interaction")
-    return ax
+    axes.set_xticks(range(len(top)), names, rotation=90)
+    axes.set_yticks(range(len(top)), names)
+    axes.set_xlabel("target")
+    axes.set_ylabel("regulator")
+    axes.set_title(f"varp[{varp_key!r}]: {len(top)} strongest genes")
+    axes.figure.colorbar(image, ax=axes, label="interaction (regulator → target)")
+    return finish(axes, "interactions", show=show, save=save, return_fig=return_fig, ax=ax)

@@ -13,8 +13,10 @@ from anndata import AnnData
 from .. import _keys
 from .._validate import check_expression, check_finite
 from ._network import draw_graph, strongest_edges
+from ._utils import check_options, document_show_save, finish
 
 
+@document_show_save
 def network(
     adata: AnnData,
     *,
@@ -22,6 +24,9 @@ def network(
     n_edges: int = 30,
     random_state: int = 0,
     ax=None,
+    show: bool | None = None,
+    save: str | bool | None = None,
+    return_fig: bool | None = None,
 ):
     """Directed graph of the strongest learnt interactions of :func:`celldyn.tl.flecs`.
 
@@ -41,17 +46,30 @@ def network(
         Seed of the spring layout.
     ax
         Matplotlib axes to draw into.
+    {show_save}
 
     Returns
     -------
-    The matplotlib axes.
+    The :class:`~matplotlib.axes.Axes` when ``show=False`` (the default when ``ax`` is given),
+    the :class:`~matplotlib.figure.Figure` with ``return_fig=True``, else ``None``.
     """
+    check_options(show, save, return_fig)
     edges = strongest_edges(adata, _keys.weights(key), n_edges)
-    return draw_graph(edges, "weight", ax, random_state=random_state)
+    title = f"{key} network: {len(edges)} strongest edges (regulator → target)"
+    drawn = draw_graph(edges, "weight", ax, title=title, random_state=random_state)
+    return finish(drawn, "network", show=show, save=save, return_fig=return_fig, ax=ax)
 
 
+@document_show_save
 def affected_subnetwork(
-    subnetwork: pd.DataFrame, *, weight: str = "change", random_state: int = 0, ax=None
+    subnetwork: pd.DataFrame,
+    *,
+    weight: str = "change",
+    random_state: int = 0,
+    ax=None,
+    show: bool | None = None,
+    save: str | bool | None = None,
+    return_fig: bool | None = None,
 ):
     """Draw the output of :func:`celldyn.tl.affected_subnetwork`.
 
@@ -69,11 +87,14 @@ def affected_subnetwork(
         Seed of the spring layout.
     ax
         Matplotlib axes to draw into.
+    {show_save}
 
     Returns
     -------
-    The matplotlib axes.
+    The :class:`~matplotlib.axes.Axes` when ``show=False`` (the default when ``ax`` is given),
+    the :class:`~matplotlib.figure.Figure` with ``return_fig=True``, else ``None``.
     """
+    check_options(show, save, return_fig)
     missing = {"source", "target", weight} - set(subnetwork.columns)
     if missing:
         raise KeyError(f"`subnetwork` lacks the column(s) {sorted(missing)}.")
@@ -85,7 +106,16 @@ def affected_subnetwork(
         raise ValueError(f"`subnetwork` column {weight!r} must be numeric.") from err
     check_finite(values, f"`subnetwork` column {weight!r}")
     dashed = ~subnetwork["significant"].to_numpy() if "significant" in subnetwork else None
-    return draw_graph(subnetwork, weight, ax, dashed=dashed, random_state=random_state)
+    drawn = draw_graph(
+        subnetwork,
+        weight,
+        ax,
+        title=f"affected subnetwork: {len(subnetwork)} edges, width |{weight}|",
+        dashed=dashed,
+        random_state=random_state,
+        sign_labels=(f"{weight} > 0 (more activating)", f"{weight} < 0 (more repressing)"),
+    )
+    return finish(drawn, "affected_subnetwork", show=show, save=save, return_fig=return_fig, ax=ax)
 
 
 def _member_weights(adata: AnnData, key: str, edges) -> np.ndarray:
@@ -115,12 +145,16 @@ def _member_weights(adata: AnnData, key: str, edges) -> np.ndarray:
     return out
 
 
+@document_show_save
 def edge_posteriors(
     conditions: Mapping[str, AnnData],
     edges: Sequence[tuple[str, str]] | pd.DataFrame,
     *,
     key: str = "flecs",
     ax=None,
+    show: bool | None = None,
+    save: str | bool | None = None,
+    return_fig: bool | None = None,
 ):
     """Ensemble weights of chosen edges across conditions (:func:`celldyn.tl.flecs` ``n_models``).
 
@@ -139,11 +173,14 @@ def edge_posteriors(
         ``key_added`` of :func:`celldyn.tl.flecs` in every AnnData.
     ax
         Matplotlib axes to draw into.
+    {show_save}
 
     Returns
     -------
-    The matplotlib axes.
+    The :class:`~matplotlib.axes.Axes` when ``show=False`` (the default when ``ax`` is given),
+    the :class:`~matplotlib.figure.Figure` with ``return_fig=True``, else ``None``.
     """
+    check_options(show, save, return_fig)
     import matplotlib.pyplot as plt
 
     if isinstance(edges, pd.DataFrame):
@@ -152,26 +189,30 @@ def edge_posteriors(
     if not edges or not conditions:
         raise ValueError("Give at least one edge and one condition.")
     weights = {label: _member_weights(a, key, edges) for label, a in conditions.items()}
-    if ax is None:
-        _, ax = plt.subplots(figsize=(0.8 * len(edges) * len(conditions) + 2, 4))
+    axes = ax
+    if axes is None:
+        _, axes = plt.subplots(figsize=(0.8 * len(edges) * len(conditions) + 2, 4))
     width = 0.8 / len(conditions)
     for c, (label, values) in enumerate(weights.items()):
         x = np.arange(len(edges)) - 0.4 + width * (c + 0.5)
         jitter = np.linspace(-0.25, 0.25, values.shape[1]) * width
         color = f"C{c}"
-        ax.scatter((x[:, None] + jitter).ravel(), values.ravel(), s=10, alpha=0.6, color=color)
+        axes.scatter((x[:, None] + jitter).ravel(), values.ravel(), s=10, alpha=0.6, color=color)
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # edges absent from a condition
             mean = np.nanmean(values, 1)
             std = np.nanstd(values, 1, ddof=1) if values.shape[1] > 1 else np.zeros(len(edges))
-        ax.errorbar(x, mean, yerr=std, fmt="o", color=color, capsize=3, label=label)
-    ax.axhline(0.0, color="grey", lw=0.5)
-    ax.set_xticks(range(len(edges)), [f"{s}→{t}" for s, t in edges], rotation=90)
-    ax.set_ylabel("edge weight")
-    ax.legend()
-    return ax
+        axes.errorbar(x, mean, yerr=std, fmt="o", color=color, capsize=3, label=label)
+    axes.axhline(0.0, color="grey", lw=0.5)
+    axes.set_xticks(range(len(edges)), [f"{s}→{t}" for s, t in edges], rotation=90)
+    axes.set_xlabel("edge (regulator → target)")
+    axes.set_ylabel("edge weight")
+    axes.set_title(f"{key} edge weights: ensemble members, mean ± sd")
+    axes.legend(title="condition")
+    return finish(axes, "edge_posteriors", show=show, save=save, return_fig=return_fig, ax=ax)
 
 
+@document_show_save
 def simulated_vs_observed(
     adata: AnnData,
     simulated: AnnData,
@@ -180,6 +221,9 @@ def simulated_vs_observed(
     layer: str | None = None,
     components: tuple[int, int] = (0, 1),
     ax=None,
+    show: bool | None = None,
+    save: str | bool | None = None,
+    return_fig: bool | None = None,
 ):
     """Plot simulated cells over the observed population in the observed data's PCA.
 
@@ -202,11 +246,14 @@ def simulated_vs_observed(
         The two principal components shown (0-based).
     ax
         Matplotlib axes to draw into.
+    {show_save}
 
     Returns
     -------
-    The matplotlib axes.
+    The :class:`~matplotlib.axes.Axes` when ``show=False`` (the default when ``ax`` is given),
+    the :class:`~matplotlib.figure.Figure` with ``return_fig=True``, else ``None``.
     """
+    check_options(show, save, return_fig)
     import matplotlib.pyplot as plt
 
     if not adata.var_names.equals(simulated.var_names):
@@ -225,24 +272,28 @@ def simulated_vs_observed(
         raise ValueError(f"`components` {components} are outside the available components.")
     center = observed.mean(0)
     _, _, vt = np.linalg.svd(observed - center, full_matrices=False)
-    axes = vt[[first, second]].T
-    obs_xy = (observed - center) @ axes
-    sim_xy = (simulated_x - center) @ axes
-    if ax is None:
-        _, ax = plt.subplots(figsize=(5, 4.5))
-    ax.scatter(obs_xy[:, 0], obs_xy[:, 1], s=6, color="lightgrey", label="observed")
+    loadings = vt[[first, second]].T
+    obs_xy = (observed - center) @ loadings
+    sim_xy = (simulated_x - center) @ loadings
     values = simulated.obs[color]
     if values.isna().any():
         raise ValueError(f"simulated.obs[{color!r}] has {int(values.isna().sum())} missing values.")
-    if isinstance(values.dtype, pd.CategoricalDtype) or values.dtype == object:
+    categorical = isinstance(values.dtype, pd.CategoricalDtype) or values.dtype == object
+    if not categorical:
+        check_finite(values.to_numpy(float), f"simulated.obs[{color!r}]")
+    axes = ax
+    if axes is None:
+        _, axes = plt.subplots(figsize=(5, 4.5))
+    axes.scatter(obs_xy[:, 0], obs_xy[:, 1], s=6, color="lightgrey", label="observed")
+    if categorical:
         for c, label in enumerate(pd.Categorical(values).categories):
             mask = (values == label).to_numpy()
-            ax.scatter(*sim_xy[mask].T, s=8, color=f"C{c}", label=str(label))
-        ax.legend()
+            axes.scatter(*sim_xy[mask].T, s=8, color=f"C{c}", label=str(label))
+        axes.legend(title=color)
     else:
-        check_finite(values.to_numpy(float), f"simulated.obs[{color!r}]")
-        points = ax.scatter(*sim_xy.T, s=8, c=values.to_numpy(float), cmap="viridis")
-        ax.figure.colorbar(points, ax=ax, label=color)
-    ax.set_xlabel(f"PC{first + 1}")
-    ax.set_ylabel(f"PC{second + 1}")
-    return ax
+        points = axes.scatter(*sim_xy.T, s=8, c=values.to_numpy(float), cmap="viridis")
+        axes.figure.colorbar(points, ax=axes, label=color)
+    axes.set_xlabel(f"PC{first + 1} (observed)")
+    axes.set_ylabel(f"PC{second + 1} (observed)")
+    axes.set_title("simulated (colour) over observed (grey) cells")
+    return finish(axes, "simulated_vs_observed", show=show, save=save, return_fig=return_fig, ax=ax)

@@ -9,8 +9,10 @@ from anndata import AnnData
 
 from .. import _keys
 from .._validate import check_finite, check_int, check_varp_key
+from ._utils import check_options, document_show_save, finish
 
 _POSITIVE, _NEGATIVE = "#c0392b", "#2e6da4"  # activation red, repression blue
+_SIGN_LABELS = ("activation (+)", "repression (−)")
 
 
 def strongest_edges(adata: AnnData, varp_key: str, n_edges: int) -> pd.DataFrame:
@@ -38,10 +40,24 @@ def strongest_edges(adata: AnnData, varp_key: str, n_edges: int) -> pd.DataFrame
     )
 
 
-def draw_graph(edges: pd.DataFrame, weight: str, ax, *, dashed=None, random_state: int = 0):
-    """Draw a directed graph: width ~ ``|weight|``, red for positive, blue for negative."""
+def draw_graph(
+    edges: pd.DataFrame,
+    weight: str,
+    ax,
+    *,
+    title: str,
+    dashed=None,
+    random_state: int = 0,
+    sign_labels: tuple[str, str] = _SIGN_LABELS,
+):
+    """Draw a directed graph: width ~ ``|weight|``, red for positive, blue for negative.
+
+    The axes get ``title`` and a legend of the edge colours (``sign_labels``: positive,
+    negative) and, when some edges are ``dashed``, of the dashed style.
+    """
     import matplotlib.pyplot as plt
     import networkx as nx
+    from matplotlib.lines import Line2D
 
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 6))
@@ -65,10 +81,19 @@ def draw_graph(edges: pd.DataFrame, weight: str, ax, *, dashed=None, random_stat
         arrowstyle="-|>",
         connectionstyle="arc3,rad=0.1",
     )
+    handles = [
+        Line2D([], [], color=color, lw=2, label=label)
+        for color, label in zip((_POSITIVE, _NEGATIVE), sign_labels, strict=True)
+    ]
+    if "dashed" in styles:
+        handles.append(Line2D([], [], color="grey", lw=2, ls="--", label="not significant"))
+    ax.legend(handles=handles, loc="best", fontsize=8)
+    ax.set_title(title)
     ax.set_axis_off()
     return ax
 
 
+@document_show_save
 def effect_network(
     adata: AnnData,
     key: str = _keys.CLIPR_EFFECTS,
@@ -77,6 +102,9 @@ def effect_network(
     self_loops: bool = False,
     random_state: int = 0,
     ax=None,
+    show: bool | None = None,
+    save: str | bool | None = None,
+    return_fig: bool | None = None,
 ):
     """Directed graph of the strongest effects of a regulator x target matrix.
 
@@ -100,11 +128,15 @@ def effect_network(
         Seed of the spring layout.
     ax
         Matplotlib axes to draw into.
+    {show_save}
 
     Returns
     -------
-    The matplotlib axes.
+    The :class:`~matplotlib.axes.Axes` when ``show=False`` (the default when ``ax`` is given),
+    the :class:`~matplotlib.figure.Figure` with ``return_fig=True``, else ``None``. The
+    axes are titled and have a legend of the edge colours.
     """
+    check_options(show, save, return_fig)
     check_varp_key(adata, key, "Run `celldyn.tl.clipr` (or another tool writing it) first.")
     n_edges = check_int(n_edges, "n_edges", 1)
     edges = strongest_edges(adata, key, n_edges + (0 if self_loops else adata.n_vars))
@@ -113,4 +145,6 @@ def effect_network(
     edges = edges.head(n_edges)
     if edges.empty:
         raise ValueError(f"adata.varp[{key!r}] has no non-zero entry to draw.")
-    return draw_graph(edges, "weight", ax, random_state=random_state)
+    title = f"{key}: {len(edges)} strongest edges (regulator → target)"
+    drawn = draw_graph(edges, "weight", ax, title=title, random_state=random_state)
+    return finish(drawn, "effect_network", show=show, save=save, return_fig=return_fig, ax=ax)

@@ -7,6 +7,7 @@ from anndata import AnnData
 
 from .. import _keys
 from .._validate import check_finite, check_int, check_uns_key
+from ._utils import check_options, document_show_save, finish, label_colorbars
 
 
 def _trajectory_rows(adata: AnnData, key: str) -> tuple[np.ndarray, int]:
@@ -46,6 +47,7 @@ def _trajectory_rows(adata: AnnData, key: str) -> tuple[np.ndarray, int]:
     return inside, len(inside)
 
 
+@document_show_save
 def trajectories(
     adata: AnnData,
     *,
@@ -55,6 +57,9 @@ def trajectories(
     color: str | None = _keys.TIME,
     random_state: int = 0,
     ax=None,
+    show: bool | None = None,
+    save: str | bool | None = None,
+    return_fig: bool | None = None,
 ):
     """Draw extracted trajectories (:func:`celldyn.pp.trajectories`) over an embedding.
 
@@ -78,13 +83,18 @@ def trajectories(
         Seed for choosing the trajectories shown.
     ax
         Matplotlib axes to draw into.
+    {show_save}
 
     Returns
     -------
-    The matplotlib axes.
+    The :class:`~matplotlib.axes.Axes` when ``show=False`` (the default when ``ax`` is given),
+    the :class:`~matplotlib.figure.Figure` with ``return_fig=True``, else ``None``. The title
+    says how many trajectories are drawn; a colour bar is labelled with ``color``.
     """
     import matplotlib.pyplot as plt
     import scanpy as sc
+
+    check_options(show, save, return_fig)
 
     check_uns_key(adata, key, "Run `celldyn.pp.trajectories` first.")
     n_show = check_int(n_show, "n_show", 1)
@@ -101,11 +111,14 @@ def trajectories(
     indices, n_total = _trajectory_rows(adata, key)
     rng = np.random.default_rng(random_state)
     shown = indices[rng.choice(len(indices), size=min(n_show, len(indices)), replace=False)]
-    if ax is None:
-        _, ax = plt.subplots(figsize=(5, 5))
-    sc.pl.embedding(adata, basis=basis, color=color, ax=ax, show=False, alpha=0.4)
+    axes = ax
+    if axes is None:
+        _, axes = plt.subplots(figsize=(5, 5))
+    sc.pl.embedding(adata, basis=basis, color=color, ax=axes, show=False, alpha=0.4)
     for path in shown:
-        ax.plot(*coords[path].T, color="black", linewidth=0.6, alpha=0.7)
-        ax.scatter(*coords[path[-1]], color="black", s=6)
-    ax.set_title(f"{len(shown)} of {n_total} trajectories")
-    return ax
+        axes.plot(*coords[path].T, color="black", linewidth=0.6, alpha=0.7)
+        axes.scatter(*coords[path[-1]], color="black", s=6)
+    if color is not None:
+        label_colorbars(axes, color)
+    axes.set_title(f"{len(shown)} of {n_total} trajectories")
+    return finish(axes, "trajectories", show=show, save=save, return_fig=return_fig, ax=ax)

@@ -9,14 +9,24 @@ from anndata import AnnData
 from .. import _keys
 from .._validate import check_finite
 from ..tl import velocity_embedding
+from ._utils import check_options, document_show_save, finish, label_colorbars
 
 
+@document_show_save
 def velocity_stream(
     adata: AnnData,
     vkey: str,
     *,
     basis: str = "umap",
     xkey: str | None = None,
+    color: str | list[str] | None = None,
+    title: str | list[str] | None = None,
+    legend_loc: str = "right margin",
+    frameon: bool | str = True,
+    ax=None,
+    show: bool | None = None,
+    save: str | bool | None = None,
+    return_fig: bool | None = None,
     **kwargs,
 ):
     """Plot a velocity layer as streamlines on an embedding, with scvelo.
@@ -38,36 +48,71 @@ def velocity_stream(
     xkey
         Layer of cell states for the projection (``None``: the recorded
         ``uns['<vkey>_params']['xkey']``, else ``adata.X``).
+    color
+        ``obs`` column(s) or gene(s) to colour the cells by; several give one panel each.
+    title
+        Panel title(s); ``None``: ``'<vkey>'``, or ``'<vkey>: <color>'`` for each colour.
+    legend_loc
+        Where the legend of a categorical colour goes (scanpy's and scvelo's values:
+        ``'right margin'``, ``'on data'``, ``'best'``, ``'none'``, ...).
+    frameon
+        Draw the frame and the axis labels (``'UMAP1'``, ``'UMAP2'``).
+    ax
+        Matplotlib axes to draw into (one ``color`` only).
+    {show_save}
     **kwargs
-        Passed to :func:`scvelo.pl.velocity_embedding_stream` (``color``, ``ax``, ``show``,
-        ``save``, ...).
+        Passed to :func:`scvelo.pl.velocity_embedding_stream` (``density``, ``palette``,
+        ``size``, ...).
 
     Returns
     -------
-    What scvelo returns (the axes when ``show=False``). When it was missing, writes
+    The :class:`~matplotlib.axes.Axes` (a list of them for several colours) when
+    ``show=False`` (the default when ``ax`` is given), the
+    :class:`~matplotlib.figure.Figure` with ``return_fig=True``, else ``None``. A numeric
+    colour's colour bar is labelled with its name. When it was missing, writes
     ``obsm['<vkey>_<basis>']`` and ``uns['<vkey>_params']['embeddings']``
     (:func:`celldyn.tl.velocity_embedding`).
     """
     import scvelo as scv
 
+    check_options(show, save, return_fig)
     basis_key = f"X_{basis}"
     if basis_key not in adata.obsm:
         raise KeyError(f"adata.obsm has no embedding {basis_key!r}; compute it first.")
     check_finite(adata.obsm[basis_key], f"adata.obsm[{basis_key!r}]")
+    colors = [color] if isinstance(color, str) else list(color or [])
+    if title is None:
+        title = [f"{vkey}: {c}" for c in colors] if colors else vkey
+        title = title[0] if len(colors) == 1 else title
+    settings = {
+        "vkey": vkey,
+        "basis": basis,
+        "color": color,
+        "title": title,
+        "legend_loc": legend_loc,
+        "frameon": frameon,
+        "ax": ax,
+        "show": False,
+        **kwargs,
+    }
     embedded = _keys.velocity_embedding(vkey, basis)
-    kwargs.setdefault("show", False)
     if embedded in adata.obsm:
         check_finite(adata.obsm[embedded], f"adata.obsm[{embedded!r}]")
-        return scv.pl.velocity_embedding_stream(adata, vkey=vkey, basis=basis, **kwargs)
-    params_key = f"{vkey}_params"
-    params = copy.deepcopy(adata.uns.get(params_key))
-    velocity_embedding(adata, vkey, basis=basis, xkey=xkey)
-    try:
-        return scv.pl.velocity_embedding_stream(adata, vkey=vkey, basis=basis, **kwargs)
-    except BaseException:
-        del adata.obsm[embedded]
-        if params is None:
-            del adata.uns[params_key]
-        else:
-            adata.uns[params_key] = params
-        raise
+        drawn = scv.pl.velocity_embedding_stream(adata, **settings)
+    else:
+        params_key = f"{vkey}_params"
+        params = copy.deepcopy(adata.uns.get(params_key))
+        velocity_embedding(adata, vkey, basis=basis, xkey=xkey)
+        try:
+            drawn = scv.pl.velocity_embedding_stream(adata, **settings)
+        except BaseException:
+            del adata.obsm[embedded]
+            if params is None:
+                del adata.uns[params_key]
+            else:
+                adata.uns[params_key] = params
+            raise
+    panels = drawn if isinstance(drawn, list) else [drawn]
+    for panel, column in zip(panels, colors, strict=False):
+        label_colorbars(panel, column)
+    return finish(drawn, "velocity_stream", show=show, save=save, return_fig=return_fig, ax=ax)

@@ -92,9 +92,10 @@ def cellmnn(
     key_added
         Prefix of the written keys.
     save_model
-        Folder to save the trained model in (:meth:`~celldyn.models.CellMNN.save`, with the
-        AnnData it was trained on, so ``CellMNN.load(folder)`` needs no AnnData); new or
-        empty, checked before training. ``None``: keep no model.
+        Folder to save the trained model in (:meth:`~celldyn.models.CellMNN.save`); new or
+        empty, checked before training. Load it with ``CellMNN.load(folder, adata=adata)``
+        (the model trains on ``obsm[rep]`` and keeps no expression of its own). ``None``:
+        keep no model.
     copy
         Return a modified copy instead of writing into ``adata``.
     **train_kwargs
@@ -228,5 +229,5 @@ def cellmnn(
             )
         slots["varp"] = {_keys.interactions(key_added): varp}
         slots = velocity_slots(adata, key_added, velocity, genes=covered, **slots)
-    save_models([model], model_dir)
+    save_models([model], model_dir, save_anndata=False)
     return write_results(adata, copy=copy, **slots)

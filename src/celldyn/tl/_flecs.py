@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -13,6 +14,7 @@ from .. import _keys
 from .._validate import check_adata, check_expression, check_int
 from ..nn._ode import check_tolerances
 from ._flecs_fields import gene_indices
+from ._save_model import check_model_dir, save_models
 
 
 def _working_adata(
@@ -100,6 +102,7 @@ def flecs(
     knockout: str | Sequence[str] | None = None,
     model_kwargs: dict | None = None,
     key_added: str = "flecs",
+    save_model: str | os.PathLike | None = None,
     copy: bool = False,
     **train_kwargs,
 ) -> AnnData | None:
@@ -139,6 +142,11 @@ def flecs(
         Passed to :class:`~celldyn.models.FLeCS` (``n_latent``, ``protein_proxy``, ``kernel``).
     key_added
         Prefix of the written keys.
+    save_model
+        Folder to save the trained model in (:meth:`~celldyn.models.FLeCS.save`, with the
+        AnnData it was trained on, so ``FLeCS.load(folder)`` needs no AnnData); new or
+        empty, checked before training. ``None``: keep no model.
+        With ``n_models > 1``, member ``i`` goes to ``folder/member_<i>``.
     copy
         Return a modified copy instead of writing into ``adata``.
     **train_kwargs
@@ -186,6 +194,7 @@ def flecs(
     from ._velocity_slots import velocity_slots
 
     check_adata(adata)
+    model_dir = check_model_dir(save_model)
     read_prior(adata, prior)
     read_trajectories(adata, trajectories)
     check_expression(adata, layer)
@@ -239,6 +248,7 @@ def flecs(
         _keys.var_param(key_added, "decay"): np.mean([m.get_decay() for m in members], 0),
         _keys.var_param(key_added, "bias"): np.mean([m.get_bias() for m in members], 0),
     }
+    save_models(members, model_dir)
     return write_results(
         adata,
         copy=copy,

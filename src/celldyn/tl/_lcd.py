@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import torch
@@ -11,6 +13,7 @@ from .. import _keys
 from .._perturbations import read_perturbations
 from .._validate import check_adata, check_int, check_layer
 from .._write import write_results
+from ._save_model import check_model_dir, save_models
 
 
 def _working_adata(
@@ -42,6 +45,7 @@ def lcd(
     random_state: int = 0,
     model_kwargs: dict | None = None,
     key_added: str = _keys.LCD,
+    save_model: str | os.PathLike | None = None,
     copy: bool = False,
     **train_kwargs,
 ) -> AnnData | None:
@@ -51,7 +55,7 @@ def lcd(
     ``dx = f(x, e_q) dt + √(2D) dW`` in a latent space with one coordinate per gene, observed
     through negative binomial counts; see :class:`~celldyn.models.LCD` and the user guide. To
     predict unseen conditions or read the drift, train :class:`~celldyn.models.LCD` directly
-    (this function keeps no model).
+    (this function keeps no model unless ``save_model`` is given).
 
     Parameters
     ----------
@@ -78,6 +82,10 @@ def lcd(
         Passed to :class:`~celldyn.models.LCD` (``n_hidden``, ``sigma_min``, ...).
     key_added
         Key of the written fields.
+    save_model
+        Folder to save the trained model in (:meth:`~celldyn.models.LCD.save`, with the
+        AnnData it was trained on, so ``LCD.load(folder)`` needs no AnnData); new or
+        empty, checked before training. ``None``: keep no model.
     copy
         Return a modified copy instead of writing into ``adata``.
     **train_kwargs
@@ -100,6 +108,7 @@ def lcd(
     from ..models._lcd import LCD
 
     check_adata(adata)
+    model_dir = check_model_dir(save_model)
     check_layer(adata, layer)
     check_int(random_state, "random_state", 0)
     work = _working_adata(adata, perturbation_key, layer, size_factor_key)
@@ -148,6 +157,7 @@ def lcd(
         "sigmas": module.sigmas.cpu().numpy(),
         "drift_sigma": float(module.drift_sigma),
     }
+    save_models([model], model_dir)
     return write_results(
         adata,
         copy=copy,
