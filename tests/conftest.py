@@ -1,3 +1,4 @@
+import importlib.util
 import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -27,6 +28,18 @@ def _shared_folder(name: str) -> Path:
 def shared_data():
     """``shared_data(name)``: folder ``name`` of the real data; skips the test where absent."""
     return _shared_folder
+
+
+@pytest.fixture(scope="session")
+def ddp_fits():
+    """``tests/models/_ddp_fits.py`` as a module: ``run`` fits every model under DDP, ``check``
+    compares with one process."""
+    spec = importlib.util.spec_from_file_location(
+        "_ddp_fits", _ROOT / "tests" / "models" / "_ddp_fits.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")

@@ -73,3 +73,36 @@ def test_lcd_fits_the_same_on_gpu():
     assert np.isfinite(gpu.obsm["X_lcd"]).all()
     corr = np.corrcoef(gpu.obsm["X_lcd"].ravel(), cpu.obsm["X_lcd"].ravel())
     assert corr[0, 1] > 0.9
+
+
+MODELS = ("flecs", "flecs_drug", "cellmnn", "lcd")
+
+
+@pytest.fixture(scope="module")
+def cpu_fits(ddp_fits, tmp_path_factory):
+    """Every model of ``tests/models/_ddp_fits.py`` fitted in one CPU process."""
+    return ddp_fits.run(tmp_path_factory.mktemp("cpu"), 1)
+
+
+@pytest.fixture(scope="module")
+def gpu_fits(ddp_fits, tmp_path_factory):
+    """The same fits on one GPU."""
+    return ddp_fits.run(tmp_path_factory.mktemp("gpu"), 1, "gpu")
+
+
+@pytest.fixture(scope="module")
+def multi_gpu_fits(ddp_fits, tmp_path_factory):
+    """The same fits under DDP on 2 or 4 GPUs (the same global minibatch)."""
+    devices = 4 if torch.cuda.device_count() >= 4 else 2
+    return ddp_fits.run(tmp_path_factory.mktemp("ddp"), devices, "gpu")
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_every_model_fits_the_same_on_one_gpu(ddp_fits, cpu_fits, gpu_fits, name):
+    ddp_fits.check(name, cpu_fits[name][0], gpu_fits[name])
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="DDP needs at least 2 CUDA devices")
+@pytest.mark.parametrize("name", MODELS)
+def test_every_model_fits_the_same_under_ddp_on_gpus(ddp_fits, cpu_fits, multi_gpu_fits, name):
+    ddp_fits.check(name, cpu_fits[name][0], multi_gpu_fits[name])

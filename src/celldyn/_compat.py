@@ -11,10 +11,18 @@ from scvi.data._constants import _FIELD_REGISTRIES_KEY, _SETUP_ARGS_KEY, _STATE_
 from scvi.model.base import BaseModelClass
 from scvi.train import TrainingPlan as _ScviTrainingPlan
 from scvi.train import TrainRunner
+from scvi.train._callbacks import LoudEarlyStopping
 
 from ._validate import check_adata
 
-__all__ = ["TrainRunner", "TrainingPlan", "registered", "setup_args", "state_registry"]
+__all__ = [
+    "TrainRunner",
+    "TrainingPlan",
+    "early_stopping_callback",
+    "registered",
+    "setup_args",
+    "state_registry",
+]
 
 
 class TrainingPlan(_ScviTrainingPlan):
@@ -23,7 +31,10 @@ class TrainingPlan(_ScviTrainingPlan):
     The plan logs ``train_loss``, ``validation_loss`` and a module's scalar extra metrics
     (``mmd_train``, ...); the ELBO, reconstruction and KL metrics it adds for VAEs have no
     meaning for celldyn's models and their per-step bookkeeping took a third of a small
-    model's training time.
+    model's training time. Unlike scvi-tools' method, :meth:`compute_and_log_metrics` does not
+    run in inference mode: under DDP, Lightning averages an epoch's logged metrics over the
+    processes in place (``sync_dist``), which fails on inference tensors (``Inplace update to
+    inference tensor outside InferenceMode``; it stopped Cell-MNN, whose loss has extra metrics).
     """
 
     def compute_and_log_metrics(self, loss_output, metrics, mode) -> None:
@@ -37,6 +48,28 @@ class TrainingPlan(_ScviTrainingPlan):
                 batch_size=loss_output.n_obs_minibatch,
                 sync_dist=self.use_sync_dist,
             )
+
+
+def early_stopping_callback(patience: int, trainer_kwargs: dict) -> LoudEarlyStopping:
+    """scvi-tools' early stopping on ``validation_loss``, built here so that it also runs under DDP.
+
+    scvi-tools' ``Trainer`` turns its own early stopping off under any ``'ddp'`` strategy.
+    Lightning's callback works there: the validation loss is averaged over the processes
+    (``sync_dist``) and the decision to stop is reduced across them, so all stop together.
+
+    Parameters
+    ----------
+    patience
+        Epochs without improvement before stopping.
+    trainer_kwargs
+        Keyword arguments of the trainer; scvi-tools' ``early_stopping_min_delta``,
+        ``early_stopping_warmup_epochs`` and ``early_stopping_mode`` are taken out of it.
+    """
+    options = {
+        key: trainer_kwargs.pop(f"early_stopping_{key}", default)
+        for key, default in (("min_delta", 0.0), ("warmup_epochs", 0), ("mode", "min"))
+    }
+    return LoudEarlyStopping(monitor="validation_loss", patience=patience, **options)
 
 
 _SCVI_PREFIX = "_scvi"

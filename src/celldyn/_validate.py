@@ -78,6 +78,15 @@ def check_unique_var_names(adata: AnnData) -> None:
         )
 
 
+def in_memory(x: object) -> object:
+    """``x``, with a sparse matrix of a backed AnnData (``read_h5ad(..., backed='r')``) read whole.
+
+    Dense backed matrices (h5py datasets) are read by :func:`numpy.asarray`; anndata's backed
+    sparse datasets are not (they become object arrays), so they are read here.
+    """
+    return x.to_memory() if hasattr(x, "to_memory") else x
+
+
 def get_rep(adata: AnnData, rep: str, *, min_dims: int = 1) -> np.ndarray:
     """Return ``adata.obsm[rep]`` as a dense float array after checking it.
 
@@ -103,6 +112,7 @@ def get_rep(adata: AnnData, rep: str, *, min_dims: int = 1) -> np.ndarray:
             f"adata.obsm has no representation {rep!r}. Available: {list(adata.obsm)}. "
             "Run `sc.pp.pca` (or `celldyn.pp.recipe`) first or pass another `rep`."
         )
+    x = in_memory(x)
     x = x.toarray() if sp.issparse(x) else np.asarray(x)
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] < min_dims:
@@ -115,6 +125,7 @@ def get_rep(adata: AnnData, rep: str, *, min_dims: int = 1) -> np.ndarray:
 
 def check_finite(x: np.ndarray | sp.spmatrix, name: str) -> None:
     """Raise a :class:`ValueError` naming ``name`` if ``x`` holds NaN or infinite values."""
+    x = in_memory(x)
     data = x.data if sp.issparse(x) else np.asarray(x)
     if data.dtype.kind in "fc" and not np.all(np.isfinite(data)):
         n_bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))

@@ -213,7 +213,8 @@ class _SnapshotDataModule(LightningDataModule):
         self.times = torch.as_tensor(times, dtype=torch.float32)
         self.batch_size, self.n_partners = batch_size, n_partners
         rng = np.random.default_rng(random_state)
-        self._rng = np.random.default_rng(rng.integers(2**32))
+        self._partner_seed = int(rng.integers(2**32))
+        self._rng = np.random.default_rng(self._partner_seed)
         self.rank = torch.full((n_cond, n_groups), -1, dtype=torch.long)
         pools = {"train": {}, "val": {}}
         starts = {"train": [], "val": []}
@@ -262,6 +263,12 @@ class _SnapshotDataModule(LightningDataModule):
             "rank": self.rank,
             "available": available,
         }
+
+    def setup(self, stage: str) -> None:
+        """Under DDP, draw other partners on every process (the rank joins the seed)."""
+        rank = 0 if self.trainer is None else self.trainer.global_rank
+        if rank:
+            self._rng = np.random.default_rng([self._partner_seed, rank])
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled start cells; partners are drawn afresh for every minibatch."""
@@ -593,7 +600,7 @@ class CellMNN(TrainingMixin, BaseModelClass):
             small one (on EB, 16,819 cells, 28 epochs; W1 flat from 30 to 200 epochs,
             benchmarks README).
         batch_size
-            Number of start cells per minibatch.
+            Number of start cells per minibatch (per process under DDP, ``strategy='ddp'``).
         n_partners
             Observed cells per time and minibatch (default ``batch_size``).
         lr, weight_decay

@@ -24,6 +24,7 @@ from .._validate import (
     check_var_names,
     check_varp_key,
     get_rep,
+    in_memory,
 )
 from ..module._flecs import (
     TRAIN_MAX_NUM_STEPS,
@@ -200,7 +201,7 @@ class FLeCS(TrainingMixin, BaseModelClass):
 
     def _expression(self, adata: AnnData) -> np.ndarray:
         manager = self.get_anndata_manager(adata, required=True)
-        x = manager.get_from_registry(REGISTRY_KEYS.X_KEY)
+        x = in_memory(manager.get_from_registry(REGISTRY_KEYS.X_KEY))
         x = x.toarray() if sp.issparse(x) else np.asarray(x)
         x = x.astype(np.float32, copy=False)
         if not np.all(np.isfinite(x)):
@@ -247,7 +248,7 @@ class FLeCS(TrainingMixin, BaseModelClass):
         max_epochs
             Passes over the trajectories.
         batch_size
-            Trajectories per minibatch.
+            Trajectories per minibatch (per process under DDP, ``strategy='ddp'``).
         lr, weight_decay
             Adam settings.
         velocity_init

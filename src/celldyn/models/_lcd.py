@@ -32,6 +32,7 @@ from .._validate import (
     check_layer,
     check_positive,
     check_unique_var_names,
+    in_memory,
 )
 from ..module._lcd import SCORE_BASES, LCDModule
 from ..nn import SolverDivergedError
@@ -50,6 +51,7 @@ _SCALE_DRAWS = 4
 
 def check_counts(x: np.ndarray | sp.spmatrix, name: str) -> None:
     """Raise a :class:`ValueError` unless ``x`` holds non-negative integer counts."""
+    x = in_memory(x)
     check_finite(x, name)
     data = x.data if sp.issparse(x) else np.asarray(x)
     if (data < 0).any() or not np.allclose(data, np.round(data)):
@@ -60,6 +62,7 @@ def check_counts(x: np.ndarray | sp.spmatrix, name: str) -> None:
 
 
 def _dense(x) -> np.ndarray:
+    x = in_memory(x)
     return np.asarray(x.toarray() if sp.issparse(x) else x, dtype=np.float32)
 
 
@@ -447,7 +450,8 @@ class LCD(TrainingMixin, BaseModelClass):
         score_epochs
             Epochs of stage 2 (denoising score matching).
         batch_size
-            Cells per minibatch of stage 1. Each cell's state is updated once per epoch
+            Cells per minibatch of stage 1 (per process under DDP, ``strategy='ddp'``, as
+            ``score_batch_size``). Each cell's state is updated once per epoch
             whatever the size, while every step updates the whole latent matrix, so small
             batches only cost time (cells squared; benchmarks/README.md, "LCD: speed").
         score_batch_size
@@ -507,7 +511,6 @@ class LCD(TrainingMixin, BaseModelClass):
             "progress": progress,
             **trainer_kwargs,
         }
-        self.module.stage = "observation"
         observed = TensorDataModule(
             {
                 "index": torch.arange(len(counts)),
@@ -522,17 +525,12 @@ class LCD(TrainingMixin, BaseModelClass):
         guard = _DivergenceGuard("observation", lr)
         prior_update = _PriorUpdate(observed.tensors, lr)
         callbacks = [*trainer_kwargs.get("callbacks", []), guard, prior_update]
-        self._fit(
-            observed,
-            max_epochs=max_epochs,
-            lr=lr,
-            **{**fit, "callbacks": callbacks},
-        )
+        with self.module.training_stage("observation"):
+            self._fit(observed, max_epochs=max_epochs, lr=lr, **{**fit, "callbacks": callbacks})
         observation_history = self.history_ or {}
         self.history_, self.is_trained_ = None, False
 
         latent = self.get_latent()
-        self.module.stage = "score"
         mask, _ = self._condition_inputs(self.perturbation_labels_)
         if posterior_draws:
             device = self.module.latent.device
@@ -566,13 +564,14 @@ class LCD(TrainingMixin, BaseModelClass):
         )
         decay = [_CosineDecay()] if score_schedule == "cosine" else []
         guard = _DivergenceGuard("score", score_lr)
-        self._fit(
-            scored,
-            max_epochs=score_epochs,
-            lr=score_lr,
-            weight_decay=weight_decay,
-            **{**fit, "callbacks": [*trainer_kwargs.get("callbacks", []), guard, *decay]},
-        )
+        with self.module.training_stage("score"):
+            self._fit(
+                scored,
+                max_epochs=score_epochs,
+                lr=score_lr,
+                weight_decay=weight_decay,
+                **{**fit, "callbacks": [*trainer_kwargs.get("callbacks", []), guard, *decay]},
+            )
         history = {f"observation_{k}": v for k, v in observation_history.items()}
         history.update({f"score_{k}": v for k, v in (self.history_ or {}).items()})
 

@@ -11,8 +11,9 @@ import zipfile
 from pathlib import Path
 
 import torch
+from lightning.pytorch import Callback
 
-from .._compat import TrainingPlan, TrainRunner
+from .._compat import TrainingPlan, TrainRunner, early_stopping_callback
 from ..nn import SolverDivergedError
 from ._data import TensorDataModule
 
@@ -46,6 +47,20 @@ class _WithoutTrainRunnerFailure:
 
     def __getattr__(self, name: str):
         return getattr(self._stream, name)
+
+
+class _RankSeeds(Callback):
+    """Independent random draws on every process of a multi-process (DDP) fit.
+
+    Each DDP process runs the same script with the same seeds, so each would draw the same
+    noise (score-matching noise, FLeCS windows and velocity batches) for its own shard of the
+    minibatch. With more than one process, each reseeds torch's generator with its seed plus
+    its rank when training starts; a single process is left untouched.
+    """
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if trainer.world_size > 1:
+            torch.manual_seed((torch.initial_seed() + trainer.global_rank) % 2**63)
 
 
 def unreadable_model_file(path: str | Path) -> str | None:
@@ -123,6 +138,12 @@ class TrainingMixin:
         The module's ``loss`` must return a :class:`~scvi.module.base.LossOutput`. Adam uses
         ``eps`` = :data:`ADAM_EPS` unless ``plan_kwargs`` says otherwise. After training,
         non-finite parameters raise :class:`~celldyn.nn.SolverDivergedError`.
+
+        The same call trains on several devices or processes with ``strategy='ddp'`` (in
+        ``trainer_kwargs``): each process trains on its shard of every epoch (Lightning's
+        distributed sampler; ``batch_size`` is per process), logged losses are averaged over
+        the processes, early stopping stops them together and each draws its own random noise
+        (docs/user_guide/distributed.md).
         """
         if max_epochs < 1:
             raise ValueError(f"`max_epochs` must be at least 1, got {max_epochs}.")
@@ -135,22 +156,25 @@ class TrainingMixin:
         if datamodule.n_val > 0:
             trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
         trainer_kwargs.setdefault("log_every_n_steps", 1)  # short epochs are the norm here
-        runner = TrainRunner(
-            self,
-            training_plan=plan,
-            data_splitter=datamodule,
-            max_epochs=max_epochs,
-            accelerator=accelerator,
-            devices=devices,
-            early_stopping=early_stopping,
-            early_stopping_monitor="validation_loss",
-            early_stopping_patience=early_stopping_patience,
-            enable_progress_bar=progress,
-            **trainer_kwargs,
-        )
+        callbacks = [*trainer_kwargs.pop("callbacks", []), _RankSeeds()]
+        if early_stopping:
+            callbacks.append(early_stopping_callback(early_stopping_patience, trainer_kwargs))
         with warnings.catch_warnings():
             # scvi-tools logs dict batches; Lightning cannot infer their size and says so
             warnings.filterwarnings("ignore", message="Trying to infer the `batch_size`")
+            # scvi-tools' own early stopping is off under DDP; ours (in `callbacks`) is not
+            warnings.filterwarnings("ignore", message="early_stopping was automatically disabled")
+            runner = TrainRunner(
+                self,
+                training_plan=plan,
+                data_splitter=datamodule,
+                max_epochs=max_epochs,
+                accelerator=accelerator,
+                devices=devices,
+                callbacks=callbacks,
+                enable_progress_bar=progress,
+                **trainer_kwargs,
+            )
             with contextlib.redirect_stdout(_WithoutTrainRunnerFailure(sys.stdout)):
                 runner()
         bad = [name for name, p in self.module.named_parameters() if not torch.isfinite(p).all()]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -15,6 +17,11 @@ from ..nn import ScoreNet
 from ..nn._score import sum_of_rows
 
 STAGES = ("observation", "score")
+_STAGE_PARAMETERS = {
+    "observation": ("latent", "log_scale", "log_theta", "prior_mean"),
+    "score": ("score_net",),
+}
+"""Parameters (attribute names) each stage's loss trains."""
 SCORE_BASES = ("gaussian", "none")
 
 
@@ -86,6 +93,29 @@ class LCDModule(BaseModuleClass):
         self.register_buffer("base_mean", torch.zeros(n_genes))
         self.register_buffer("base_shift", torch.zeros(max(n_perturbable, 1), n_genes))
         self.register_buffer("base_var", torch.ones(n_genes))
+
+    @contextmanager
+    def training_stage(self, stage: str) -> Iterator[None]:
+        """Set ``stage`` and, within the block, freeze the parameters its loss does not use.
+
+        The other stage's parameters and the drift mixing (:meth:`fit_mixing`, fitted outside
+        Lightning) get no gradient from the loss. DDP needs a gradient for every trainable
+        parameter (it waits for one that never comes and raises), so they are frozen for the
+        fit; with one process nothing changes (Adam skips parameters without a gradient).
+        """
+        self.stage = stage
+        idle = [
+            p
+            for name, p in self.named_parameters()
+            if p.requires_grad and name.split(".")[0] not in _STAGE_PARAMETERS[stage]
+        ]
+        for p in idle:
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p in idle:
+                p.requires_grad_(True)
 
     # ------------------------------------------------------------------ observation model
     def rate(self, x: torch.Tensor, library: torch.Tensor) -> torch.Tensor:
