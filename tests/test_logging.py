@@ -88,3 +88,46 @@ def test_scanpy_level_maps_scanpy_levels(records):
     assert _logging.scanpy_level() == 15  # scanpy's HINT, between INFO and DEBUG
     sc.settings.verbosity = "error"
     assert _logging.scanpy_level() == logging.ERROR
+
+
+@pytest.fixture(scope="module")
+def tiny_flecs():
+    import celldyn as cd
+    from celldyn.models import FLeCS
+
+    adata = cd.datasets.simulate_grn(6, 120, 3, random_state=0)
+    sc.pp.pca(adata, n_comps=4)
+    cd.pp.time_groups(adata, time_key="time")
+    cd.pp.prior_network(adata, adata.uns["ground_truth_network"])
+    cd.pp.trajectories(adata, method="quantile", n_trajectories=20)
+    FLeCS.setup_anndata(adata)
+    return FLeCS(adata)
+
+
+def _fit_output(model, capsys, caplog, **kwargs) -> str:
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG):  # capture every record that is emitted
+        model.train(max_epochs=1, velocity_init=2, accelerator="cpu", **kwargs)
+    out, err = capsys.readouterr()
+    return out + err + "\n".join(r.getMessage() for r in caplog.records)
+
+
+def test_a_fit_in_a_script_is_quiet_unless_asked(records, tiny_flecs, capsys, caplog):
+    """Scanpy's default verbosity: no progress bar, no Lightning banner, no 'trained' line;
+    verbosity 2: Lightning's lines and one 'trained' line per fit."""
+    sc.settings.verbosity = 1
+    logger.setLevel(FOLLOW_SCANPY)
+    quiet = _fit_output(tiny_flecs, capsys, caplog)
+    for text in ("GPU available", "Epoch 1/1", "it/s", "Tip:"):
+        assert text not in quiet
+    assert not [m for m in records if m.startswith("trained")]
+    sc.settings.verbosity = 2
+    loud = _fit_output(tiny_flecs, capsys, caplog)
+    assert "GPU available" in loud
+    assert [m for m in records if m.startswith("trained FLeCS: 1 epochs")]
+
+
+def test_lightning_progress_bar_keyword_is_accepted(records, tiny_flecs, capsys, caplog):
+    out = _fit_output(tiny_flecs, capsys, caplog, enable_progress_bar=True)
+    assert "Epoch 1/1" in out  # the bar
+    assert "Epoch 1/1" not in _fit_output(tiny_flecs, capsys, caplog, enable_progress_bar=False)

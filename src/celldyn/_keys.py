@@ -87,6 +87,11 @@ def weights_std(method: str) -> str:
     return f"{weights(method)}_std"
 
 
+def effects_std(method: str) -> str:
+    """``varp`` key of the ensemble standard deviation of a method's edge effects."""
+    return f"{effects(method)}_std"
+
+
 def var_param(method: str, name: str) -> str:
     """``var`` key of a per-gene model parameter, e.g. ``'flecs_decay'``."""
     return f"{method}_{name}"

@@ -10,11 +10,16 @@ a level that is already set.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+from collections.abc import Iterator
 
 FOLLOW_SCANPY = 1
 """Level of the ``celldyn`` logger meaning "follow :attr:`scanpy.settings.verbosity`"."""
+
+_LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric", "pytorch_lightning")
+"""Loggers of Lightning's device banner, tips and fit-loop notices."""
 
 _SCANPY_DEFAULT = logging.WARNING
 """Scanpy's default verbosity (1, warning), used while scanpy is not imported."""
@@ -55,6 +60,39 @@ if not any(type(f).__name__ == "_FollowScanpy" for f in logger.filters):  # also
     logger.addFilter(_FollowScanpy())
 if logger.level == logging.NOTSET:  # never override a level the user has set
     logger.setLevel(FOLLOW_SCANPY)
+
+
+def effective_level() -> int:
+    """Return the level celldyn logs at: its explicit level, else scanpy's verbosity."""
+    level = logger.level
+    return scanpy_level() if level in (FOLLOW_SCANPY, logging.NOTSET) else level
+
+
+@contextlib.contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Silence Lightning's per-fit info lines (device banner, tips, "stopped" notices).
+
+    They are kept when celldyn logs at info level or below (scanpy verbosity 2 or more, or an
+    explicit ``logging.INFO``); warnings always pass.
+    """
+    if effective_level() <= logging.INFO:
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in _LIGHTNING_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def in_notebook() -> bool:
+    """Whether the code runs in a Jupyter kernel (where progress bars belong)."""
+    shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
+    return type(shell).__name__ == "ZMQInteractiveShell"
 
 
 def log_added(slot: str, *keys: str) -> None:

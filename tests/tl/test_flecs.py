@@ -119,6 +119,8 @@ def test_ensemble_mean_std_and_stored_members(adata, tmp_path):
     np.testing.assert_allclose(mean, member_w.mean(0), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(std, member_w.std(0, ddof=1), rtol=1e-5, atol=1e-7)
     assert np.all(std > 0)
+    effects_std = np.asarray(adata.varp["flecs_effects_std"][src, dst]).ravel()
+    assert np.all(np.isfinite(effects_std)) and np.all(effects_std > 0)
     x = torch.as_tensor(np.asarray(adata.X, dtype=np.float32))
     with torch.no_grad():
         velocities = [f.gene_velocity(x).numpy() for f in fields]
@@ -131,7 +133,7 @@ def test_ensemble_mean_std_and_stored_members(adata, tmp_path):
     np.testing.assert_allclose(
         single.varp["one_weights"][src, dst].A1, member_w[0], rtol=1e-6, atol=1e-7
     )
-    assert "one_weights_std" not in single.varp
+    assert "one_weights_std" not in single.varp and "one_effects_std" not in single.varp
     # the stored members survive an h5ad round trip
     adata.write_h5ad(tmp_path / "f.h5ad")
     again = load_fields(ad.read_h5ad(tmp_path / "f.h5ad"))

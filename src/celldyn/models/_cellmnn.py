@@ -576,7 +576,7 @@ class CellMNN(TrainingMixin, BaseModelClass):
         restore_best: bool = True,
         validation_smoothing: float = 0.9,
         random_state: int = 0,
-        progress: bool = True,
+        progress: bool | None = None,
         plan_kwargs: dict | None = None,
         **trainer_kwargs,
     ) -> None:
@@ -623,7 +623,7 @@ class CellMNN(TrainingMixin, BaseModelClass):
         random_state
             Seed of the validation split and of the partner sampling.
         progress
-            Show Lightning's progress bar.
+            Show Lightning's progress bar; ``None``: only in a Jupyter notebook.
         plan_kwargs, **trainer_kwargs
             Passed to scvi-tools' ``TrainingPlan`` and Lightning's ``Trainer``.
         """

@@ -237,7 +237,7 @@ class FLeCS(TrainingMixin, BaseModelClass):
         early_stopping: bool = False,
         early_stopping_patience: int = 10,
         random_state: int = 0,
-        progress: bool = True,
+        progress: bool | None = None,
         plan_kwargs: dict | None = None,
         **trainer_kwargs,
     ) -> None:
@@ -323,7 +323,7 @@ class FLeCS(TrainingMixin, BaseModelClass):
         random_state
             Seed of the validation split.
         progress
-            Show Lightning's progress bar.
+            Show Lightning's progress bar; ``None``: only in a Jupyter notebook.
         plan_kwargs, **trainer_kwargs
             Passed to scvi-tools' ``TrainingPlan`` and Lightning's ``Trainer``.
         """

@@ -240,7 +240,7 @@ class FLeCSDrug(TrainingMixin, BaseModelClass):
         early_stopping: bool = False,
         early_stopping_patience: int = 10,
         random_state: int = 0,
-        progress: bool = True,
+        progress: bool | None = None,
         plan_kwargs: dict | None = None,
         **trainer_kwargs,
     ) -> None:

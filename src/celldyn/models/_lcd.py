@@ -438,7 +438,7 @@ class LCD(TrainingMixin, BaseModelClass):
         accelerator: str = "auto",
         devices: int | list[int] | str = "auto",
         random_state: int = 0,
-        progress: bool = True,
+        progress: bool | None = None,
         **trainer_kwargs,
     ) -> None:
         """Fit the observation model, then the score network, then the drift mixing ``K``.
@@ -483,7 +483,7 @@ class LCD(TrainingMixin, BaseModelClass):
         random_state
             Seed of the minibatch order, the noise draws and the weights' updates.
         progress
-            Show Lightning's progress bar.
+            Show Lightning's progress bar; ``None``: only in a Jupyter notebook.
         **trainer_kwargs
             Passed to Lightning's ``Trainer``.
         """

@@ -6,6 +6,7 @@ import contextlib
 import inspect
 import math
 import sys
+import time
 import warnings
 import zipfile
 from pathlib import Path
@@ -14,6 +15,7 @@ import torch
 from lightning.pytorch import Callback
 
 from .._compat import TrainingPlan, TrainRunner, early_stopping_callback
+from .._logging import in_notebook, logger, quiet_lightning
 from ..nn import SolverDivergedError
 from ._data import TensorDataModule
 
@@ -129,11 +131,16 @@ class TrainingMixin:
         devices: int | list[int] | str = "auto",
         early_stopping: bool = False,
         early_stopping_patience: int = 10,
-        progress: bool = True,
+        progress: bool | None = None,
         plan_kwargs: dict | None = None,
         **trainer_kwargs,
     ) -> None:
         """Train ``self.module`` with Lightning on the samples of ``datamodule``.
+
+        ``progress=None`` shows Lightning's progress bar only in a Jupyter notebook; Lightning's
+        own ``enable_progress_bar`` is accepted for it. Lightning's per-fit info lines are
+        shown only when celldyn logs at info level (scanpy verbosity 2 or more); one info line
+        per fit says what was trained.
 
         The module's ``loss`` must return a :class:`~scvi.module.base.LossOutput`. Adam uses
         ``eps`` = :data:`ADAM_EPS` unless ``plan_kwargs`` says otherwise. After training,
@@ -147,6 +154,8 @@ class TrainingMixin:
         """
         if max_epochs < 1:
             raise ValueError(f"`max_epochs` must be at least 1, got {max_epochs}.")
+        progress = trainer_kwargs.pop("enable_progress_bar", progress)
+        progress = in_notebook() if progress is None else bool(progress)
         if lr <= 0 or not math.isfinite(lr):
             raise ValueError(f"`lr` must be a positive number, got {lr}.")
         if early_stopping and datamodule.n_val == 0:
@@ -159,11 +168,15 @@ class TrainingMixin:
         callbacks = [*trainer_kwargs.pop("callbacks", []), _RankSeeds()]
         if early_stopping:
             callbacks.append(early_stopping_callback(early_stopping_patience, trainer_kwargs))
-        with warnings.catch_warnings():
+        self.module.train()  # getters leave it in eval mode
+        start = time.perf_counter()
+        with warnings.catch_warnings(), quiet_lightning():
             # scvi-tools logs dict batches; Lightning cannot infer their size and says so
             warnings.filterwarnings("ignore", message="Trying to infer the `batch_size`")
             # scvi-tools' own early stopping is off under DDP; ours (in `callbacks`) is not
             warnings.filterwarnings("ignore", message="early_stopping was automatically disabled")
+            # Lightning's own use of a torch API that torch deprecated; nothing a user can do
+            warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)`")
             runner = TrainRunner(
                 self,
                 training_plan=plan,
@@ -183,3 +196,12 @@ class TrainingMixin:
                 f"Training diverged: parameters {bad} hold NaN or infinite values. "
                 "Lower `lr` or tighten the solver tolerances."
             )
+        loss = self.history.get("train_loss") if self.history else None
+        last = "" if loss is None or len(loss) == 0 else f", train_loss {loss.iloc[-1, 0]:.4g}"
+        logger.info(
+            "trained %s: %d epochs in %.1f s%s",
+            type(self).__name__,
+            self.trainer.current_epoch if getattr(self, "trainer", None) else max_epochs,
+            time.perf_counter() - start,
+            last,
+        )

@@ -165,6 +165,10 @@ def flecs(
       the target's velocity per standard deviation of the regulator over the cells
       (:meth:`~celldyn.models.FLeCS.get_edge_effects`; the ensemble mean). Rank edges by
       its magnitude: it does not inflate where a target's production is saturated.
+    - ``varp['{key_added}_effects_std']``: same layout, the ensemble standard deviation of
+      the effects (``ddof=1``); only when ``n_models > 1``. A small raw spread does not mark
+      a true edge (strong edges spread more); among the top-ranked edges, a small relative
+      spread ``effects_std / |effects|`` does (FLeCS user guide, "Which edges to trust").
     - ``var['{key_added}_decay']``, ``var['{key_added}_bias']``: decay and production bias
       (ensemble means).
     - ``layers['{key_added}_velocity']``: dense float32 model derivative ``dG/dt`` per cell
@@ -216,13 +220,14 @@ def flecs(
     src, dst = arrays[0]["src"], arrays[0]["dst"]
     n_edges = len(src)
     weights = np.stack([a["weight"][:n_edges] * a["edge_scale"][:n_edges] for a in arrays])
+    effects = np.stack([np.asarray(m.get_edge_effects()[src, dst]).ravel() for m in members])
     varp = {
         _keys.weights(key_added): _edge_matrix(weights.mean(0), src, dst, adata.n_vars),
-        _keys.effects(key_added): sum(m.get_edge_effects() for m in members) / n_models,
+        _keys.effects(key_added): _edge_matrix(effects.mean(0), src, dst, adata.n_vars),
     }
     if n_models > 1:
-        std = weights.std(0, ddof=1)
-        varp[_keys.weights_std(key_added)] = _edge_matrix(std, src, dst, adata.n_vars)
+        for key, values in ((_keys.weights_std, weights), (_keys.effects_std, effects)):
+            varp[key(key_added)] = _edge_matrix(values.std(0, ddof=1), src, dst, adata.n_vars)
     histories = [{k: v.to_numpy().ravel().tolist() for k, v in m.history.items()} for m in members]
     params = {
         "prior": prior,
