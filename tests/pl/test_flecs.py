@@ -4,41 +4,18 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
-import scipy.sparse as sp
-import torch
-from anndata import AnnData
 from anndata.tests.helpers import assert_equal
 from matplotlib.colors import to_rgba
 from matplotlib.patches import FancyArrowPatch
 
-from celldyn.nn import GRNVectorField
 from celldyn.pl._flecs import affected_subnetwork, edge_posteriors, network, simulated_vs_observed
 from celldyn.pl._network import _NEGATIVE, _POSITIVE, strongest_edges
 from celldyn.tl._simulate import simulate
 
-GENES = [f"g{i}" for i in range(5)]
-SRC, DST = [0, 1, 2, 3, 4], [1, 2, 3, 4, 0]
-
-
-def _fitted(member_weights):
-    rng = np.random.default_rng(0)
-    adata = AnnData(rng.uniform(0.2, 2.0, (30, 5)).astype(np.float32))
-    adata.var_names = GENES
-    models = {}
-    for m, weights in enumerate(member_weights):
-        field = GRNVectorField(5, SRC, DST)
-        with torch.no_grad():
-            field.grn.weight.copy_(torch.as_tensor(weights, dtype=torch.float32))
-        models[str(m)] = field.to_arrays()
-    adata.uns["flecs"] = {"params": {}, "models": models}
-    mean = np.mean(member_weights, 0)
-    adata.varp["flecs_weights"] = sp.csr_matrix((mean, (SRC, DST)), shape=(5, 5))
-    return adata
-
 
 @pytest.fixture
-def fitted():
-    return _fitted([[3.0, -0.1, -2.0, 0.5, 1.0], [2.0, -0.3, -2.2, 0.7, 1.2]])
+def fitted(ring_flecs):
+    return ring_flecs([[3.0, -0.1, -2.0, 0.5, 1.0], [2.0, -0.3, -2.2, 0.7, 1.2]])
 
 
 def _arrows(ax):
@@ -76,8 +53,8 @@ def test_affected_subnetwork_plot_dashes_non_significant():
     plt.close("all")
 
 
-def test_edge_posteriors_show_member_means(fitted):
-    other = _fitted([[0.0, -0.1, -2.0, 0.5, 1.0], [0.4, -0.3, -2.2, 0.7, 1.2]])
+def test_edge_posteriors_show_member_means(fitted, ring_flecs):
+    other = ring_flecs([[0.0, -0.1, -2.0, 0.5, 1.0], [0.4, -0.3, -2.2, 0.7, 1.2]])
     edges = [("g0", "g1"), ("g1", "g0")]
     ax = edge_posteriors({"a": fitted, "b": other}, edges, show=False)
     means = [c.lines[0].get_ydata() for c in ax.containers]
@@ -119,7 +96,7 @@ def test_bad_input(fitted):
     plt.close("all")
 
 
-def test_nan_values_raise_naming_the_key(fitted):
+def test_nan_values_raise_naming_the_key(fitted, ring_flecs):
     out = simulate(fitted, start=[0, 1], t_max=1.0, n_steps=2)
     fitted.varp["flecs_weights"].data[2] = np.nan
     before = fitted.copy()
@@ -135,7 +112,7 @@ def test_nan_values_raise_naming_the_key(fitted):
     fitted.layers["expr"][0, 0] = np.inf
     with pytest.raises(ValueError, match=r"adata.layers\['expr'\] contains 1 NaN"):
         simulated_vs_observed(fitted, out, layer="expr")
-    good = _fitted([[1.0, 1.0, 1.0, 1.0, 1.0]])
+    good = ring_flecs([[1.0, 1.0, 1.0, 1.0, 1.0]])
     bad_x = out.copy()
     bad_x.X[1, 1] = np.nan
     with pytest.raises(ValueError, match="simulated.X contains 1 NaN"):

@@ -5,31 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import scanpy as sc
-import scipy.sparse as sp
-import torch
-from anndata import AnnData
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 import celldyn as cd
-from celldyn.nn import GRNVectorField
 from celldyn.pl._utils import figure_path
-
-GENES = [f"g{i}" for i in range(5)]
-SRC, DST = [0, 1, 2, 3, 4], [1, 2, 3, 4, 0]
-
-
-def _flecs_fit(weights):
-    """Five genes with a fitted FLeCS ring network of the given edge weights (one member)."""
-    rng = np.random.default_rng(0)
-    adata = AnnData(rng.uniform(0.2, 2.0, (30, 5)).astype(np.float32))
-    adata.var_names = GENES
-    field = GRNVectorField(5, SRC, DST)
-    with torch.no_grad():
-        field.grn.weight.copy_(torch.as_tensor(weights, dtype=torch.float32))
-    adata.uns["flecs"] = {"params": {}, "models": {"0": field.to_arrays()}}
-    adata.varp["flecs_weights"] = sp.csr_matrix((weights, (SRC, DST)), shape=(5, 5))
-    return adata
 
 
 def _curve(curve_adata):
@@ -44,11 +24,11 @@ def _curve(curve_adata):
     return curve_adata
 
 
-def _calls(curve_adata):
+def _calls(curve_adata, ring_flecs):
     """``name -> (function, args, kwargs, texts the figure must show)``."""
     curve = _curve(curve_adata)
-    wild = _flecs_fit([3.0, -0.1, -2.0, 0.5, 1.0])
-    knocked = _flecs_fit([0.0, -0.1, -2.0, 0.5, 1.0])
+    wild = ring_flecs([[3.0, -0.1, -2.0, 0.5, 1.0]])
+    knocked = ring_flecs([[0.0, -0.1, -2.0, 0.5, 1.0]])
     simulated = cd.tl.simulate(wild, start=[0, 1], t_max=1.0, n_steps=2)
     sub = pd.DataFrame(
         {"source": ["a", "b"], "target": ["b", "a"], "change": [1.0, -0.5], "significant": [1, 0]}
@@ -168,13 +148,13 @@ def shown(monkeypatch):
     return calls
 
 
-def test_every_plot_is_covered(curve_adata):
-    assert set(_calls(curve_adata)) == set(NAMES)
+def test_every_plot_is_covered(curve_adata, ring_flecs):
+    assert set(_calls(curve_adata, ring_flecs)) == set(NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_show_false_returns_labelled_axes(curve_adata, figdir, shown, name):
-    function, args, kwargs, expected = _calls(curve_adata)[name]
+def test_show_false_returns_labelled_axes(curve_adata, ring_flecs, figdir, shown, name):
+    function, args, kwargs, expected = _calls(curve_adata, ring_flecs)[name]
     ax = function(*args, **kwargs, show=False)
     assert isinstance(ax, Axes)
     missing = set(expected) - _texts(ax.figure)
@@ -183,8 +163,10 @@ def test_show_false_returns_labelled_axes(curve_adata, figdir, shown, name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_save_writes_a_file_and_return_fig_returns_the_figure(curve_adata, figdir, shown, name):
-    function, args, kwargs, _ = _calls(curve_adata)[name]
+def test_save_writes_a_file_and_return_fig_returns_the_figure(
+    curve_adata, ring_flecs, figdir, shown, name
+):
+    function, args, kwargs, _ = _calls(curve_adata, ring_flecs)[name]
     figure = function(*args, **kwargs, save="_test.png", return_fig=True)
     assert isinstance(figure, Figure)
     path = figdir / f"{name}_test.png"
@@ -193,8 +175,10 @@ def test_save_writes_a_file_and_return_fig_returns_the_figure(curve_adata, figdi
 
 
 @pytest.mark.parametrize("name", ["network", "trajectories"])
-def test_default_shows_and_returns_none_unless_an_ax_is_given(curve_adata, figdir, shown, name):
-    function, args, kwargs, _ = _calls(curve_adata)[name]
+def test_default_shows_and_returns_none_unless_an_ax_is_given(
+    curve_adata, ring_flecs, figdir, shown, name
+):
+    function, args, kwargs, _ = _calls(curve_adata, ring_flecs)[name]
     sc.settings.autoshow = True
     assert function(*args, **kwargs) is None
     assert shown == [1]
@@ -206,8 +190,8 @@ def test_default_shows_and_returns_none_unless_an_ax_is_given(curve_adata, figdi
     assert shown == [1]
 
 
-def test_autosave_and_file_format_follow_scanpy_settings(curve_adata, figdir, shown):
-    function, args, kwargs, _ = _calls(curve_adata)["interactions"]
+def test_autosave_and_file_format_follow_scanpy_settings(curve_adata, ring_flecs, figdir, shown):
+    function, args, kwargs, _ = _calls(curve_adata, ring_flecs)["interactions"]
     sc.settings.autosave = True
     formats = sc.settings.file_format_figs
     try:
