@@ -196,12 +196,12 @@ class TrainingMixin:
                 f"Training diverged: parameters {bad} hold NaN or infinite values. "
                 "Lower `lr` or tighten the solver tolerances."
             )
-        loss = self.history.get("train_loss") if self.history else None
-        last = "" if loss is None or len(loss) == 0 else f", train_loss {loss.iloc[-1, 0]:.4g}"
-        logger.info(
-            "trained %s: %d epochs in %.1f s%s",
-            type(self).__name__,
-            self.trainer.current_epoch if getattr(self, "trainer", None) else max_epochs,
-            time.perf_counter() - start,
-            last,
-        )
+        loss = (self.history or {}).get("train_loss")  # all fits so far; empty on ranks > 0
+        if loss is not None and len(loss):
+            logger.info(
+                "trained %s: %d epochs in %.1f s, train_loss %.4g",
+                type(self).__name__,
+                self.trainer.current_epoch,  # this fit's (scvi-tools' runner sets `trainer`)
+                time.perf_counter() - start,
+                loss.iloc[-1, 0],
+            )
