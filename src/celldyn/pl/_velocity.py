@@ -96,22 +96,23 @@ def velocity_stream(
         **kwargs,
     }
     embedded = _keys.velocity_embedding(vkey, basis)
-    if embedded in adata.obsm:
-        check_finite(adata.obsm[embedded], f"adata.obsm[{embedded!r}]")
-        drawn = scv.pl.velocity_embedding_stream(adata, **settings)
-    else:
-        params_key = f"{vkey}_params"
+    params_key = f"{vkey}_params"
+    missing = embedded not in adata.obsm
+    if missing:
         params = copy.deepcopy(adata.uns.get(params_key))
         velocity_embedding(adata, vkey, basis=basis, xkey=xkey)
-        try:
-            drawn = scv.pl.velocity_embedding_stream(adata, **settings)
-        except BaseException:
+    else:
+        check_finite(adata.obsm[embedded], f"adata.obsm[{embedded!r}]")
+    try:
+        drawn = scv.pl.velocity_embedding_stream(adata, **settings)
+    except BaseException:
+        if missing:  # leave adata as it was
             del adata.obsm[embedded]
             if params is None:
                 del adata.uns[params_key]
             else:
                 adata.uns[params_key] = params
-            raise
+        raise
     panels = drawn if isinstance(drawn, list) else [drawn]
     for panel, column in zip(panels, colors, strict=False):
         label_colorbars(panel, column)
