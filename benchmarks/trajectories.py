@@ -99,7 +99,7 @@ def run_baseline(n_cells: int, n_ref: int) -> dict:
     """
     from scipy.sparse.csgraph import dijkstra
 
-    from celldyn._time import TimeGroups
+    from celldyn._readers import TimeGroups
     from celldyn.pp._couplings import match, uniform_sample
     from celldyn.pp._knn import forward_knn_graph, shortest_paths
     from celldyn.pp._trajectories import _allocate

@@ -9,6 +9,7 @@ import numpy as np
 
 from . import _keys
 from ._logging import logger
+from ._readers import read_prior, read_trajectories
 
 _PRIOR_DENSITY = 0.15  # true edges plus random ones, as a noisy prior (FLeCS paper)
 
@@ -82,7 +83,7 @@ def run_demo(
         "n_cells": adata.n_obs,
         "n_genes": adata.n_vars,
         "n_time_groups": int(adata.obs[_keys.TIME].nunique()),
-        "n_trajectories": int(len(adata.uns[_keys.TRAJECTORIES]["indices"])),
+        "n_trajectories": read_trajectories(adata, _keys.TRAJECTORIES).n_trajectories,
         "prior_edges": int(adata.uns[_keys.PRIOR]["n_edges"]),
         "true_edges_in_prior": int(len(truth)),
         "trajectory_quality": {k: float(v) for k, v in quality["summary"].items()},
@@ -90,7 +91,10 @@ def run_demo(
             score: metrics.grn_scores(
                 adata.varp[key], truth, genes=adata.var_names, candidates=prior_edges
             )
-            for score, key in (("effects", _keys.effects("flecs")), ("|W|", _keys.weights("flecs")))
+            for score, key in (
+                ("effects", _keys.effects(_keys.FLECS)),
+                ("|W|", _keys.weights(_keys.FLECS)),
+            )
         },
         "mean_velocity_cosine_to_truth": {
             method: float(
@@ -98,7 +102,7 @@ def run_demo(
                     metrics.velocity_cosine(adata, _keys.velocity(method), _keys.TRUE_VELOCITY)
                 )
             )
-            for method in ("flecs", _keys.CELLMNN)
+            for method in (_keys.FLECS, _keys.CELLMNN)
         },
     }
     for name, value in summary["mean_velocity_cosine_to_truth"].items():
@@ -119,11 +123,10 @@ def run_demo(
 def _prior_edges(adata):
     """Return the prior network of ``adata`` as a source/target edge list."""
     import pandas as pd
-    import scipy.sparse as sp
 
-    prior = sp.coo_matrix(adata.varp[_keys.PRIOR])
+    prior = read_prior(adata, _keys.PRIOR)
     names = adata.var_names.to_numpy()
-    return pd.DataFrame({"source": names[prior.row], "target": names[prior.col]})
+    return pd.DataFrame({"source": names[prior.src], "target": names[prior.dst]})
 
 
 def _plot(adata, path: Path) -> None:
@@ -139,7 +142,7 @@ def _plot(adata, path: Path) -> None:
     pl.operators(adata, color=_keys.TIME, ax=axes[0, 2], title="Cell-MNN operators")
     streams = [
         (_keys.TRUE_VELOCITY, _keys.LOG_NORMALIZED, "true velocity"),
-        (_keys.velocity("flecs"), None, "FLeCS velocity"),
+        (_keys.velocity(_keys.FLECS), None, "FLeCS velocity"),
         (_keys.velocity(_keys.CELLMNN), None, "Cell-MNN velocity"),
     ]
     for ax, (vkey, xkey, title) in zip(axes[1], streams, strict=True):

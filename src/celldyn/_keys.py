@@ -47,19 +47,35 @@ MOMENTS = "Ms"
 """Layer of the cell states scvelo and cellrank read by default (``xkey='Ms'``)."""
 
 
+FLECS = "flecs"
+"""Default ``key_added`` of :func:`celldyn.tl.flecs` (and ``key`` of the tools reading it)."""
+FLECS_DRUG = "flecs_drug"
+"""Default ``key_added`` of :func:`celldyn.tl.drug_effects`."""
+
+
 def velocity(method: str) -> str:
     """``layers`` key of a method's gene-space velocity, e.g. ``'flecs_velocity'``."""
     return f"{method}_velocity"
 
 
+def vkey_genes(vkey: str) -> str:
+    """``var`` key of the mask of genes the velocity ``layers[vkey]`` covers (scvelo)."""
+    return f"{vkey}_genes"
+
+
+def vkey_params(vkey: str) -> str:
+    """``uns`` key of the parameters of the velocity ``layers[vkey]`` (scvelo)."""
+    return f"{vkey}_params"
+
+
 def velocity_genes(method: str) -> str:
     """``var`` key of the boolean mask of genes a method models."""
-    return f"{velocity(method)}_genes"
+    return vkey_genes(velocity(method))
 
 
 def velocity_params(method: str) -> str:
     """``uns`` key of the velocity parameters (``'embeddings'`` for scvelo, ``'xkey'``)."""
-    return f"{velocity(method)}_params"
+    return vkey_params(velocity(method))
 
 
 def velocity_state(method: str) -> str:

@@ -483,7 +483,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="simulate a fitted FLeCS network; with --genes, a knockout too",
     )
     _add_io(simulate, in_place=False)
-    simulate.add_argument("--key", default="flecs", help="key_added of the FLeCS fit")
+    simulate.add_argument("--key", default=_keys.FLECS, help="key_added of the FLeCS fit")
     simulate.add_argument("--genes", nargs="+", help="genes to knock out (or down, --scale)")
     simulate.add_argument("--scale", type=float, default=0.0, help="outgoing-edge factor")
     simulate.add_argument(

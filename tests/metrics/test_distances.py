@@ -5,8 +5,9 @@ import scipy.stats
 import torch
 from scipy.spatial.distance import cdist, pdist
 
-from celldyn.metrics import _kernels, energy_distance, mmd, wasserstein
-from celldyn.metrics._kernels import energy_distance_torch, mmd_torch
+from celldyn.metrics import energy_distance, mmd, wasserstein
+from celldyn.nn import _kernels
+from celldyn.nn._kernels import energy_distance_torch, mmd_torch
 
 KERNELS = ("rbf", "laplace", "multiscale_rbf")
 

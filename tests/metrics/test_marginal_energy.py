@@ -5,7 +5,7 @@ import pytest
 import scipy.stats
 import torch
 
-from celldyn.metrics._kernels import energy_distance_torch, marginal_energy_distance_torch
+from celldyn.nn._kernels import energy_distance_torch, marginal_energy_distance_torch
 
 
 def test_matches_the_1d_energy_distance_of_every_coordinate():

@@ -45,7 +45,7 @@ def test_scores_of_known_predictions(cells):
 
 
 def test_mmd_uses_one_kernel_for_every_prediction(cells):
-    from celldyn.metrics._kernels import median_bandwidth
+    from celldyn.nn._kernels import median_bandwidth
 
     ctrl, obs, _ = cells
     import torch

@@ -191,3 +191,63 @@ def test_load_keeps_errors_that_are_not_the_file(regression, tmp_path):
     with pytest.raises(ValueError) as info:
         _LinearModel.load(tmp_path / "m", adata=wrong)
     assert "Cannot load" not in str(info.value)
+
+
+def test_lightning_options_fill_defaults_and_check_progress():
+    from celldyn.models._training import LIGHTNING_OPTIONS, lightning_options
+
+    assert lightning_options({}) == LIGHTNING_OPTIONS
+    options = lightning_options({"strategy": "ddp", "enable_progress_bar": False})
+    assert options["progress"] is False and "enable_progress_bar" not in options
+    assert options["strategy"] == "ddp" and options["accelerator"] == "auto"
+    assert lightning_options({}, early_stopping_patience=20)["early_stopping_patience"] == 20
+    assert (
+        lightning_options({"early_stopping_patience": 3}, early_stopping_patience=20)[
+            "early_stopping_patience"
+        ]
+        == 3
+    )
+    with pytest.raises(ValueError, match="`progress`"):
+        lightning_options({"progress": "yes"})
+
+
+@pytest.mark.parametrize("name", ["FLeCS", "FLeCSDrug", "CellMNN", "LCD"])
+def test_train_docstrings_carry_the_shared_lightning_options(name):
+    import celldyn.models
+    from celldyn._docs import doc_lightning_kwargs
+    from celldyn.models._training import LIGHTNING_OPTIONS
+
+    doc = getattr(celldyn.models, name).train.__doc__
+    assert "{lightning_kwargs}" not in doc
+    assert "        **lightning_kwargs\n            Training options" in doc
+    for key, default in LIGHTNING_OPTIONS.items():
+        assert f"``{key}={default!r}``" in doc_lightning_kwargs
+
+
+def test_fill_doc_keeps_braces_and_rejects_unknown_markers():
+    from celldyn._docs import fill_doc
+
+    def f():
+        r"""Math :math:`\sigma(W^\top G)` and {a, b}.
+
+        Parameters
+        ----------
+        {random_state}
+        """
+
+    doc = fill_doc(f).__doc__
+    assert r"\sigma(W^\top G)` and {a, b}." in doc
+    assert "\n        random_state\n            Seed" in doc
+
+    def g():
+        """No marker."""
+
+    def h():
+        """Unknown.
+
+        {nope}
+        """
+
+    for func in (g, h):
+        with pytest.raises(ValueError, match="marker"):
+            fill_doc(func)

@@ -6,7 +6,7 @@ from anndata.tests.helpers import assert_equal
 from scipy.stats import spearmanr
 
 import celldyn as cd
-from celldyn._time import read_time_groups
+from celldyn._readers import read_time_groups
 
 
 def _adata(n_obs=60, seed=0):

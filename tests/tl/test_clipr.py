@@ -130,7 +130,7 @@ def _jacobian_effects(field, genes):
 def test_flecs_field_responses_recover_its_jacobian_and_edges():
     import pandas as pd
 
-    from celldyn.tl._responses import field_responses
+    from celldyn.models._responses import field_responses
 
     field, src, dst, weights = _hand_built_field()
     v, l_, control = field_responses(field, np.full(8, 0.5), list(range(8)), strength=0.05)

@@ -37,6 +37,7 @@ def adata():
     )
     adata.var_names = GENES
     adata.uns["traj"] = {
+        "indices": np.array([[0, 5, 10], [5, 10, 15]]),
         "times": np.array([[0.0, 1.0, 2.0], [1.0, 2.0, 3.0]]),
         "params": {"time_key": "t"},
     }

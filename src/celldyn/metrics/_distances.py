@@ -90,7 +90,7 @@ def mmd(
 ) -> float:
     """Squared maximum mean discrepancy between two point sets.
 
-    Computed in float64 by :func:`celldyn.metrics._kernels.mmd_torch`, the function the models
+    Computed in float64 by :func:`celldyn.nn._kernels.mmd_torch`, the function the models
     use as a training loss.
 
     Parameters
@@ -113,7 +113,7 @@ def mmd(
     """
     import torch
 
-    from ._kernels import mmd_torch
+    from ..nn._kernels import mmd_torch
 
     x, y = _check_pair(x, y)
     with torch.no_grad():
@@ -145,7 +145,7 @@ def energy_distance(x: np.ndarray, y: np.ndarray) -> float:
     """
     import torch
 
-    from ._kernels import energy_distance_torch
+    from ..nn._kernels import energy_distance_torch
 
     x, y = _check_pair(x, y)
     with torch.no_grad():

@@ -89,8 +89,8 @@ def perturbation_scores(
     """
     import torch
 
+    from ..nn._kernels import median_bandwidth
     from ._distances import energy_distance, mmd
-    from ._kernels import median_bandwidth
 
     pred, obs = _check_pair(pred, obs)
     ctrl, _ = _check_pair(ctrl, obs)

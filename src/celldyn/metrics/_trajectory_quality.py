@@ -6,7 +6,8 @@ import numpy as np
 from anndata import AnnData
 
 from .. import _keys
-from .._validate import check_adata, check_uns_key, get_rep
+from .._readers import read_trajectories
+from .._validate import check_adata, get_rep
 
 
 def _compress(valid: np.ndarray, *arrays: np.ndarray) -> list[np.ndarray]:
@@ -70,28 +71,9 @@ def trajectory_quality(
         ``'n_skipped_steps'``.
     """
     check_adata(adata)
-    check_uns_key(adata, trajectories, "Run `celldyn.pp.trajectories` first.")
-    entry = adata.uns[trajectories]
-    if not isinstance(entry, dict) or "indices" not in entry:
-        raise KeyError(f"adata.uns[{trajectories!r}] has no 'indices' array.")
-    idx = np.asarray(entry["indices"])
-    if idx.ndim != 2 or idx.shape[1] < 2 or idx.shape[0] < 1 or idx.dtype.kind not in "iu":
-        raise ValueError(
-            f"adata.uns[{trajectories!r}]['indices'] must be an integer array "
-            f"(n_trajectories, length >= 2), got dtype {idx.dtype} and shape {idx.shape}."
-        )
-    if idx.min() < 0 or idx.max() >= adata.n_obs:
-        raise ValueError(
-            f"adata.uns[{trajectories!r}]['indices'] holds positions outside 0..{adata.n_obs - 1}."
-        )
-    if "times" in entry:
-        times = np.asarray(entry["times"], dtype=np.float64)
-        if times.shape != idx.shape or not np.all(np.isfinite(times)):
-            raise ValueError(
-                f"adata.uns[{trajectories!r}]['times'] must be finite with shape {idx.shape}."
-            )
-    else:
-        times = np.broadcast_to(np.arange(idx.shape[1], dtype=np.float64), idx.shape)
+    # times may be absent (unit steps), decrease or stand still: such steps are skipped
+    found = read_trajectories(adata, trajectories, require_times=False, require_progress=False)
+    idx, times = found.indices, found.times
     x = get_rep(adata, rep)
 
     pts = x[idx]

@@ -6,6 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 from anndata import AnnData
 
+from .. import _keys
 from .._validate import check_adata, check_finite, check_layer
 from .._write import write_results
 
@@ -34,7 +35,7 @@ def _dense(adata: AnnData, vkey: str) -> np.ndarray:
 def _modelled_genes(adata: AnnData, vkey: str) -> np.ndarray:
     """Genes a velocity layer models: not all-NaN, and marked in ``var[f"{vkey}_genes"]``."""
     genes = ~np.all(np.isnan(_dense(adata, vkey)), axis=0)
-    mask_key = f"{vkey}_genes"  # scvelo's convention, = _keys.velocity_genes(method)
+    mask_key = _keys.vkey_genes(vkey)
     if mask_key in adata.var:
         genes &= adata.var[mask_key].to_numpy(dtype=bool)
     return genes

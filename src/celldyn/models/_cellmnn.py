@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import torch
 from anndata import AnnData
 from lightning.pytorch import Callback, LightningDataModule
@@ -15,11 +16,12 @@ from scvi.data.fields import CategoricalObsField, ObsmField
 from scvi.model.base import BaseModelClass
 from torch.utils.data import DataLoader
 
+from .. import _keys
 from .._compat import registered, setup_args, state_registry
-from .._time import TimeGroups, read_time_groups
+from .._docs import fill_doc
+from .._readers import TimeGroups, check_time_range, read_loadings, read_numeric_times
 from .._validate import (
     check_adata,
-    check_finite,
     check_int,
     check_obs_key,
     check_positive,
@@ -28,30 +30,16 @@ from .._validate import (
 from ..module._cellmnn import CellMNNModule
 from ..nn import SolverDivergedError
 from ..nn._operator_mlp import propagate
-from ._training import TrainingMixin
+from ._inference import batched, check_indices
+from ._responses import PerturbationResponses, gene_positions, linear_drift_responses
+from ._results import FitResults
+from ._training import TrainingMixin, lightning_options
 
 _REP_KEY = "rep"
-_MIN_TIMES = 3
-_INFERENCE_BATCH = 4096
 INTERACTION_KINDS = ("operator", "expression_scaled")
 """Kinds of gene interactions of :meth:`CellMNN.get_interactions`."""
 INTERNAL_SCALES = ("component", "common")
 """Internal scalings of the latent state accepted by :class:`CellMNN` (``internal_scale``)."""
-
-
-def read_numeric_times(adata: AnnData, time_key: str) -> TimeGroups:
-    """Time groups of ``obs[time_key]``; at least 3, with numeric values (not just ordered)."""
-    groups = read_time_groups(adata, time_key, min_groups=_MIN_TIMES)
-    try:
-        numeric = np.asarray(groups.labels, dtype=np.float64)
-    except (TypeError, ValueError):
-        numeric = None
-    if numeric is None or not np.allclose(numeric, groups.values):
-        raise ValueError(
-            f"adata.obs[{time_key!r}] must hold numeric times (Cell-MNN uses the time "
-            f"differences); got labels {list(groups.labels)[:5]}."
-        )
-    return groups
 
 
 def check_inputs(
@@ -76,42 +64,6 @@ def check_inputs(
         if adata.obs[batch_key].isna().any():
             raise ValueError(f"adata.obs[{batch_key!r}] has missing values.")
     return groups
-
-
-def read_loadings(adata: AnnData, loadings: str, n_components: int) -> np.ndarray:
-    """First ``n_components`` columns of ``varm[loadings]`` (genes × components), checked.
-
-    Raises a :class:`KeyError` if they are missing and a :class:`ValueError` naming
-    ``adata.varm[loadings]`` if they have too few columns or NaN or infinite values.
-    """
-    if loadings not in adata.varm:
-        raise KeyError(
-            f"adata.varm has no loadings {loadings!r} (e.g. 'PCs' from `sc.pp.pca`). "
-            f"Available: {list(adata.varm)}."
-        )
-    matrix = np.asarray(adata.varm[loadings], dtype=np.float64)
-    if matrix.ndim != 2 or matrix.shape[1] < n_components:
-        raise ValueError(
-            f"adata.varm[{loadings!r}] has shape {matrix.shape}; "
-            f"at least {n_components} columns are needed."
-        )
-    matrix = matrix[:, :n_components]
-    check_finite(matrix, f"adata.varm[{loadings!r}]")
-    return matrix
-
-
-def check_time_range(groups: TimeGroups, time_range: Sequence[float] | None) -> np.ndarray:
-    """Boolean mask of cells whose time lies in the closed ``time_range`` (all if ``None``)."""
-    times = groups.values[groups.codes]
-    if time_range is None:
-        return np.ones(len(times), dtype=bool)
-    lo, hi = (float(x) for x in time_range)
-    mask = (times >= lo) & (times <= hi)
-    if not mask.any():
-        raise ValueError(
-            f"No cells with time in {(lo, hi)}; observed times are {groups.values.tolist()}."
-        )
-    return mask
 
 
 def latent_scale(z: np.ndarray, kind: str) -> np.ndarray:
@@ -168,6 +120,20 @@ DEFAULT_STEPS = 1000
 """Minibatches the default :meth:`CellMNN.train` aims at."""
 DEFAULT_MAX_EPOCHS = 200
 """Most epochs of the default :meth:`CellMNN.train` (small data sets)."""
+
+
+def _interaction_matrix(
+    operators: np.ndarray, z: np.ndarray | None, loadings: np.ndarray, kind: str
+) -> np.ndarray:
+    """Gene interactions (regulator × target) of cells' operators, ``rep`` coordinates.
+
+    ``kind='operator'``: ``V Āᵀ Vᵀ`` of the mean operator; ``'expression_scaled'``: the mean
+    of the expression-scaled weights of the cells with states ``z``
+    (:meth:`CellMNN.get_interactions`).
+    """
+    if kind == "operator":
+        return loadings @ operators.mean(0).T @ loadings.T
+    return expression_scaled_interactions(loadings, expression_moments(operators, z))
 
 
 def default_max_epochs(n_start_cells: int, batch_size: int) -> int:
@@ -290,7 +256,9 @@ class _ValidationSelection(Callback):
     """Early stopping and choice of the returned weights on a smoothed validation loss.
 
     The monitor is the exponential moving average ``m_e = β m_{e-1} + (1 - β) v_e`` of the
-    validation loss ``v_e`` of epoch ``e`` (``β = smoothing``; ``0``: the raw loss).
+    validation loss ``v_e`` of epoch ``e`` (``β = smoothing``; ``0``: the raw loss). It is
+    the ``selection`` of :meth:`~celldyn.models._training.TrainingMixin._fit`, which then
+    adds no early stopping of its own (a comment there says why this is not Lightning's).
 
     Parameters
     ----------
@@ -372,7 +340,7 @@ class CellMNN(TrainingMixin, BaseModelClass):
     lambda_marginal
         Weight of a second discrepancy added to every MMD term: the mean over components of
         the energy distances of the 1-D marginals (internal units;
-        :func:`~celldyn.metrics._kernels.marginal_energy_distance_torch`). The MMD's
+        :func:`~celldyn.nn._kernels.marginal_energy_distance_torch`). The MMD's
         bandwidth follows the distances between whole states, so it barely sees the spread
         of small components; this term matches every component's distribution, small ones
         included (``0``: off). In the package's interpolation benchmark ``10`` improved the
@@ -394,6 +362,9 @@ class CellMNN(TrainingMixin, BaseModelClass):
         deviation (whitening, the paper's choice: all components weigh the same in the MMD,
         so with many components, e.g. 50 PCs, small ones outweigh the large ones).
     """
+
+    interaction_kinds = INTERACTION_KINDS
+    """Kinds of gene interactions of :meth:`get_interactions` and :meth:`results`."""
 
     def __init__(
         self,
@@ -535,23 +506,38 @@ class CellMNN(TrainingMixin, BaseModelClass):
         condition = np.asarray(manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY)).ravel()
         return z, t, condition.astype(np.int64), groups
 
-    @torch.no_grad()
-    def _internal_operators(self, z, t, condition) -> tuple[np.ndarray, np.ndarray | None]:
+    def _internal_operators(
+        self, z, t, condition, batch_size: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """Return internal operators ``(n, d, d)`` and drifts ``(n, d)`` (``None``: not affine)."""
         self.module.eval()
-        matrices, drifts = [], []
-        for s in range(0, len(z), _INFERENCE_BATCH):
-            tensors = (
-                torch.as_tensor(a[s : s + _INFERENCE_BATCH], device=self.device)
-                for a in (z, t, condition)
-            )
-            zb, tb, cb = tensors
+
+        def operator(zb, tb, cb):
             out = self.module.operator(zb.float(), tb.float(), cb)
-            matrices.append(out.matrix.cpu().numpy())
-            if out.drift is not None:
-                drifts.append(out.drift.cpu().numpy())
-        drift = np.concatenate(drifts).astype(np.float64) if drifts else None
-        return np.concatenate(matrices).astype(np.float64), drift
+            return out.matrix, out.drift
+
+        matrix, drift = batched(
+            operator, z, t, condition, device=self.device, batch_size=batch_size
+        )
+        drift = None if drift is None else drift.astype(np.float64)
+        return matrix.astype(np.float64), drift
+
+    def _dynamics(
+        self, adata: AnnData | None, cells=slice(None), batch_size: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Operators ``(n, d, d)`` and drifts ``(n, d)`` of ``cells`` in one pass of the MLP.
+
+        In ``rep`` coordinates per unit time; drifts are 0 without ``affine``. ``adata``
+        must be registered (``None``: the training data).
+        """
+        z, t, condition, _ = self._inputs(adata)
+        z, t, condition = z[cells], t[cells], condition[cells]
+        matrix, drift = self._internal_operators(z, t, condition, batch_size)
+        if drift is None:
+            drift = np.zeros_like(z)
+        else:
+            drift = drift * self.module.z_scale.cpu().numpy() / float(self.module.t_scale)
+        return self._to_rep(matrix), drift
 
     def _to_rep(self, internal: np.ndarray) -> np.ndarray:
         """Convert internal operators ``(n, d, d)`` to ``rep`` coordinates per unit time."""
@@ -559,6 +545,7 @@ class CellMNN(TrainingMixin, BaseModelClass):
         return s[:, None] * internal / s[None, :] / float(self.module.t_scale)
 
     # ------------------------------------------------------------------ training
+    @fill_doc
     def train(
         self,
         holdout: float | Sequence[float] | None = None,
@@ -569,16 +556,10 @@ class CellMNN(TrainingMixin, BaseModelClass):
         lr: float = 1e-2,
         weight_decay: float = 1e-5,
         validation_size: float = 0.1,
-        accelerator: str = "auto",
-        devices: int | list[int] | str = "auto",
-        early_stopping: bool = False,
-        early_stopping_patience: int = 20,
         restore_best: bool = True,
         validation_smoothing: float = 0.9,
         random_state: int = 0,
-        progress: bool | None = None,
-        plan_kwargs: dict | None = None,
-        **trainer_kwargs,
+        **lightning_kwargs,
     ) -> None:
         """Train with Lightning, leaving the ``holdout`` times out entirely.
 
@@ -607,10 +588,6 @@ class CellMNN(TrainingMixin, BaseModelClass):
             Adam learning rate and weight decay.
         validation_size
             Fraction of the cells of every training time used for validation.
-        accelerator, devices
-            Lightning device settings.
-        early_stopping, early_stopping_patience
-            Stop when the smoothed validation loss has not improved for that many epochs.
         restore_best
             Restore the weights of the epoch with the lowest smoothed validation loss.
         validation_smoothing
@@ -619,14 +596,14 @@ class CellMNN(TrainingMixin, BaseModelClass):
             ``restore_best`` monitor (``0``: the raw loss). The validation loss holds few
             cells (10 % of every time) and jumps between epochs by about as much as it
             improves over 10–20 epochs; the average follows the trend. Logged as
-            ``history['validation_loss_smoothed']``.
+            ``history['validation_loss_smoothed']``. Cell-MNN's early stopping
+            (``early_stopping=True``) watches this average, with
+            ``early_stopping_patience=20`` epochs by default.
         random_state
             Seed of the validation split and of the partner sampling.
-        progress
-            Show Lightning's progress bar; ``None``: only in a Jupyter notebook.
-        plan_kwargs, **trainer_kwargs
-            Passed to scvi-tools' ``TrainingPlan`` and Lightning's ``Trainer``.
+        {lightning_kwargs}
         """
+        options = lightning_options(lightning_kwargs, early_stopping_patience=20)
         groups = read_numeric_times(self.adata, self.time_key)
         holdout = [] if holdout is None else np.atleast_1d(np.asarray(holdout, dtype=float))
         held = [_find_time(groups, h, "holdout") for h in holdout]
@@ -660,17 +637,15 @@ class CellMNN(TrainingMixin, BaseModelClass):
             validation_size=validation_size,
             random_state=random_state,
         )
-        if early_stopping and datamodule.n_val == 0:
-            raise ValueError("Early stopping needs a validation split (`validation_size` > 0).")
-        selection = None
+        selection = None  # without a validation split `_fit` refuses early stopping
         if datamodule.n_val > 0:
-            patience = check_int(early_stopping_patience, "early_stopping_patience", 1)
+            patience = options["early_stopping_patience"]
+            patience = check_int(patience, "early_stopping_patience", 1)
             selection = _ValidationSelection(
                 validation_smoothing,
-                patience if early_stopping else None,
+                patience if options["early_stopping"] else None,
                 restore_best,
             )
-            trainer_kwargs["callbacks"] = [*trainer_kwargs.get("callbacks", []), selection]
         if max_epochs is None:
             max_epochs = default_max_epochs(datamodule.n_train, int(batch_size))
         self._fit(
@@ -678,11 +653,8 @@ class CellMNN(TrainingMixin, BaseModelClass):
             max_epochs=max_epochs,
             lr=lr,
             weight_decay=weight_decay,
-            accelerator=accelerator,
-            devices=devices,
-            progress=progress,
-            plan_kwargs=plan_kwargs,
-            **trainer_kwargs,
+            selection=selection,
+            **options,
         )
         if selection is not None:
             self.history_["validation_loss_smoothed"] = pd.DataFrame(
@@ -729,7 +701,12 @@ class CellMNN(TrainingMixin, BaseModelClass):
         return pushed * self.module.z_scale.cpu().numpy()
 
     def get_operators(
-        self, adata: AnnData | None = None, *, time_range: Sequence[float] | None = None
+        self,
+        adata: AnnData | None = None,
+        *,
+        time_range: Sequence[float] | None = None,
+        indices: Sequence[int] | None = None,
+        batch_size: int | None = None,
     ) -> np.ndarray:
         """Local operator of every cell, in ``obsm[rep]`` coordinates per unit time.
 
@@ -739,6 +716,12 @@ class CellMNN(TrainingMixin, BaseModelClass):
             AnnData registered with the model (default: the training data).
         time_range
             ``(lo, hi)``: only cells with ``lo <= time <= hi``.
+        indices
+            Cells of ``adata`` to return (positions or a boolean mask; default all); with
+            ``time_range``, those of them in the range, in the order of ``indices``.
+        batch_size
+            Cells per block of the computation (default 4096); the result does not depend
+            on it.
 
         Returns
         -------
@@ -747,30 +730,61 @@ class CellMNN(TrainingMixin, BaseModelClass):
         """
         with registered(self, adata, self._check_adata) as adata:
             z, t, condition, groups = self._inputs(adata)
-            cells = check_time_range(groups, time_range)
-            matrix = self._internal_operators(z[cells], t[cells], condition[cells])[0]
-        return self._to_rep(matrix)
+            in_range = check_time_range(groups, time_range)
+            cells = np.arange(adata.n_obs)[check_indices(indices, adata.n_obs)]
+            cells = cells[in_range[cells]]
+            matrix = self._internal_operators(z[cells], t[cells], condition[cells], batch_size)
+        return self._to_rep(matrix[0])
 
-    def get_drift(self, adata: AnnData | None = None) -> np.ndarray:
+    def get_drift(
+        self,
+        adata: AnnData | None = None,
+        *,
+        indices: Sequence[int] | None = None,
+        batch_size: int | None = None,
+    ) -> np.ndarray:
         """Constant drift ``b`` of every cell, ``(n_cells, d)``, in ``obsm[rep]`` units per time.
 
         Zero for a model with ``affine=False``.
+
+        Parameters
+        ----------
+        adata
+            AnnData registered with the model (default: the training data).
+        indices
+            Cells of ``adata`` to return (positions or a boolean mask; default all).
+        batch_size
+            Cells per block of the computation (default 4096); the result does not depend
+            on it.
         """
         with registered(self, adata, self._check_adata) as adata:
-            z, t, condition, _ = self._inputs(adata)
-            drift = self._internal_operators(z, t, condition)[1]
-        if drift is None:
-            return np.zeros_like(z)
-        return drift * self.module.z_scale.cpu().numpy() / float(self.module.t_scale)
+            return self._dynamics(adata, check_indices(indices, adata.n_obs), batch_size)[1]
 
-    def get_latent_velocity(self, adata: AnnData | None = None) -> np.ndarray:
+    def get_latent_velocity(
+        self,
+        adata: AnnData | None = None,
+        *,
+        indices: Sequence[int] | None = None,
+        batch_size: int | None = None,
+    ) -> np.ndarray:
         """Velocity ``A z + b`` of every cell, ``(n_cells, d)``, in ``obsm[rep]`` units per time.
 
         ``b`` is the drift (:meth:`get_drift`; 0 without ``affine``).
+
+        Parameters
+        ----------
+        adata
+            AnnData registered with the model (default: the training data).
+        indices
+            Cells of ``adata`` to return (positions or a boolean mask; default all).
+        batch_size
+            Cells per block of the computation (default 4096); the result does not depend
+            on it.
         """
         with registered(self, adata, self._check_adata) as adata:
-            z = self._latent(adata)
-            return np.einsum("cij,cj->ci", self.get_operators(adata), z) + self.get_drift(adata)
+            cells = check_indices(indices, adata.n_obs)
+            operators, drift = self._dynamics(adata, cells, batch_size)
+            return np.einsum("cij,cj->ci", operators, self._latent(adata)[cells]) + drift
 
     def _loadings(self, adata: AnnData | None, loadings: str) -> np.ndarray:
         """Return the checked loadings of ``rep`` in ``adata`` (``None``: the training data)."""
@@ -778,7 +792,12 @@ class CellMNN(TrainingMixin, BaseModelClass):
         return read_loadings(adata, loadings, self.n_components)
 
     def get_gene_velocity(
-        self, adata: AnnData | None = None, *, loadings: str = "PCs"
+        self,
+        adata: AnnData | None = None,
+        *,
+        loadings: str = "PCs",
+        indices: Sequence[int] | None = None,
+        batch_size: int | None = None,
     ) -> np.ndarray:
         """Latent velocity decoded to genes with linear loadings: ``v_genes = v_rep · Vᵀ``.
 
@@ -788,13 +807,19 @@ class CellMNN(TrainingMixin, BaseModelClass):
             AnnData registered with the model (default: the training data).
         loadings
             Key of ``adata.varm`` with the loadings ``V`` (genes × components) of ``rep``.
+        indices
+            Cells of ``adata`` to return (positions or a boolean mask; default all).
+        batch_size
+            Cells per block of the computation (default 4096); the result does not depend
+            on it.
 
         Returns
         -------
         Array ``(n_cells, n_genes)``; 0 for genes with zero loadings.
         """
         v = self._loadings(adata, loadings)  # checked before anything is registered
-        return self.get_latent_velocity(adata) @ v.T
+        velocity = self.get_latent_velocity(adata, indices=indices, batch_size=batch_size)
+        return velocity @ v.T
 
     def get_interactions(
         self,
@@ -840,13 +865,107 @@ class CellMNN(TrainingMixin, BaseModelClass):
         with registered(self, adata, self._check_adata) as adata:
             operators = self.get_operators(adata, time_range=time_range)
             covered = np.any(v != 0, axis=1)
-            v = v[covered]
-            names = adata.var_names[covered]
-            if kind == "operator":
-                matrix = v @ operators.mean(0).T @ v.T
-            else:
+            z = None
+            if kind == "expression_scaled":
                 cells = check_time_range(read_numeric_times(adata, self.time_key), time_range)
-                matrix = expression_scaled_interactions(
-                    v, expression_moments(operators, self._latent(adata)[cells])
-                )
+                z = self._latent(adata)[cells]
+            matrix = _interaction_matrix(operators, z, v[covered], kind)
+        names = adata.var_names[covered]
         return pd.DataFrame(matrix, index=names, columns=names)
+
+    # ------------------------------------------------------------------ contract with tl
+    def perturbation_responses(
+        self,
+        perturbations: Sequence[str] | None = None,
+        *,
+        strength: float = 0.1,
+        loadings: str = "PCs",
+    ) -> PerturbationResponses:
+        r"""Responses of the mean gene-space drift to knockdowns, the inputs of CLIPR.
+
+        The mean operator in gene space :math:`M` (the transpose of
+        :meth:`get_interactions`) is the linear drift :math:`dx/dt = M (x - x^*)`; knocking
+        down gene :math:`j` adds :math:`c_q = -\mathrm{strength}\,e_j`, so :math:`v_q = c_q`
+        and :math:`l_q = -M^{+} c_q`. :math:`M` acts on the span of the loadings only, so
+        the shifts span ``rank(M)`` dimensions (``min_rank``).
+
+        Parameters
+        ----------
+        perturbations
+            Genes knocked down, one perturbation each; default every gene.
+        strength
+            Size of the constant drift shift of a knockdown.
+        loadings
+            Key of ``adata.varm`` with the loadings of ``rep``.
+        """
+        genes = self.adata.var_names
+        positions = gene_positions(genes, perturbations)
+        labels = [str(genes[p]) for p in positions]
+        interactions = self.get_interactions(loadings=loadings)  # regulator x target
+        pos = genes.get_indexer(interactions.index)
+        drift = np.zeros((len(genes), len(genes)))
+        drift[np.ix_(pos, pos)] = interactions.to_numpy(np.float64).T
+        velocities, shifts, rank = linear_drift_responses(drift, positions, strength=strength)
+        return PerturbationResponses(
+            labels, velocities, shifts, None, rank, {g: g for g in labels}, True
+        )
+
+    @classmethod
+    def results(
+        cls,
+        models: Sequence[CellMNN],
+        key_added: str,
+        *,
+        loadings: str | None = "PCs",
+        interactions: str = "operator",
+    ) -> FitResults:
+        """Return what :func:`celldyn.tl.cellmnn` writes for a fitted model (one-element sequence).
+
+        Per-cell operators, drifts and latent velocities (``obsm``); the mean operator of
+        the cells of every range of consecutive times (``uns``); with ``loadings``, the gene
+        velocity and the gene interactions of ``interactions`` kind over all cells
+        (:meth:`get_interactions`). The operator MLP runs once over the cells.
+        """
+        (model,) = models
+        d = model.n_components
+        operators, drift = model._dynamics(None)
+        z = model._latent(model.adata)
+        latent_velocity = np.einsum("cij,cj->ci", operators, z) + drift
+        groups = read_numeric_times(model.adata, model.time_key)
+        ranges = np.stack([groups.values[:-1], groups.values[1:]], axis=1)
+        range_cells = [check_time_range(groups, r) for r in ranges]
+        summary = {
+            "kind": interactions,
+            "time_ranges": ranges,
+            "operators": np.stack([operators[cells].mean(0) for cells in range_cells]),
+        }
+        if interactions == "expression_scaled":
+            summary["moments"] = np.stack(
+                [expression_moments(operators[cells], z[cells]) for cells in range_cells]
+            )
+        obsm = {
+            _keys.operator(key_added): operators.reshape(len(operators), d * d),
+            _keys.drift(key_added): drift,
+            _keys.latent_velocity(key_added): latent_velocity,
+        }
+        out = FitResults(
+            {"obsm": {k: v.astype(np.float32) for k, v in obsm.items()}},
+            uns={"interactions": summary},
+        )
+        if loadings is None:
+            return out
+        v = read_loadings(model.adata, loadings, d)
+        covered = np.any(v != 0, axis=1)
+        matrix = _interaction_matrix(operators, z, v[covered], interactions).astype(np.float32)
+        n = model.adata.n_vars
+        if covered.all():
+            varp = matrix
+        else:
+            pos = np.flatnonzero(covered)
+            block = sp.coo_matrix(matrix)
+            varp = sp.csr_matrix((block.data, (pos[block.row], pos[block.col])), shape=(n, n))
+        out.slots["varp"] = {_keys.interactions(key_added): varp}
+        out.velocity = (latent_velocity @ v.T).astype(np.float32)
+        out.velocity[:, ~covered] = np.nan
+        out.velocity_genes = covered
+        return out

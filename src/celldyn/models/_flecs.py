@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -13,16 +15,15 @@ from scvi.model.base import BaseModelClass
 
 from .. import _keys
 from .._compat import registered, setup_args, state_registry
-from .._time import TimeGroups, read_time_groups
+from .._docs import fill_doc
+from .._readers import TimeGroups, read_prior, read_time_groups, read_trajectories
 from .._validate import (
     check_adata,
     check_expression,
     check_in,
     check_int,
     check_layer,
-    check_uns_key,
     check_var_names,
-    check_varp_key,
     get_rep,
     in_memory,
 )
@@ -33,62 +34,18 @@ from ..module._flecs import (
     fit_pairs,
     fit_velocities,
 )
-from ..nn import SolverDivergedError
+from ..nn import GRNVectorField, SolverDivergedError
 from ..pp._ot_velocities import ot_barycentres, ot_velocities
 from ._data import TensorDataModule
-from ._training import TrainingMixin
-
-_INFERENCE_BATCH = 4096
-
-
-def read_prior(adata: AnnData, prior: str) -> tuple[np.ndarray, np.ndarray]:
-    """Regulator and target index of every non-zero of ``varp[prior]`` (row-major order)."""
-    check_varp_key(adata, prior, "Run `celldyn.pp.prior_network` first.")
-    matrix = sp.coo_matrix(adata.varp[prior])
-    matrix.sum_duplicates()
-    keep = matrix.data != 0
-    if not keep.any():
-        raise ValueError(f"adata.varp[{prior!r}] has no edges (no non-zero entries).")
-    if not np.all(np.isfinite(matrix.data)):
-        raise ValueError(f"adata.varp[{prior!r}] contains NaN or infinite values.")
-    return matrix.row[keep].astype(np.int64), matrix.col[keep].astype(np.int64)
-
+from ._inference import batched, check_indices
+from ._responses import PerturbationResponses, field_responses, gene_positions
+from ._results import FitResults
+from ._training import TrainingMixin, lightning_options
 
 VELOCITY_TARGETS = ("ot", "chords")
 """Velocities of the velocity warm start and the velocity term of :meth:`FLeCS.train`."""
 WARM_START_ITERATIONS = {"ot_pairs": 300, "velocities": 500}
 """Warm starts of :meth:`FLeCS.train` and their default L-BFGS iterations."""
-
-
-def read_trajectories(adata: AnnData, trajectories: str) -> tuple[np.ndarray, np.ndarray]:
-    """Return the checked ``indices`` and ``times`` (n_traj × length) of ``uns[trajectories]``."""
-    check_uns_key(adata, trajectories, "Run `celldyn.pp.trajectories` first.")
-    entry = adata.uns[trajectories]
-    if not isinstance(entry, dict) or not {"indices", "times"} <= set(entry):
-        raise KeyError(f"adata.uns[{trajectories!r}] needs 'indices' and 'times'.")
-    indices, times = np.asarray(entry["indices"]), np.asarray(entry["times"], dtype=np.float64)
-    if indices.ndim >= 1 and len(indices) == 0:
-        raise ValueError(
-            f"adata.uns[{trajectories!r}] holds no trajectories (0 rows in 'indices'); rerun "
-            "`celldyn.pp.trajectories` (e.g. with more cells per time group)."
-        )
-    if indices.ndim != 2 or indices.shape[1] < 2 or times.shape != indices.shape:
-        raise ValueError(
-            f"adata.uns[{trajectories!r}] must hold 'indices' and 'times' of the same shape "
-            f"(n_trajectories, length >= 2); got {indices.shape} and {times.shape}."
-        )
-    if not np.issubdtype(indices.dtype, np.integer):
-        raise TypeError(f"adata.uns[{trajectories!r}]['indices'] must be integers.")
-    if indices.min() < 0 or indices.max() >= adata.n_obs:
-        raise ValueError(f"adata.uns[{trajectories!r}]['indices'] are outside [0, n_obs).")
-    if not np.all(np.isfinite(times)) or np.any(np.diff(times, axis=1) < 0):
-        raise ValueError(f"adata.uns[{trajectories!r}]['times'] must be finite, non-decreasing.")
-    if not np.any(times[:, -1] > times[:, 0]):
-        raise ValueError(
-            f"adata.uns[{trajectories!r}] holds no usable trajectory: every one has zero "
-            "duration (its 'times' never increase), so there is nothing to fit."
-        )
-    return indices.astype(np.int64), times
 
 
 class FLeCS(TrainingMixin, BaseModelClass):
@@ -146,12 +103,12 @@ class FLeCS(TrainingMixin, BaseModelClass):
         seed: int = 0,
     ):
         super().__init__(adata)
-        src, dst = read_prior(adata, prior)
+        edges = read_prior(adata, prior)
         self.prior_key, self.trajectories_key = prior, trajectories
         self.module = FLeCSModule(
             adata.n_vars,
-            torch.as_tensor(src),
-            torch.as_tensor(dst),
+            torch.as_tensor(edges.src),
+            torch.as_tensor(edges.dst),
             n_latent=n_latent,
             protein_proxy=protein_proxy,
             kernel=kernel,
@@ -160,7 +117,7 @@ class FLeCS(TrainingMixin, BaseModelClass):
             seed=seed,
         )
         self._model_summary_string = (
-            f"FLeCS: {adata.n_vars} genes, {len(src)} prior edges, {n_latent} latent nodes, "
+            f"FLeCS: {adata.n_vars} genes, {edges.n_edges} prior edges, {n_latent} latent nodes, "
             f"protein_proxy={protein_proxy}"
         )
         self.init_params_ = self._get_init_params(locals())
@@ -208,6 +165,7 @@ class FLeCS(TrainingMixin, BaseModelClass):
             raise ValueError("The expression (adata.X or the registered layer) has NaN values.")
         return x
 
+    @fill_doc
     def train(
         self,
         *,
@@ -232,14 +190,8 @@ class FLeCS(TrainingMixin, BaseModelClass):
         flow_matching: bool = False,
         flow_matching_noise: float = 0.0,
         validation_size: float = 0.1,
-        accelerator: str = "auto",
-        devices: int | list[int] | str = "auto",
-        early_stopping: bool = False,
-        early_stopping_patience: int = 10,
         random_state: int = 0,
-        progress: bool | None = None,
-        plan_kwargs: dict | None = None,
-        **trainer_kwargs,
+        **lightning_kwargs,
     ) -> None:
         """Fit the network to the trajectories with Lightning.
 
@@ -316,17 +268,11 @@ class FLeCS(TrainingMixin, BaseModelClass):
             Noise added to those start points, relative to each gene's standard deviation.
         validation_size
             Fraction of trajectories held out for validation.
-        accelerator, devices
-            Lightning device settings.
-        early_stopping, early_stopping_patience
-            Stop when the validation loss has not improved for that many epochs.
         random_state
             Seed of the validation split.
-        progress
-            Show Lightning's progress bar; ``None``: only in a Jupyter notebook.
-        plan_kwargs, **trainer_kwargs
-            Passed to scvi-tools' ``TrainingPlan`` and Lightning's ``Trainer``.
+        {lightning_kwargs}
         """
+        options = lightning_options(lightning_kwargs)
         check_in(velocity_target, VELOCITY_TARGETS, "velocity_target")
         check_in(warm_start, tuple(WARM_START_ITERATIONS), "warm_start")
         if velocity_init is None:
@@ -334,7 +280,7 @@ class FLeCS(TrainingMixin, BaseModelClass):
         velocity_init = check_int(velocity_init, "velocity_init", 0)
         if velocity_bootstrap is not None:
             velocity_bootstrap = check_int(velocity_bootstrap, "velocity_bootstrap", 0)
-        indices, times = read_trajectories(self.adata, self.trajectories_key)
+        trajectories = read_trajectories(self.adata, self.trajectories_key)
         x = torch.from_numpy(self._expression(self.adata))
         self.module.configure(
             method=method,
@@ -352,8 +298,8 @@ class FLeCS(TrainingMixin, BaseModelClass):
         )
         datamodule = TensorDataModule(
             {
-                "x": x[torch.from_numpy(indices)],
-                "t": torch.as_tensor(times, dtype=torch.float32),
+                "x": x[torch.from_numpy(trajectories.indices)],
+                "t": torch.as_tensor(trajectories.times, dtype=torch.float32),
             },
             batch_size=int(batch_size),
             validation_size=validation_size,
@@ -376,28 +322,24 @@ class FLeCS(TrainingMixin, BaseModelClass):
                 points, velocities = points[rows], velocities[rows]
             self.module.set_velocity_targets(points, velocities)
         if warm and warm_start == "velocities":
-            self._warm_start(fit_velocities, (points, velocities), velocity_init, accelerator)
+            self._warm_start(
+                fit_velocities, (points, velocities), velocity_init, options["accelerator"]
+            )
         elif warm:
             pairs = self._ot_pairs(x.numpy(), random_state)
             if bootstrap is not None:
                 rows = bootstrap.integers(0, len(pairs[0]), len(pairs[0]))
                 pairs = tuple(part[rows] for part in pairs)
             self._warm_start(
-                fit_pairs, pairs, velocity_init, accelerator, **self.module.solver_kwargs()
+                fit_pairs,
+                pairs,
+                velocity_init,
+                options["accelerator"],
+                **self.module.solver_kwargs(),
             )
         try:
             self._fit(
-                datamodule,
-                max_epochs=max_epochs,
-                lr=lr,
-                weight_decay=weight_decay,
-                accelerator=accelerator,
-                devices=devices,
-                early_stopping=early_stopping,
-                early_stopping_patience=early_stopping_patience,
-                progress=progress,
-                plan_kwargs=plan_kwargs,
-                **trainer_kwargs,
+                datamodule, max_epochs=max_epochs, lr=lr, weight_decay=weight_decay, **options
             )
         except SolverDivergedError as err:
             if "`lr`" in str(err):  # already says what to change
@@ -410,7 +352,7 @@ class FLeCS(TrainingMixin, BaseModelClass):
 
     def _ot_inputs(self) -> tuple[np.ndarray, TimeGroups]:
         """Representation and time groups the trajectories were built on (for OT targets)."""
-        params = self.adata.uns[self.trajectories_key].get("params", {})
+        params = read_trajectories(self.adata, self.trajectories_key).params
         if "time_key" not in params or "rep" not in params:
             raise KeyError(
                 f"adata.uns[{self.trajectories_key!r}]['params'] lacks 'time_key' or 'rep' "
@@ -450,24 +392,34 @@ class FLeCS(TrainingMixin, BaseModelClass):
             self.module.field.cpu()
 
     # ------------------------------------------------------------------ getters
-    @torch.no_grad()
-    def get_velocity(self, adata: AnnData | None = None) -> np.ndarray:
+    def get_velocity(
+        self,
+        adata: AnnData | None = None,
+        *,
+        indices: Sequence[int] | None = None,
+        batch_size: int | None = None,
+    ) -> np.ndarray:
         """Model derivative ``dG/dt`` at every cell, ``(n_obs, n_genes)`` float32.
 
         Raises :class:`~celldyn.nn.SolverDivergedError` if it is not finite.
+
+        Parameters
+        ----------
+        adata
+            AnnData with the model's genes (default: the training data); checked before it
+            is registered with the model.
+        indices
+            Cells of ``adata`` to return (positions or a boolean mask; default all).
+        batch_size
+            Cells per block of the computation (default 4096); the result does not depend
+            on it.
         """
         with registered(self, adata, self._check_adata) as adata:
-            x = self._expression(adata)
+            x = self._expression(adata)[check_indices(indices, adata.n_obs)]
             field = self.module.field.eval()
-            out = [
-                field.gene_velocity(
-                    torch.as_tensor(x[s : s + _INFERENCE_BATCH], device=self.device)
-                )
-                .cpu()
-                .numpy()
-                for s in range(0, len(x), _INFERENCE_BATCH)
-            ]
-            velocity = np.concatenate(out).astype(np.float32)
+            velocity = batched(
+                field.gene_velocity, x, device=self.device, batch_size=batch_size
+            ).astype(np.float32)
             if not np.all(np.isfinite(velocity)):
                 raise SolverDivergedError("The FLeCS velocity has NaN or infinite values.")
         return velocity
@@ -482,7 +434,9 @@ class FLeCS(TrainingMixin, BaseModelClass):
         return sp.csr_matrix((weights, (src.numpy(), dst.numpy())), shape=(n, n))
 
     @torch.no_grad()
-    def get_edge_effects(self, adata: AnnData | None = None) -> sp.csr_matrix:
+    def get_edge_effects(
+        self, adata: AnnData | None = None, *, batch_size: int | None = None
+    ) -> sp.csr_matrix:
         r"""Mean direct effect of every prior edge over the cells: regulator × target CSR.
 
         For an edge :math:`j \to i` the mean over the cells of the Jacobian entry
@@ -493,19 +447,25 @@ class FLeCS(TrainingMixin, BaseModelClass):
         standard deviation of the regulator. Unlike :math:`W`, it does not grow where the
         target's production is saturated or the regulator barely varies, so it ranks edges
         more reliably (benchmarks README, "FLeCS").
+
+        Parameters
+        ----------
+        adata
+            AnnData with the model's genes (default: the training data); checked before it
+            is registered with the model.
+        batch_size
+            Cells per block of the computation (default 4096).
         """
         with registered(self, adata, self._check_adata) as adata:
             x = self._expression(adata)
             field = self.module.field.eval()
-            slope = sum(
-                field.production_slope(
-                    torch.as_tensor(x[s : s + _INFERENCE_BATCH], device=self.device)
-                )
-                .sum(0)
-                .cpu()
-                .double()
-                for s in range(0, len(x), _INFERENCE_BATCH)
-            ) / len(x)
+            block_sums = batched(
+                lambda xb: field.production_slope(xb).sum(0, keepdim=True),
+                x,
+                device=self.device,
+                batch_size=batch_size,
+            )
+            slope = torch.from_numpy(block_sums).double().sum(0) / len(x)
             weights = self.get_weights().tocoo()
             gain = field.regulator_gain().cpu().double().numpy()
             scale = x.std(0, dtype=np.float64) * gain
@@ -525,3 +485,78 @@ class FLeCS(TrainingMixin, BaseModelClass):
     def get_bias(self) -> np.ndarray:
         """Learnt production bias of every gene, ``(n_genes,)``."""
         return self.module.field.bias[: self.module.field.n_genes].cpu().numpy()
+
+    # ------------------------------------------------------------------ contract with tl
+    def perturbation_responses(
+        self,
+        perturbations: Sequence[str] | None = None,
+        *,
+        strength: float = 0.1,
+        start: np.ndarray | None = None,
+    ) -> PerturbationResponses:
+        """Responses to production knockdowns of single genes, the inputs of CLIPR.
+
+        Knocking down gene ``j`` adds ``-strength`` to its production input
+        (:attr:`~celldyn.nn.GRNVectorField.production_offset`). The control steady state
+        ``G*`` is the fixed point reached by integrating the ODE from ``start``, the perturbed
+        one by integrating from ``G*``; ``v_q = f_q(G*) - f(G*)`` and ``l_q`` is the
+        difference of the fixed points.
+
+        Parameters
+        ----------
+        perturbations
+            Genes knocked down, one perturbation each; default every gene.
+        strength
+            Production offset of a knockdown.
+        start
+            ``(n_genes,)`` expression the control steady state is searched from; default the
+            mean expression of the training cells.
+        """
+        genes = self.adata.var_names
+        positions = gene_positions(genes, perturbations)
+        labels = [str(genes[p]) for p in positions]
+        if start is None:
+            start = self._expression(self.adata).mean(0)
+        start = np.asarray(start, dtype=np.float64)
+        if start.shape != (len(genes),) or not np.all(np.isfinite(start)):
+            raise ValueError(f"`start` must be a finite vector of length {len(genes)}.")
+        velocities, shifts, control = field_responses(
+            self.module.field, start, positions, strength=strength
+        )
+        return PerturbationResponses(
+            labels, velocities, shifts, control, len(genes), {g: g for g in labels}, True
+        )
+
+    @classmethod
+    def results(cls, models: Sequence[FLeCS], key_added: str) -> FitResults:
+        """Return what :func:`celldyn.tl.flecs` writes for fitted members (one or more).
+
+        Weights, edge effects, decays, biases and velocities are the means over the
+        members; with more than one, the weights' and effects' standard deviations
+        (``ddof=1``) too; ``uns[key_added]['models']`` holds every member's
+        :meth:`~celldyn.nn.GRNVectorField.to_arrays`.
+        """
+        arrays = [m.module.field.to_arrays() for m in models]
+        src, dst = arrays[0]["src"], arrays[0]["dst"]
+        n = int(arrays[0]["n_genes"])
+
+        def edges(values: np.ndarray) -> sp.csr_matrix:
+            return sp.csr_matrix((values.astype(np.float32), (src, dst)), shape=(n, n))
+
+        weights = np.stack([GRNVectorField.stored_prior_weights(a) for a in arrays])
+        effects = np.stack([np.asarray(m.get_edge_effects()[src, dst]).ravel() for m in models])
+        varp = {_keys.weights(key_added): edges(weights.mean(0))}
+        varp[_keys.effects(key_added)] = edges(effects.mean(0))
+        if len(models) > 1:
+            for key, values in ((_keys.weights_std, weights), (_keys.effects_std, effects)):
+                varp[key(key_added)] = edges(values.std(0, ddof=1))
+        var = {
+            _keys.var_param(key_added, "decay"): np.mean([m.get_decay() for m in models], 0),
+            _keys.var_param(key_added, "bias"): np.mean([m.get_bias() for m in models], 0),
+        }
+        velocity = np.mean([m.get_velocity() for m in models], axis=0, dtype=np.float64)
+        return FitResults(
+            {"varp": varp, "var": var},
+            uns={"models": {str(i): a for i, a in enumerate(arrays)}},
+            velocity=velocity,
+        )

@@ -15,14 +15,16 @@ from scvi.model.base import BaseModelClass
 
 from .. import _keys
 from .._compat import registered, setup_args
+from .._docs import fill_doc
+from .._readers import read_trajectories
 from .._validate import check_adata, check_layer, check_obs_key
 from ..module._flecs_drug import FLeCSDrugModule
 from ..nn import GRNVectorField, SolverDivergedError
 from ._data import TensorDataModule
-from ._flecs import FLeCS, read_trajectories
+from ._flecs import FLeCS
+from ._inference import batched, check_indices
+from ._results import FitResults
 from ._training import TrainingMixin
-
-_INFERENCE_BATCH = 4096
 
 
 def check_features(
@@ -104,6 +106,8 @@ class FLeCSDrug(TrainingMixin, BaseModelClass):
     n_hidden
         Hidden width of each effect MLP.
     """
+
+    check_features = staticmethod(check_features)
 
     def __init__(
         self,
@@ -224,6 +228,7 @@ class FLeCSDrug(TrainingMixin, BaseModelClass):
         keep = torch.as_tensor(~is_control, device=self.device)[:, None]
         return production * keep, decay * keep
 
+    @fill_doc
     def train(
         self,
         *,
@@ -235,28 +240,37 @@ class FLeCSDrug(TrainingMixin, BaseModelClass):
         rtol: float = 1e-3,
         atol: float = 1e-4,
         validation_size: float = 0.1,
-        accelerator: str = "auto",
-        devices: int | list[int] | str = "auto",
-        early_stopping: bool = False,
-        early_stopping_patience: int = 10,
         random_state: int = 0,
-        progress: bool | None = None,
-        plan_kwargs: dict | None = None,
-        **trainer_kwargs,
+        **lightning_kwargs,
     ) -> None:
         """Fit the effect MLPs to the treated trajectories with Lightning (``base`` frozen).
 
-        Parameters are those of :meth:`celldyn.models.FLeCS.train`.
+        Parameters
+        ----------
+        max_epochs
+            Passes over the treated trajectories.
+        batch_size
+            Trajectories per minibatch (per process under DDP, ``strategy='ddp'``).
+        lr, weight_decay
+            Adam settings.
+        method, rtol, atol
+            Solver of :func:`~celldyn.nn.integrate`, as in :meth:`celldyn.models.FLeCS.train`.
+        validation_size
+            Fraction of trajectories held out for validation.
+        random_state
+            Seed of the validation split.
+        {lightning_kwargs}
         """
-        indices, times = read_trajectories(self.adata, self.trajectories_key)
+        trajectories = read_trajectories(self.adata, self.trajectories_key)
         labels = self._cell_conditions(self.adata)
-        conditions = self._trajectory_conditions(labels, indices)
+        conditions = self._trajectory_conditions(labels, trajectories.indices)
         treated = conditions != self.control
         if not treated.any():
             raise ValueError(
                 f"All trajectories end in control cells ({self.control!r}): nothing to learn."
             )
-        indices, times, conditions = indices[treated], times[treated], conditions[treated]
+        indices, times = trajectories.indices[treated], trajectories.times[treated]
+        conditions = conditions[treated]
         self.trained_conditions_ = sorted(set(conditions.tolist()))
         x = torch.from_numpy(self._expression(self.adata))
         self.module.method, self.module.rtol, self.module.atol = method, rtol, atol
@@ -271,17 +285,7 @@ class FLeCSDrug(TrainingMixin, BaseModelClass):
             random_state=random_state,
         )
         self._fit(
-            datamodule,
-            max_epochs=max_epochs,
-            lr=lr,
-            weight_decay=weight_decay,
-            accelerator=accelerator,
-            devices=devices,
-            early_stopping=early_stopping,
-            early_stopping_patience=early_stopping_patience,
-            progress=progress,
-            plan_kwargs=plan_kwargs,
-            **trainer_kwargs,
+            datamodule, max_epochs=max_epochs, lr=lr, weight_decay=weight_decay, **lightning_kwargs
         )
 
     # ------------------------------------------------------------------ getters
@@ -311,24 +315,47 @@ class FLeCSDrug(TrainingMixin, BaseModelClass):
         production, decay = self._offsets(features, is_control)
         return production.cpu().numpy(), decay.cpu().numpy()
 
-    @torch.no_grad()
-    def get_velocity(self, adata: AnnData | None = None) -> np.ndarray:
+    def get_velocity(
+        self,
+        adata: AnnData | None = None,
+        *,
+        indices: Sequence[int] | None = None,
+        batch_size: int | None = None,
+    ) -> np.ndarray:
         """``dG/dt`` at every cell under its own condition, ``(n_obs, n_genes)`` float32.
 
         Raises :class:`~celldyn.nn.SolverDivergedError` if it is not finite.
+
+        Parameters
+        ----------
+        adata
+            AnnData with the model's genes and condition column (default: the training
+            data); checked before it is registered with the model.
+        indices
+            Cells of ``adata`` to return (positions or a boolean mask; default all).
+        batch_size
+            Cells per block of the computation (default 4096); the result does not depend
+            on it.
         """
         with registered(self, adata, self._check_adata) as adata:
-            x = self._expression(adata)
-            labels = self._cell_conditions(adata)
+            cells = check_indices(indices, adata.n_obs)
+            x = self._expression(adata)[cells]
+            labels = self._cell_conditions(adata)[cells]
             module = self.module.eval()
-            out = []
-            for s in range(0, len(x), _INFERENCE_BATCH):
-                rows = labels[s : s + _INFERENCE_BATCH]
-                offsets = self._offsets(self._feature_rows(rows), rows == self.control)
+
+            def velocity_of(genes, features, is_control):
+                offsets = self._offsets(features, is_control.cpu().numpy())
                 with module.offsets(*offsets) as field:
-                    genes = torch.as_tensor(x[s : s + _INFERENCE_BATCH], device=self.device)
-                    out.append(field.gene_velocity(genes).cpu().numpy())
-            velocity = np.concatenate(out).astype(np.float32)
+                    return field.gene_velocity(genes)
+
+            velocity = batched(
+                velocity_of,
+                x,
+                self._feature_rows(labels).numpy(),
+                labels == self.control,
+                device=self.device,
+                batch_size=batch_size,
+            ).astype(np.float32)
             if not np.all(np.isfinite(velocity)):
                 raise SolverDivergedError("The FLeCS drug velocity has NaN or infinite values.")
         return velocity
@@ -367,3 +394,29 @@ class FLeCSDrug(TrainingMixin, BaseModelClass):
                 f"got {tuple(x0.shape)}, {tuple(times.shape)} and {len(production)}."
             )
         return self.module.eval().integrate(x0, times, production, decay).cpu().numpy()
+
+    # ------------------------------------------------------------------ contract with tl
+    @classmethod
+    def results(cls, models: Sequence[FLeCSDrug], key_added: str) -> FitResults:
+        """Return what :func:`celldyn.tl.drug_effects` writes for fitted models (one or more).
+
+        Offsets of every condition of ``features`` (genes × conditions DataFrames in
+        ``varm``) and velocities, each the mean over the models (one per FLeCS member).
+        """
+        names = models[0].features.index
+        genes = models[0].adata.var_names
+        offsets = [m.get_offsets(names.to_numpy()) for m in models]
+        varm = {
+            _keys.rate_offsets(key_added, rate): pd.DataFrame(
+                np.mean([o[j] for o in offsets], axis=0).T,
+                index=genes.copy(),
+                columns=names.copy(),
+            )
+            for j, rate in enumerate(("production", "decay"))
+        }
+        velocity = np.mean([m.get_velocity() for m in models], axis=0, dtype=np.float64)
+        return FitResults(
+            {"varm": varm},
+            uns={"trained_conditions": models[0].trained_conditions_},
+            velocity=velocity,
+        )

@@ -17,6 +17,7 @@ from scvi.model.base import BaseModelClass
 from torch.optim.lr_scheduler import CosineAnnealingLR
 
 from .. import _keys
+from .._docs import fill_doc
 from .._logging import logger
 from .._perturbations import (
     intervention_targets,
@@ -37,10 +38,12 @@ from .._validate import (
 from ..module._lcd import SCORE_BASES, LCDModule
 from ..nn import SolverDivergedError
 from ._data import TensorDataModule
-from ._training import TrainingMixin
+from ._inference import batched, check_indices
+from ._responses import PerturbationResponses
+from ._results import FitResults
+from ._training import TrainingMixin, lightning_options
 
 _SIZE_FACTOR_KEY = "size_factor"
-_BATCH = 4096
 _MIN_OBS_RATE = 0.05
 _TARGET_SUM = 1e4
 _PRIOR_INPUTS = ("library", "condition")
@@ -422,6 +425,7 @@ class LCD(TrainingMixin, BaseModelClass):
         return perturbation
 
     # ------------------------------------------------------------------ training
+    @fill_doc
     def train(
         self,
         max_epochs: int = 300,
@@ -435,13 +439,12 @@ class LCD(TrainingMixin, BaseModelClass):
         weight_decay: float = 0.0,
         mixing_steps: int = 2000,
         posterior_draws: int = 16,
-        accelerator: str = "auto",
-        devices: int | list[int] | str = "auto",
         random_state: int = 0,
-        progress: bool | None = None,
-        **trainer_kwargs,
+        **lightning_kwargs,
     ) -> None:
         """Fit the observation model, then the score network, then the drift mixing ``K``.
+
+        Both stages train on all cells (no validation split), so LCD has no early stopping.
 
         Parameters
         ----------
@@ -478,14 +481,9 @@ class LCD(TrainingMixin, BaseModelClass):
             (:meth:`~celldyn.module.LCDModule.match_scale`). The draws are stored:
             ``posterior_draws`` × cells × genes floats (16 × 100,000 × 2,000: 12.8 GB), so
             use fewer for large data.
-        accelerator, devices
-            Lightning device settings.
         random_state
             Seed of the minibatch order, the noise draws and the weights' updates.
-        progress
-            Show Lightning's progress bar; ``None``: only in a Jupyter notebook.
-        **trainer_kwargs
-            Passed to Lightning's ``Trainer``.
+        {lightning_kwargs}
         """
         check_int(max_epochs, "max_epochs", 1)
         check_int(score_epochs, "score_epochs", 1)
@@ -501,16 +499,9 @@ class LCD(TrainingMixin, BaseModelClass):
             raise ValueError(
                 f"`score_schedule` must be one of {_SCHEDULES}, got {score_schedule!r}."
             )
-        if not isinstance(progress, bool):
-            raise ValueError(f"`progress` must be True or False, got {progress!r}.")
+        options = lightning_options(lightning_kwargs)  # checks `progress` before training
         torch.manual_seed(random_state)
         counts, library = self._counts(self.adata)
-        fit = {
-            "accelerator": accelerator,
-            "devices": devices,
-            "progress": progress,
-            **trainer_kwargs,
-        }
         observed = TensorDataModule(
             {
                 "index": torch.arange(len(counts)),
@@ -524,9 +515,14 @@ class LCD(TrainingMixin, BaseModelClass):
         )
         guard = _DivergenceGuard("observation", lr)
         prior_update = _PriorUpdate(observed.tensors, lr)
-        callbacks = [*trainer_kwargs.get("callbacks", []), guard, prior_update]
         with self.module.training_stage("observation"):
-            self._fit(observed, max_epochs=max_epochs, lr=lr, **{**fit, "callbacks": callbacks})
+            self._fit(
+                observed,
+                max_epochs=max_epochs,
+                lr=lr,
+                model_callbacks=[guard, prior_update],
+                **options,
+            )
         observation_history = self.history_ or {}
         self.history_, self.is_trained_ = None, False
 
@@ -570,7 +566,8 @@ class LCD(TrainingMixin, BaseModelClass):
                 max_epochs=score_epochs,
                 lr=score_lr,
                 weight_decay=weight_decay,
-                **{**fit, "callbacks": [*trainer_kwargs.get("callbacks", []), guard, *decay]},
+                model_callbacks=[guard, *decay],
+                **options,
             )
         history = {f"observation_{k}": v for k, v in observation_history.items()}
         history.update({f"score_{k}": v for k, v in (self.history_ or {}).items()})
@@ -635,13 +632,17 @@ class LCD(TrainingMixin, BaseModelClass):
         sig = torch.as_tensor(sigma, dtype=torch.float32, device=self.device).expand(len(x))
         return self.module.score(x, sig, self._condition_code(perturbation, len(x)))
 
-    def get_latent(self, adata: AnnData | None = None) -> np.ndarray:
+    def get_latent(
+        self, adata: AnnData | None = None, *, indices: Sequence[int] | None = None
+    ) -> np.ndarray:
         """Fitted latent state of every training cell, ``(n_obs, n_genes)``.
 
         Parameters
         ----------
         adata
             ``None`` or the training AnnData (latent states are fitted per training cell).
+        indices
+            Cells to return (positions or a boolean mask; default all).
         """
         if adata is not None and (
             check_adata(adata).n_obs != self.adata.n_obs
@@ -651,10 +652,12 @@ class LCD(TrainingMixin, BaseModelClass):
                 "`adata` must be None or the training AnnData: LCD fits latent states of its "
                 "training cells only."
             )
-        return self.module.latent.detach().cpu().numpy().astype(np.float64)
+        cells = check_indices(indices, self.adata.n_obs)
+        return self.module.latent.detach().cpu().numpy()[cells].astype(np.float64)
 
-    @torch.no_grad()
-    def get_drift(self, x: np.ndarray, perturbation: str) -> np.ndarray:
+    def get_drift(
+        self, x: np.ndarray, perturbation: str, *, batch_size: int | None = None
+    ) -> np.ndarray:
         """Causal drift ``f(x, e_q) = (D + K) s(x, σ_f, e_q)`` at latent points ``x``.
 
         Parameters
@@ -664,6 +667,9 @@ class LCD(TrainingMixin, BaseModelClass):
         perturbation
             Condition label: ``control``, ``'A'``, ``'A+B'`` (genes never perturbed in
             training get the mean learnt embedding).
+        batch_size
+            Points per block of the computation (default 4096); the result does not depend
+            on it.
 
         Returns
         -------
@@ -672,14 +678,16 @@ class LCD(TrainingMixin, BaseModelClass):
         self._check_label(perturbation)
         x = self._points(x, "x")
         self.module.eval()
-        out = []
-        for s in range(0, len(x), _BATCH):
-            xb = torch.as_tensor(x[s : s + _BATCH], device=self.device)
-            out.append(self.module.drift(xb, self._condition_code(perturbation, len(xb))).cpu())
-        return self._finite_result(torch.cat(out), "drift")
 
-    @torch.no_grad()
-    def get_drift_response(self, x: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+        def drift(xb):
+            return self.module.drift(xb, self._condition_code(perturbation, len(xb)))
+
+        out = batched(drift, x, device=self.device, batch_size=batch_size)
+        return self._finite_result(torch.from_numpy(out), "drift")
+
+    def get_drift_response(
+        self, x: np.ndarray, shifts: np.ndarray, *, batch_size: int | None = None
+    ) -> np.ndarray:
         """Change of the control drift when its stationary law is translated, at points ``x``.
 
         A shift intervention on a linear diffusion translates the stationary law by its mean
@@ -695,6 +703,8 @@ class LCD(TrainingMixin, BaseModelClass):
             Latent points ``(n, n_genes)``, e.g. the control cells' fitted states.
         shifts
             Translations ``(k, n_genes)``, e.g. mean shifts of perturbed conditions.
+        batch_size
+            Points per block of the computation (default 4096).
 
         Returns
         -------
@@ -704,13 +714,14 @@ class LCD(TrainingMixin, BaseModelClass):
         shifts = self._points(shifts, "shifts")
         self.module.eval()
         directions = torch.as_tensor(shifts, device=self.device)
-        total = torch.zeros(len(shifts), len(self.genes_), device=self.device)
-        for s in range(0, len(x), _BATCH):
-            xb = torch.as_tensor(x[s : s + _BATCH], device=self.device)
+
+        def block_sum(xb):  # sum over the block's points, shape (1, k, n_genes)
             e = self._condition_code(self.control, len(xb))
             responses = self.module.translation_responses(xb, e, directions)
-            total += self.module.apply_mixing(responses.sum(1))
-        return self._finite_result(total / len(x), "drift response")
+            return self.module.apply_mixing(responses.sum(1))[None]
+
+        total = batched(block_sum, x, device=self.device, batch_size=batch_size).sum(0)
+        return self._finite_result(torch.from_numpy(total) / len(x), "drift response")
 
     @torch.no_grad()
     def sample_latent(
@@ -853,3 +864,81 @@ class LCD(TrainingMixin, BaseModelClass):
                 _keys.LATENT: latent.astype(np.float32),
             },
         )
+
+    # ------------------------------------------------------------------ contract with tl
+    def perturbation_responses(
+        self,
+        perturbations: Sequence[str] | None = None,
+        *,
+        n_samples: int = 500,
+        random_state: int = 0,
+    ) -> PerturbationResponses:
+        """Responses to perturbation conditions, the inputs of CLIPR.
+
+        ``l_q`` is the shift of the mean latent state from the control's: of the fitted
+        states for a trained condition, of ``n_samples`` stationary samples
+        (:meth:`sample_latent`, the same seed for the condition and the control) for any
+        other label. ``v_q`` is the change of the control drift when its law is translated
+        by ``l_q``, to first order, mean over the control cells' fitted states
+        (:meth:`get_drift_response`).
+
+        Parameters
+        ----------
+        perturbations
+            Condition labels (``'A'``, ``'A+B'``); default every trained condition.
+        n_samples, random_state
+            Stationary samples per condition absent from training, and their seed.
+        """
+        latent = self.get_latent()
+        labels = self.adata.obs[self.perturbation_key].astype(str).to_numpy()
+        if perturbations is None:
+            perturbations = [q for q in self.perturbation_labels_ if q != self.control]
+        if isinstance(perturbations, str) or len(perturbations) == 0:
+            raise ValueError("`perturbations` must be a non-empty sequence of condition labels.")
+        ctrl = latent[labels == self.control]
+        shifts, sampled_control = [], None
+        for q in perturbations:
+            self._check_label(q)
+            if q in self.perturbation_labels_:
+                shifts.append(latent[labels == q].mean(0) - ctrl.mean(0))
+                continue
+            if sampled_control is None:
+                sampled_control = self.sample_latent(
+                    self.control, n_samples, random_state=random_state
+                ).mean(0)
+            sample = self.sample_latent(q, n_samples, random_state=random_state)
+            shifts.append(sample.mean(0) - sampled_control)
+        shifts = np.stack(shifts)
+        return PerturbationResponses(
+            [str(q) for q in perturbations],
+            self.get_drift_response(ctrl, shifts),
+            shifts,
+            ctrl.mean(0),
+            latent.shape[1],
+            dict(self.intervention_targets_),
+            explicit_knockdowns=False,
+        )
+
+    @classmethod
+    def results(cls, models: Sequence[LCD], key_added: str) -> FitResults:
+        """Return what :func:`celldyn.tl.lcd` writes for a fitted model (one-element sequence).
+
+        ``obsm['X_{key_added}']``: the fitted latent states; ``uns[key_added]``: the
+        conditions, interventions and their targets and the fitted observation and drift
+        parameters.
+        """
+        (model,) = models
+        module = model.module
+        uns = {
+            "perturbation_labels": np.asarray(model.perturbation_labels_, dtype=object),
+            "interventions": np.asarray(model.interventions_, dtype=object),
+            "targets": dict(model.intervention_targets_),
+            "gene_scale": torch.exp(module.log_scale).detach().cpu().numpy(),
+            "inverse_dispersion": torch.exp(module.log_theta).detach().cpu().numpy(),
+            "diffusion": module.diffusion().detach().cpu().numpy(),
+            "mixing": module.mixing().detach().cpu().numpy(),
+            "sigmas": module.sigmas.cpu().numpy(),
+            "drift_sigma": float(module.drift_sigma),
+        }
+        latent = {_keys.latent_states(key_added): model.get_latent().astype(np.float32)}
+        return FitResults({"obsm": latent}, uns=uns)

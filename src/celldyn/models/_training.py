@@ -9,8 +9,10 @@ import sys
 import time
 import warnings
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from lightning.pytorch import Callback
 
@@ -86,6 +88,57 @@ def unreadable_model_file(path: str | Path) -> str | None:
     return None if bad is None else f"its entry {bad!r} is corrupted"
 
 
+LIGHTNING_OPTIONS = {
+    "accelerator": "auto",
+    "devices": "auto",
+    "early_stopping": False,
+    "early_stopping_patience": 10,
+    "progress": None,
+    "plan_kwargs": None,
+}
+"""Lightning options every model's ``train`` takes as keywords, with their defaults.
+
+Documented once in :data:`celldyn._docs.doc_lightning_kwargs`; any other keyword goes to
+Lightning's ``Trainer``.
+"""
+
+
+def lightning_options(lightning_kwargs: dict, **model_defaults) -> dict:
+    """Return the Lightning keywords of a ``train`` call with the defaults filled in.
+
+    Every option of :data:`LIGHTNING_OPTIONS` missing from ``lightning_kwargs`` gets its
+    default.
+
+    A model reads the options it needs itself (FLeCS's warm start its ``accelerator``) from
+    the result and passes the result on to :meth:`TrainingMixin._fit`; filling in twice
+    changes nothing.
+
+    Parameters
+    ----------
+    lightning_kwargs
+        The keywords (not changed).
+    **model_defaults
+        A model's own defaults of options (Cell-MNN's ``early_stopping_patience``).
+
+    Raises
+    ------
+    ValueError
+        If ``progress`` (or Lightning's ``enable_progress_bar``, accepted for it) is neither
+        ``None``, ``True`` nor ``False``.
+    """
+    unknown = set(model_defaults) - set(LIGHTNING_OPTIONS)
+    if unknown:
+        raise TypeError(f"Not Lightning options of celldyn: {sorted(unknown)}.")
+    options = {**LIGHTNING_OPTIONS, **model_defaults, **lightning_kwargs}
+    if "enable_progress_bar" in options:
+        options["progress"] = options.pop("enable_progress_bar")
+    progress = options["progress"]
+    if progress is not None and not isinstance(progress, (bool, np.bool_)):
+        raise ValueError(f"`progress` must be True, False or None, got {progress!r}.")
+    options["progress"] = None if progress is None else bool(progress)
+    return options
+
+
 class TrainingMixin:
     """``_fit`` for :class:`~scvi.model.base.BaseModelClass` subclasses trained on tensors.
 
@@ -127,15 +180,16 @@ class TrainingMixin:
         max_epochs: int,
         lr: float,
         weight_decay: float = 0.0,
-        accelerator: str = "auto",
-        devices: int | list[int] | str = "auto",
-        early_stopping: bool = False,
-        early_stopping_patience: int = 10,
-        progress: bool | None = None,
-        plan_kwargs: dict | None = None,
-        **trainer_kwargs,
+        model_callbacks: Sequence[Callback] = (),
+        selection: Callback | None = None,
+        **lightning_kwargs,
     ) -> None:
         """Train ``self.module`` with Lightning on the samples of ``datamodule``.
+
+        ``lightning_kwargs`` are the Lightning options of a model's ``train``
+        (:data:`LIGHTNING_OPTIONS`, defaults filled in by :func:`lightning_options`): the
+        device settings, early stopping, the progress bar, ``plan_kwargs`` for scvi-tools'
+        ``TrainingPlan``, and any other keyword for Lightning's ``Trainer``.
 
         ``progress=None`` shows Lightning's progress bar only in a Jupyter notebook; Lightning's
         own ``enable_progress_bar`` is accepted for it. Lightning's per-fit info lines are
@@ -147,15 +201,38 @@ class TrainingMixin:
         non-finite parameters raise :class:`~celldyn.nn.SolverDivergedError`.
 
         The same call trains on several devices or processes with ``strategy='ddp'`` (in
-        ``trainer_kwargs``): each process trains on its shard of every epoch (Lightning's
+        ``lightning_kwargs``): each process trains on its shard of every epoch (Lightning's
         distributed sampler; ``batch_size`` is per process), logged losses are averaged over
         the processes, early stopping stops them together and each draws its own random noise
         (docs/user_guide/distributed.md).
+
+        Parameters
+        ----------
+        datamodule
+            Training and validation samples.
+        max_epochs, lr, weight_decay
+            Epochs and Adam settings.
+        model_callbacks
+            The model's own Lightning callbacks, run after those of the user
+            (``lightning_kwargs['callbacks']``).
+        selection
+            The model's own early stopping and choice of the returned weights. It replaces
+            scvi-tools' early stopping on ``validation_loss``
+            (:func:`~celldyn._compat.early_stopping_callback`): with it, ``early_stopping``
+            only requires a validation split and the callback decides when to stop
+            (Cell-MNN's smoothed validation loss).
+        **lightning_kwargs
+            The options of :data:`LIGHTNING_OPTIONS`, and keywords for Lightning's ``Trainer``.
         """
+        options = lightning_options(lightning_kwargs)
+        trainer_kwargs = {k: v for k, v in options.items() if k not in LIGHTNING_OPTIONS}
+        accelerator, devices = options["accelerator"], options["devices"]
+        early_stopping = options["early_stopping"]
+        early_stopping_patience = options["early_stopping_patience"]
+        progress, plan_kwargs = options["progress"], options["plan_kwargs"]
         if max_epochs < 1:
             raise ValueError(f"`max_epochs` must be at least 1, got {max_epochs}.")
-        progress = trainer_kwargs.pop("enable_progress_bar", progress)
-        progress = in_notebook() if progress is None else bool(progress)
+        progress = in_notebook() if progress is None else progress
         if lr <= 0 or not math.isfinite(lr):
             raise ValueError(f"`lr` must be a positive number, got {lr}.")
         if early_stopping and datamodule.n_val == 0:
@@ -165,8 +242,16 @@ class TrainingMixin:
         if datamodule.n_val > 0:
             trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
         trainer_kwargs.setdefault("log_every_n_steps", 1)  # short epochs are the norm here
-        callbacks = [*trainer_kwargs.pop("callbacks", []), _RankSeeds()]
-        if early_stopping:
+        callbacks = [*trainer_kwargs.pop("callbacks", []), *model_callbacks, _RankSeeds()]
+        if selection is not None:
+            # One early-stopping path: a model's own selection replaces Lightning's callback.
+            # Cell-MNN's monitors an exponential moving average of the validation loss, which
+            # no logged metric holds when Lightning's EarlyStopping runs, keeps the best
+            # weights in memory (Lightning restores them only from checkpoint files) and
+            # counts a NaN epoch as no improvement instead of stopping at once; rebuilt from
+            # Lightning's parts, its benchmarked numbers would not be kept exactly.
+            callbacks.append(selection)
+        elif early_stopping:
             callbacks.append(early_stopping_callback(early_stopping_patience, trainer_kwargs))
         self.module.train()  # getters leave it in eval mode
         start = time.perf_counter()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from scvi.module.base import BaseModuleClass, LossOutput
 
-from ..metrics._kernels import KERNELS, marginal_energy_distance_torch, mmd_torch
+from ..nn._kernels import KERNELS, marginal_energy_distance_torch, mmd_torch
 from ..nn._operator_mlp import OperatorMLP, invertibility_penalty, propagate
 
 BANDWIDTH_FACTOR = 0.5
@@ -38,7 +38,7 @@ def snapshot_mmd(
 
     Sums, over conditions, start times ``s`` and later training times ``g``, the
     :func:`population_mmd` (plus ``lambda_marginal`` times the
-    :func:`~celldyn.metrics._kernels.marginal_energy_distance_torch`) between the minibatch
+    :func:`~celldyn.nn._kernels.marginal_energy_distance_torch`) between the minibatch
     cells of time ``s`` pushed to ``g`` and the partner cells of time ``g``, weighted by
     ``gamma**(k - 1)`` for ``g`` ``k`` training times after ``s``, normalised by the sum of
     weights. Shared by every model trained on snapshots (Cell-MNN; the neural-ODE baseline
@@ -116,7 +116,7 @@ class CellMNNModule(BaseModuleClass):
     lambda_marginal
         Weight of the energy distance of the 1-D marginals, added to every MMD term.
     kernels
-        MMD kernels (:func:`~celldyn.metrics._kernels.mmd_torch`); the bandwidth is
+        MMD kernels (:func:`~celldyn.nn._kernels.mmd_torch`); the bandwidth is
         :data:`BANDWIDTH_FACTOR` times the median distance between pushed and observed cells
         (no gradient), so it follows both the spread of the target and its distance.
     **mlp_kwargs

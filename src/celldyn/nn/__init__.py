@@ -1,4 +1,8 @@
-"""Torch building blocks: GRN product kernels, the FLeCS vector field, ODE integration."""
+"""Torch building blocks: GRN product kernels, the FLeCS vector field, ODE integration, MMD.
+
+The differentiable MMD and energy distances (training losses, and the implementation of
+:func:`celldyn.metrics.mmd` and :func:`celldyn.metrics.energy_distance`) are in ``nn._kernels``.
+"""
 
 from ._drug_effect import DrugEffect
 from ._grn_linear import GRNLinear, select_kernel

@@ -455,6 +455,16 @@ class GRNVectorField(nn.Module):
             out[name] = value
         return out
 
+    @staticmethod
+    def stored_prior_weights(arrays: Mapping[str, object]) -> np.ndarray:
+        """Effective prior-edge weights of a :meth:`to_arrays` dict, in its ``src``/``dst`` order.
+
+        The same numbers as :meth:`prior_edge_weights` of the rebuilt field, without
+        rebuilding it.
+        """
+        n = len(arrays["src"])
+        return np.asarray(arrays["weight"][:n]) * np.asarray(arrays["edge_scale"][:n])
+
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, object]) -> GRNVectorField:
         """Rebuild a field from the output of :meth:`to_arrays` (e.g. read from an h5ad file).

@@ -20,7 +20,7 @@ from ._utils import check_options, document_show_save, finish
 def network(
     adata: AnnData,
     *,
-    key: str = "flecs",
+    key: str = _keys.FLECS,
     n_edges: int = 30,
     random_state: int = 0,
     ax=None,
@@ -123,6 +123,7 @@ def _member_weights(adata: AnnData, key: str, edges) -> np.ndarray:
 
     NaN where a member has no such edge.
     """
+    from ..nn import GRNVectorField
     from ..tl._flecs_fields import stored_models
 
     models = stored_models(adata, key)
@@ -133,8 +134,7 @@ def _member_weights(adata: AnnData, key: str, edges) -> np.ndarray:
     index = adata.var_names.get_indexer(names).reshape(-1, 2)
     out = np.full((len(edges), len(models)), np.nan)
     for m, arrays in enumerate(models.values()):
-        n = len(arrays["src"])
-        weights = np.asarray(arrays["weight"][:n]) * np.asarray(arrays["edge_scale"][:n])
+        weights = GRNVectorField.stored_prior_weights(arrays)
         position = {
             (int(s), int(t)): e
             for e, (s, t) in enumerate(zip(arrays["src"], arrays["dst"], strict=True))
@@ -150,7 +150,7 @@ def edge_posteriors(
     conditions: Mapping[str, AnnData],
     edges: Sequence[tuple[str, str]] | pd.DataFrame,
     *,
-    key: str = "flecs",
+    key: str = _keys.FLECS,
     ax=None,
     show: bool | None = None,
     save: str | bool | None = None,

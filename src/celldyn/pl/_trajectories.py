@@ -6,7 +6,8 @@ import numpy as np
 from anndata import AnnData
 
 from .. import _keys
-from .._validate import check_finite, check_int, check_uns_key
+from .._readers import read_trajectories
+from .._validate import check_finite, check_int
 from ._utils import check_options, document_show_save, finish, label_colorbars
 
 
@@ -16,23 +17,9 @@ def _trajectory_rows(adata: AnnData, key: str) -> tuple[np.ndarray, int]:
     On a view (``adata[mask]``) the indices, which refer to the whole AnnData, are mapped to
     the view's rows and only the trajectories lying entirely inside it are kept.
     """
-    entry = adata.uns[key]
-    if not isinstance(entry, dict) or "indices" not in entry:
-        raise KeyError(f"adata.uns[{key!r}] has no 'indices'; run `celldyn.pp.trajectories`.")
-    indices = np.asarray(entry["indices"])
-    if indices.ndim != 2 or indices.size == 0 or not np.issubdtype(indices.dtype, np.integer):
-        raise ValueError(
-            f"adata.uns[{key!r}]['indices'] must be a non-empty integer array "
-            f"(n_trajectories, length), got shape {indices.shape} and dtype {indices.dtype}."
-        )
     # anndata keeps no public link from a view to its rows in the whole object
     parent, rows = (adata._adata_ref, adata._oidx) if adata.is_view else (adata, slice(None))
-    if indices.min() < 0 or indices.max() >= parent.n_obs:
-        raise ValueError(
-            f"adata.uns[{key!r}]['indices'] refer to cells outside [0, {parent.n_obs}): was "
-            "adata subset after `celldyn.pp.trajectories`? Plot a view of the original "
-            "AnnData (adata[mask]) or rerun `celldyn.pp.trajectories`."
-        )
+    indices = read_trajectories(parent, key, require_times=False, require_progress=False).indices
     if not adata.is_view:
         return indices, len(indices)
     position = np.full(parent.n_obs, -1, dtype=np.int64)
@@ -96,7 +83,7 @@ def trajectories(
 
     check_options(show, save, return_fig)
 
-    check_uns_key(adata, key, "Run `celldyn.pp.trajectories` first.")
+    indices, n_total = _trajectory_rows(adata, key)
     n_show = check_int(n_show, "n_show", 1)
     basis_key = f"X_{basis}"
     if basis_key not in adata.obsm:
@@ -108,7 +95,6 @@ def trajectories(
         )
     coords = np.asarray(adata.obsm[basis_key])[:, :2]
     check_finite(coords, f"adata.obsm[{basis_key!r}]")
-    indices, n_total = _trajectory_rows(adata, key)
     rng = np.random.default_rng(random_state)
     shown = indices[rng.choice(len(indices), size=min(n_show, len(indices)), replace=False)]
     axes = ax

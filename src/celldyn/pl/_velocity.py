@@ -96,7 +96,7 @@ def velocity_stream(
         **kwargs,
     }
     embedded = _keys.velocity_embedding(vkey, basis)
-    params_key = f"{vkey}_params"
+    params_key = _keys.vkey_params(vkey)
     missing = embedded not in adata.obsm
     if missing:
         params = copy.deepcopy(adata.uns.get(params_key))

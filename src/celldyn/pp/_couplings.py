@@ -12,7 +12,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
 from .. import _keys
-from .._time import read_time_groups
+from .._readers import read_time_groups
 from .._validate import check_adata, check_in, check_int, check_positive, check_uns_key, get_rep
 from .._write import write_results
 
@@ -209,7 +209,7 @@ def couplings(
     """Optimal-transport couplings between consecutive time groups.
 
     For each pair of consecutive groups ``t_k -> t_{k+1}`` (read with
-    :func:`celldyn._time.read_time_groups`), a transport plan with uniform marginals is
+    :func:`celldyn._readers.read_time_groups`), a transport plan with uniform marginals is
     computed on ``adata.obsm[rep]`` with the squared Euclidean cost. The cost matrix is
     divided by its mean in every OT problem (exact OT does not change; ``reg`` is relative
     to the mean squared distance between the two groups).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._time import TimeGroups
+from .._readers import TimeGroups
 from ._couplings import pair_plan
 
 OT_MAX_CELLS = 5000
@@ -29,7 +29,7 @@ def ot_barycentres(
     z
         Representation ``(n_obs, d)`` the plans are computed on (e.g. ``obsm['X_pca']``).
     groups
-        Time groups (:func:`celldyn._time.read_time_groups`).
+        Time groups (:func:`celldyn._readers.read_time_groups`).
     random_state
         Seed of the minibatches of groups over :data:`OT_MAX_CELLS` cells.
 

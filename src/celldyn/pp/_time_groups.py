@@ -9,7 +9,7 @@ import pandas as pd
 from anndata import AnnData
 
 from .. import _keys
-from .._time import read_time_groups
+from .._readers import read_time_groups
 from .._validate import check_adata, check_int, check_obs_key
 from .._write import write_results
 
@@ -46,7 +46,7 @@ def time_groups(
       ``n_obs - 1``, on small graphs; at least 4 cells are needed).
 
     ``obs[key_added]`` is written as ``float64`` (not categorical) because the models need the
-    numeric time; :func:`celldyn._time.read_time_groups` reads it back, and the original
+    numeric time; :func:`celldyn._readers.read_time_groups` reads it back, and the original
     labels are kept in ``uns[key_added]['labels']``.
 
     Parameters

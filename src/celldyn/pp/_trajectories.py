@@ -7,7 +7,7 @@ from anndata import AnnData
 
 from .. import _keys
 from .._logging import logger
-from .._time import TimeGroups, read_time_groups
+from .._readers import TimeGroups, read_time_groups
 from .._validate import check_adata, check_in, check_int, get_rep
 from .._write import write_results
 from ._couplings import match, uniform_sample
@@ -181,7 +181,7 @@ def trajectories(
     """Extract cell trajectories through consecutive time groups (FLeCS "cell paths").
 
     Both methods match cells of consecutive groups ``t_k -> t_{k+1}`` (read with
-    :func:`celldyn._time.read_time_groups`) by exact optimal transport on ``obsm[rep]``
+    :func:`celldyn._readers.read_time_groups`) by exact optimal transport on ``obsm[rep]``
     (squared Euclidean cost). Only the matches the trajectories need are computed: the
     matched cells are padded with random cells of both groups to ``batch_size`` cells and
     solved as an assignment problem (minibatch OT; a whole group pair when it is smaller
@@ -193,7 +193,7 @@ def trajectories(
         ``t_{k+1}`` cell, then joined by the exact shortest path in a kNN graph of the two
         groups' cells (``k`` neighbours, symmetrised, edge weight = Euclidean distance in
         ``rep``, edges from ``t_{k+1}`` back to ``t_k`` removed so paths never go back in
-        time) — A* search, see :func:`celldyn.pp._knn.shortest_paths`. Each path is
+        time), found by bidirectional A* search. Each path is
         resampled to ``length`` evenly spaced cells (cells repeat on paths shorter than
         ``length``; the reference drops such paths — ``n_path_cells`` lets you do so).
         ``times`` go linearly in arc length (cumulative Euclidean step length along the

@@ -1,7 +1,7 @@
 """Tools: fit models and write their results into AnnData (scanpy's ``tl``)."""
 
 from ._cellmnn import cellmnn
-from ._clipr import clipr, clipr_effects, regulator_resolution
+from ._clipr import IdentifiabilityWarning, clipr, clipr_effects, regulator_resolution
 from ._decoupler import to_decoupler
 from ._differential import affected_subnetwork, differential_edges
 from ._drug import drug_effects
@@ -15,6 +15,7 @@ from ._simulate import knockout, simulate
 from ._velocity_embedding import velocity_embedding
 
 __all__ = [
+    "IdentifiabilityWarning",
     "affected_subnetwork",
     "cellmnn",
     "clipr",

@@ -7,14 +7,13 @@ from collections.abc import Sequence
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 from anndata import AnnData
 
 from .. import _keys
+from .._readers import read_loadings
 from .._validate import check_adata, check_expression, check_obs_key, check_unique_var_names
-from .._write import write_results
-from ._save_model import check_model_dir, save_models
-from ._velocity_slots import velocity_slots
+from ._fit import train_seeded, write_fit
+from ._save_model import check_model_dir
 
 
 def _working_adata(adata: AnnData, columns: list[str], rep: str, loadings: str | None) -> AnnData:
@@ -132,20 +131,13 @@ def cellmnn(
       the weights of range ``r`` are
       ``einsum('jq,jr,pqr,ip->ji', V, V, moments[r], V)``, regulator × target).
     """
-    from ..models._cellmnn import (
-        INTERACTION_KINDS,
-        CellMNN,
-        check_time_range,
-        expression_moments,
-        read_loadings,
-        read_numeric_times,
-    )
+    from ..models import CellMNN
 
     check_adata(adata)
     model_dir = check_model_dir(save_model)
-    if interactions not in INTERACTION_KINDS:
+    if interactions not in CellMNN.interaction_kinds:
         raise ValueError(
-            f"`interactions` must be one of {INTERACTION_KINDS}, got {interactions!r}."
+            f"`interactions` must be one of {CellMNN.interaction_kinds}, got {interactions!r}."
         )
     check_obs_key(adata, time_key)
     columns = [time_key]
@@ -160,26 +152,19 @@ def cellmnn(
         read_loadings(work, loadings, int(n_components))
         check_expression(adata, None)  # the velocity's states (layers['Ms'])
         check_unique_var_names(adata)  # gene-level results are indexed by name
-    groups = read_numeric_times(work, time_key)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(random_state)
-        model = CellMNN(work, **(model_kwargs or {}))
-        model.train(
-            holdout,
-            max_epochs=max_epochs,
-            batch_size=batch_size,
-            lr=lr,
-            random_state=random_state,
-            **train_kwargs,
-        )
-
-    operators = model.get_operators(work)
-    d = model.n_components
-    ranges = np.stack([groups.values[:-1], groups.values[1:]], axis=1)
+    model = train_seeded(
+        random_state,
+        lambda: CellMNN(work, **(model_kwargs or {})),
+        holdout=holdout,
+        max_epochs=max_epochs,
+        batch_size=batch_size,
+        lr=lr,
+        **train_kwargs,
+    )
     params = {
         "time_key": time_key,
         "rep": rep,
-        "n_components": d,
+        "n_components": model.n_components,
         "holdout": np.asarray(model.holdout_, dtype=np.float64),
         "batch_key": batch_key,
         "loadings": loadings,
@@ -190,44 +175,13 @@ def cellmnn(
         "random_state": random_state,
         "model_kwargs": model_kwargs,
     }
-    range_cells = [check_time_range(groups, r) for r in ranges]
-    summary = {
-        "kind": interactions,
-        "time_ranges": ranges,
-        "operators": np.stack([operators[cells].mean(0) for cells in range_cells]),
-    }
-    if interactions == "expression_scaled":
-        z = model._latent(work)
-        summary["moments"] = np.stack(
-            [expression_moments(operators[cells], z[cells]) for cells in range_cells]
-        )
-    results = {
-        "params": {k: v for k, v in params.items() if v is not None},
-        "history": {k: v.to_numpy().ravel().tolist() for k, v in model.history.items()},
-        "interactions": summary,
-    }
-    slots = {
-        "obsm": {
-            _keys.operator(key_added): operators.reshape(len(operators), d * d).astype(np.float32),
-            _keys.drift(key_added): model.get_drift(work).astype(np.float32),
-            _keys.latent_velocity(key_added): model.get_latent_velocity(work).astype(np.float32),
-        },
-        "uns": {key_added: results},
-    }
-    if loadings is not None:
-        gene_interactions = model.get_interactions(work, loadings=loadings, kind=interactions)
-        covered = adata.var_names.isin(gene_interactions.index)
-        velocity = model.get_gene_velocity(work, loadings=loadings).astype(np.float32)
-        velocity[:, ~covered] = np.nan
-        if covered.all():
-            varp = gene_interactions.loc[adata.var_names, adata.var_names].to_numpy(np.float32)
-        else:
-            pos = np.flatnonzero(covered)
-            block = sp.coo_matrix(gene_interactions.to_numpy(np.float32))
-            varp = sp.csr_matrix(
-                (block.data, (pos[block.row], pos[block.col])), shape=(adata.n_vars,) * 2
-            )
-        slots["varp"] = {_keys.interactions(key_added): varp}
-        slots = velocity_slots(adata, key_added, velocity, genes=covered, **slots)
-    save_models([model], model_dir, save_anndata=False)
-    return write_results(adata, copy=copy, **slots)
+    return write_fit(
+        adata,
+        [model],
+        CellMNN.results([model], key_added, loadings=loadings, interactions=interactions),
+        key_added=key_added,
+        params=params,
+        copy=copy,
+        model_dir=model_dir,
+        save_anndata=False,
+    )

@@ -191,7 +191,7 @@ def clipr(
     **Identifiability**: ``A`` is determined only by at least ``d`` perturbations with
     independent shifts (``d`` genes; for Cell-MNN ``d`` is the rank of its gene-space
     operator, at most ``n_components``). Fewer raise an
-    :class:`~celldyn.tl._clipr.IdentifiabilityWarning`, and only the span of the shifts is
+    :class:`~celldyn.tl.IdentifiabilityWarning`, and only the span of the shifts is
     determined. For FLeCS and Cell-MNN the default (every gene knocked down once) meets the
     condition; for LCD the screen must shift the law in at least ``d`` independent directions
     (e.g. every gene knocked down once). Which regulators (rows) are determined is written as

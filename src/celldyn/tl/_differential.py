@@ -6,7 +6,9 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from .. import _keys
 from .._validate import check_int
+from ..nn import GRNVectorField
 from ._flecs_fields import stored_models
 
 
@@ -20,8 +22,7 @@ def _member_weights(adata: AnnData, key: str, name: str) -> tuple[pd.Series, set
         )
     rows = []
     for arrays in models.values():
-        n = len(arrays["src"])
-        rows.append(np.asarray(arrays["weight"][:n]) * np.asarray(arrays["edge_scale"][:n]))
+        rows.append(GRNVectorField.stored_prior_weights(arrays))
     first = next(iter(models.values()))
     genes = np.asarray(adata.var_names)
     index = pd.MultiIndex.from_arrays(
@@ -48,7 +49,7 @@ def differential_edges(
     adata_a: AnnData,
     adata_b: AnnData,
     *,
-    key: str = "flecs",
+    key: str = _keys.FLECS,
     key_b: str | None = None,
     threshold: float | None = None,
 ) -> pd.DataFrame:

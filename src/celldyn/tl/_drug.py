@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
-import torch
 from anndata import AnnData
 
 from .. import _keys
+from .._readers import read_trajectories
 from .._validate import check_adata, check_expression, check_obs_key
+from ._fit import train_seeded, write_fit
 
 
 def _working_adata(
@@ -27,7 +27,7 @@ def drug_effects(
     *,
     condition_key: str,
     control: str = _keys.CONTROL,
-    key: str = "flecs",
+    key: str = _keys.FLECS,
     trajectories: str = _keys.TRAJECTORIES,
     layer: str | None = None,
     max_epochs: int = 100,
@@ -35,7 +35,7 @@ def drug_effects(
     lr: float = 1e-2,
     random_state: int = 0,
     model_kwargs: dict | None = None,
-    key_added: str = "flecs_drug",
+    key_added: str = _keys.FLECS_DRUG,
     copy: bool = False,
     **train_kwargs,
 ) -> AnnData | None:
@@ -109,47 +109,31 @@ def drug_effects(
     SolverDivergedError
         If training or the velocities produce NaN values (nothing is written).
     """
-    from .._write import write_results
-    from ..models._flecs import read_trajectories
-    from ..models._flecs_drug import FLeCSDrug, check_features
+    from ..models import FLeCSDrug
     from ._flecs_fields import load_fields
-    from ._velocity_slots import velocity_slots
 
     check_adata(adata)
     check_obs_key(adata, condition_key)
-    features = check_features(features)
+    features = FLeCSDrug.check_features(features)
     bases = load_fields(adata, key)
     read_trajectories(adata, trajectories)
     check_expression(adata, layer)
     work = _working_adata(adata, layer, condition_key, trajectories)
     FLeCSDrug.setup_anndata(work, condition_key=condition_key)
     model_kwargs = model_kwargs or {}
-    models = []
-    for i, base in enumerate(bases):  # the first constructor checks conditions vs features
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(random_state + i)
-            model = FLeCSDrug(
+    models = [  # the first constructor checks conditions vs features
+        train_seeded(
+            random_state + i,
+            lambda base=base: FLeCSDrug(
                 work, base, features, control=control, trajectories=trajectories, **model_kwargs
-            )
-            model.train(
-                max_epochs=max_epochs,
-                batch_size=batch_size,
-                lr=lr,
-                random_state=random_state + i,
-                **train_kwargs,
-            )
-        models.append(model)
-    velocity = np.mean([m.get_velocity(work) for m in models], axis=0, dtype=np.float64)
-    offsets = [m.get_offsets(features.index.to_numpy()) for m in models]
-    varm = {
-        _keys.rate_offsets(key_added, rate): pd.DataFrame(
-            np.mean([o[j] for o in offsets], axis=0).T,
-            index=adata.var_names.copy(),
-            columns=features.index.copy(),
+            ),
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            lr=lr,
+            **train_kwargs,
         )
-        for j, rate in enumerate(("production", "decay"))
-    }
-    histories = [{k: v.to_numpy().ravel().tolist() for k, v in m.history.items()} for m in models]
+        for i, base in enumerate(bases)
+    ]
     params = {
         "condition_key": condition_key,
         "control": control,
@@ -163,17 +147,12 @@ def drug_effects(
         "n_models": len(models),
         "model_kwargs": model_kwargs,
     }
-    results = {
-        "params": {k: v for k, v in params.items() if v is not None},
-        "history": histories[0],
-        "trained_conditions": models[0].trained_conditions_,
-    }
-    if len(models) > 1:
-        results["member_histories"] = {str(i): h for i, h in enumerate(histories)}
-    return write_results(
+    return write_fit(
         adata,
+        models,
+        FLeCSDrug.results(models, key_added),
+        key_added=key_added,
+        params=params,
         copy=copy,
-        **velocity_slots(
-            adata, key_added, velocity, layer=layer, varm=varm, uns={key_added: results}
-        ),
+        layer=layer,
     )

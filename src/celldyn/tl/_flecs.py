@@ -7,14 +7,15 @@ from collections.abc import Sequence
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 from anndata import AnnData
 
 from .. import _keys
+from .._readers import read_prior, read_trajectories
 from .._validate import check_adata, check_expression, check_int
 from ..nn._ode import check_tolerances
+from ._fit import train_seeded, write_fit
 from ._flecs_fields import gene_indices
-from ._save_model import check_model_dir, save_models
+from ._save_model import check_model_dir
 
 
 def _working_adata(
@@ -26,10 +27,9 @@ def _working_adata(
     trajectories keep their ``params``, and the time groups and representation they name come
     along (the OT targets of ``velocity_target='ot'`` and ``warm_start='ot_pairs'`` read them).
     """
-    from ..models._flecs import read_trajectories
-
     x = adata.X if layer is None else adata.layers[layer]
-    params = dict(adata.uns[trajectories].get("params", {}))
+    found = read_trajectories(adata, trajectories)
+    params = found.params
     time_columns = [c for c in [params.get("time_key")] if c in adata.obs.columns]
     work = AnnData(X=x, obs=adata.obs[time_columns].copy(), var=adata.var[[]].copy())
     if params.get("rep") in adata.obsm:
@@ -39,8 +39,7 @@ def _working_adata(
         edited.data[edited.indptr[gene] : edited.indptr[gene + 1]] = 0.0
     edited.eliminate_zeros()
     work.varp[prior] = edited
-    indices, times = read_trajectories(adata, trajectories)
-    work.uns[trajectories] = {"indices": indices, "times": times, "params": params}
+    work.uns[trajectories] = {"indices": found.indices, "times": found.times, "params": params}
     return work
 
 
@@ -65,26 +64,23 @@ def _fit_member(
     work: AnnData, prior: str, trajectories: str, seed: int, resample: bool, model_kwargs, train
 ):
     """Train one FLeCS model with ``seed`` for its initial weights, split and resample."""
-    from ..models._flecs import FLeCS
+    from ..models import FLeCS
 
     member = _member_adata(work, trajectories, seed, resample)
     FLeCS.setup_anndata(member)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        kwargs = {"seed": seed, **model_kwargs}
-        model = FLeCS(member, prior=prior, trajectories=trajectories, **kwargs)
-        # chords come from the (already resampled) trajectories; OT targets from all cells
-        ot_targets = (
-            train.get("velocity_target", "ot") == "ot"
-            or train.get("warm_start", "velocities") == "ot_pairs"
-        )
-        bootstrap = {"velocity_bootstrap": seed} if resample and ot_targets else {}
-        model.train(random_state=seed, **bootstrap, **train)
-    return model
-
-
-def _edge_matrix(values: np.ndarray, src: np.ndarray, dst: np.ndarray, n: int) -> sp.csr_matrix:
-    return sp.csr_matrix((values.astype(np.float32), (src, dst)), shape=(n, n))
+    # chords come from the (already resampled) trajectories; OT targets from all cells
+    ot_targets = (
+        train.get("velocity_target", "ot") == "ot"
+        or train.get("warm_start", "velocities") == "ot_pairs"
+    )
+    bootstrap = {"velocity_bootstrap": seed} if resample and ot_targets else {}
+    kwargs = {"seed": seed, **model_kwargs}
+    return train_seeded(
+        seed,
+        lambda: FLeCS(member, prior=prior, trajectories=trajectories, **kwargs),
+        **bootstrap,
+        **train,
+    )
 
 
 def flecs(
@@ -101,7 +97,7 @@ def flecs(
     resample: bool = False,
     knockout: str | Sequence[str] | None = None,
     model_kwargs: dict | None = None,
-    key_added: str = "flecs",
+    key_added: str = _keys.FLECS,
     save_model: str | os.PathLike | None = None,
     copy: bool = False,
     **train_kwargs,
@@ -193,10 +189,6 @@ def flecs(
     ValueError
         If ``uns[trajectories]`` holds no trajectory, or none that spans a positive time.
     """
-    from .._write import write_results
-    from ..models._flecs import read_prior, read_trajectories
-    from ._velocity_slots import velocity_slots
-
     check_adata(adata)
     model_dir = check_model_dir(save_model)
     read_prior(adata, prior)
@@ -215,20 +207,6 @@ def flecs(
         )
         for i in range(n_models)
     ]
-    velocity = np.mean([m.get_velocity() for m in members], axis=0, dtype=np.float64)
-    arrays = [m.module.field.to_arrays() for m in members]
-    src, dst = arrays[0]["src"], arrays[0]["dst"]
-    n_edges = len(src)
-    weights = np.stack([a["weight"][:n_edges] * a["edge_scale"][:n_edges] for a in arrays])
-    effects = np.stack([np.asarray(m.get_edge_effects()[src, dst]).ravel() for m in members])
-    varp = {
-        _keys.weights(key_added): _edge_matrix(weights.mean(0), src, dst, adata.n_vars),
-        _keys.effects(key_added): _edge_matrix(effects.mean(0), src, dst, adata.n_vars),
-    }
-    if n_models > 1:
-        for key, values in ((_keys.weights_std, weights), (_keys.effects_std, effects)):
-            varp[key(key_added)] = _edge_matrix(values.std(0, ddof=1), src, dst, adata.n_vars)
-    histories = [{k: v.to_numpy().ravel().tolist() for k, v in m.history.items()} for m in members]
     params = {
         "prior": prior,
         "trajectories": trajectories,
@@ -242,22 +220,13 @@ def flecs(
         "knockout": None if knockout is None else list(adata.var_names[knocked]),
         "model_kwargs": {"seed": random_state, **(model_kwargs or {})},
     }
-    results = {
-        "params": {k: v for k, v in params.items() if v is not None},
-        "history": histories[0],
-        "models": {str(i): a for i, a in enumerate(arrays)},
-    }
-    if n_models > 1:
-        results["member_histories"] = {str(i): h for i, h in enumerate(histories)}
-    var = {
-        _keys.var_param(key_added, "decay"): np.mean([m.get_decay() for m in members], 0),
-        _keys.var_param(key_added, "bias"): np.mean([m.get_bias() for m in members], 0),
-    }
-    save_models(members, model_dir)
-    return write_results(
+    return write_fit(
         adata,
+        members,
+        type(members[0]).results(members, key_added),
+        key_added=key_added,
+        params=params,
         copy=copy,
-        **velocity_slots(
-            adata, key_added, velocity, layer=layer, varp=varp, var=var, uns={key_added: results}
-        ),
+        layer=layer,
+        model_dir=model_dir,
     )

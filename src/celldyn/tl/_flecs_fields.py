@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from anndata import AnnData
 
+from .. import _keys
 from .._validate import check_adata
 
 
@@ -18,23 +19,23 @@ def stored_models(adata: AnnData, key: str) -> Mapping[str, Mapping]:
             f"adata.uns has no entry {key!r}. Run `celldyn.tl.flecs(adata, key_added={key!r})` "
             "first."
         )
-    models = entry.get("models") if isinstance(entry, Mapping) else None
-    if not isinstance(models, Mapping) or not models:
+    members = entry.get("models") if isinstance(entry, Mapping) else None
+    if not isinstance(members, Mapping) or not members:
         raise KeyError(
             f"adata.uns[{key!r}] has no fitted models ('models'); refit with `celldyn.tl.flecs`."
         )
-    names = sorted(models, key=int)
+    names = sorted(members, key=int)
     for name in names:
-        n_genes = int(models[name].get("n_genes", -1))
+        n_genes = int(members[name].get("n_genes", -1))
         if n_genes != adata.n_vars:
             raise ValueError(
                 f"adata.uns[{key!r}]['models'][{name!r}] models {n_genes} genes but adata has "
                 f"{adata.n_vars}; the genes must be those the model was fitted on."
             )
-    return {name: models[name] for name in names}
+    return {name: members[name] for name in names}
 
 
-def load_fields(adata: AnnData, key: str = "flecs") -> list:
+def load_fields(adata: AnnData, key: str = _keys.FLECS) -> list:
     """Rebuild every fitted ensemble member of :func:`celldyn.tl.flecs`.
 
     Parameters

@@ -8,7 +8,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .. import _keys
-from .._time import TimeGroups, read_time_groups
+from .._readers import TimeGroups, read_prior, read_time_groups
 from .._validate import (
     check_adata,
     check_finite,
@@ -16,7 +16,6 @@ from .._validate import (
     check_int,
     check_layer,
     check_positive,
-    check_varp_key,
     get_rep,
 )
 from ..pp._ot_velocities import ot_velocities
@@ -155,10 +154,8 @@ def _candidates(adata: AnnData, prior_key: str | None) -> tuple[np.ndarray, np.n
     if prior_key is None or (prior_key == _keys.PRIOR and prior_key not in adata.varp):
         src, tgt = np.divmod(np.arange(n * n, dtype=np.int64), n)
     else:
-        from ..models._flecs import read_prior
-
-        check_varp_key(adata, prior_key, "Run `celldyn.pp.prior_network` first.")
-        src, tgt = read_prior(adata, prior_key)
+        edges = read_prior(adata, prior_key)
+        src, tgt = edges.src, edges.dst
     keep = src != tgt
     return src[keep], tgt[keep]
 

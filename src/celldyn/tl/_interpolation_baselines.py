@@ -6,7 +6,7 @@ import numpy as np
 from anndata import AnnData
 
 from .. import _keys
-from .._time import read_time_groups
+from .._readers import read_time_groups
 from .._validate import check_adata, check_in, check_int, get_rep
 
 INTERPOLATION_BASELINES = ("ot", "nearest", "mean")

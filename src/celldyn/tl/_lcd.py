@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 import pandas as pd
-import torch
 from anndata import AnnData
 
 from .. import _keys
 from .._perturbations import read_perturbations
 from .._validate import check_adata, check_int, check_layer
-from .._write import write_results
-from ._save_model import check_model_dir, save_models
+from ._fit import train_seeded, write_fit
+from ._save_model import check_model_dir
 
 
 def _working_adata(
@@ -105,7 +103,7 @@ def lcd(
       columns in ``var_names`` order, acting as ``(D + K) s``), ``sigmas`` (noise levels) and
       ``drift_sigma`` (noise level of the score in the drift), both in latent units.
     """
-    from ..models._lcd import LCD
+    from ..models import LCD
 
     check_adata(adata)
     model_dir = check_model_dir(save_model)
@@ -120,17 +118,14 @@ def lcd(
         size_factor_key=size_factor_key,
         targets=targets,
     )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(random_state)
-        model = LCD(work, **(model_kwargs or {}))
-        model.train(
-            max_epochs,
-            score_epochs=score_epochs,
-            batch_size=batch_size,
-            random_state=random_state,
-            **train_kwargs,
-        )
-    module = model.module
+    model = train_seeded(
+        random_state,
+        lambda: LCD(work, **(model_kwargs or {})),
+        max_epochs=max_epochs,
+        score_epochs=score_epochs,
+        batch_size=batch_size,
+        **train_kwargs,
+    )
     params = {
         "perturbation_key": perturbation_key,
         "control": control,
@@ -144,23 +139,12 @@ def lcd(
         "random_state": random_state,
         "model_kwargs": model_kwargs,
     }
-    results = {
-        "params": {k: v for k, v in params.items() if v is not None},
-        "history": {k: v.to_numpy().ravel().tolist() for k, v in model.history.items()},
-        "perturbation_labels": np.asarray(model.perturbation_labels_, dtype=object),
-        "interventions": np.asarray(model.interventions_, dtype=object),
-        "targets": dict(model.intervention_targets_),
-        "gene_scale": torch.exp(module.log_scale).detach().cpu().numpy(),
-        "inverse_dispersion": torch.exp(module.log_theta).detach().cpu().numpy(),
-        "diffusion": module.diffusion().detach().cpu().numpy(),
-        "mixing": module.mixing().detach().cpu().numpy(),
-        "sigmas": module.sigmas.cpu().numpy(),
-        "drift_sigma": float(module.drift_sigma),
-    }
-    save_models([model], model_dir)
-    return write_results(
+    return write_fit(
         adata,
+        [model],
+        LCD.results([model], key_added),
+        key_added=key_added,
+        params=params,
         copy=copy,
-        obsm={_keys.latent_states(key_added): model.get_latent().astype(np.float32)},
-        uns={key_added: results},
+        model_dir=model_dir,
     )

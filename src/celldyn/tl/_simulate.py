@@ -12,6 +12,7 @@ from anndata import AnnData
 from torch import nn
 
 from .. import _keys
+from .._readers import Trajectories, read_time_groups, read_trajectories
 from .._validate import check_adata, check_finite, check_int, check_layer, check_positive
 from ._flecs_fields import gene_indices, load_fields
 
@@ -40,19 +41,35 @@ def _expression(adata: AnnData, layer: str | None) -> np.ndarray:
     return x.astype(np.float32)
 
 
-def _default_start(adata: AnnData, trajectories: str | None) -> np.ndarray:
-    from .._time import read_time_groups
+def _fitted_trajectories(
+    adata: AnnData, trajectories: str | None, option: str, purpose: str, how: str = ""
+) -> Trajectories:
+    """Read the trajectories the model was fitted on, to ``purpose`` as ``option`` is unset.
 
+    The errors end in what to do instead: pass ``option`` (``how``).
+    """
     if trajectories is None or trajectories not in adata.uns:
         raise KeyError(
-            f"No `start` given and adata.uns has no trajectories {trajectories!r} to find the "
-            "earliest time group; pass `start` (obs names, indices or a boolean mask)."
+            f"No `{option}` given and adata.uns has no trajectories {trajectories!r} to "
+            f"{purpose}; pass `{option}`{how}."
         )
-    time_key = adata.uns[trajectories].get("params", {}).get("time_key")
+    try:
+        return read_trajectories(adata, trajectories)
+    except (KeyError, TypeError, ValueError) as err:
+        reason = err.args[0] if err.args else str(err)
+        raise ValueError(
+            f"No `{option}` given and adata.uns[{trajectories!r}] holds no usable trajectories "
+            f"to {purpose} ({reason}); pass `{option}`{how}."
+        ) from err
+
+
+def _default_start(adata: AnnData, trajectories: str | None) -> np.ndarray:
+    purpose, how = "find the earliest time group", " (obs names, indices or a boolean mask)"
+    fitted = _fitted_trajectories(adata, trajectories, "start", purpose, how)
+    time_key = fitted.params.get("time_key")
     if time_key is None:
         raise KeyError(
-            f"adata.uns[{trajectories!r}] records no 'time_key' to find the earliest time "
-            "group; pass `start` (obs names, indices or a boolean mask)."
+            f"adata.uns[{trajectories!r}] records no 'time_key' to {purpose}; pass `start`{how}."
         )
     return read_time_groups(adata, time_key).members(0)
 
@@ -81,17 +98,7 @@ def _start_cells(adata: AnnData, start, trajectories: str | None) -> np.ndarray:
 
 
 def _default_t_max(adata: AnnData, trajectories: str | None) -> float:
-    if trajectories is None or trajectories not in adata.uns:
-        raise KeyError(
-            f"No `t_max` given and adata.uns has no trajectories {trajectories!r} to take the "
-            "time span from; pass `t_max`."
-        )
-    times = np.asarray(adata.uns[trajectories]["times"], dtype=np.float64)
-    if times.ndim != 2 or times.size == 0 or not np.isfinite(times).all():
-        raise ValueError(
-            f"No `t_max` given and adata.uns[{trajectories!r}]['times'] holds no finite time "
-            "points to take the time span from; pass `t_max`."
-        )
+    times = _fitted_trajectories(adata, trajectories, "t_max", "take the time span from").times
     return float(times[:, -1].max() - times[:, 0].min())
 
 
@@ -163,7 +170,7 @@ def _prepare(adata: AnnData, key: str, start, t_max, n_steps: int, layer: str | 
 def simulate(
     adata: AnnData,
     *,
-    key: str = "flecs",
+    key: str = _keys.FLECS,
     start: Sequence[str] | Sequence[int] | np.ndarray | None = None,
     t_max: float | None = None,
     n_steps: int = 10,
@@ -222,7 +229,7 @@ def knockout(
     adata: AnnData,
     genes: str | Sequence[str],
     *,
-    key: str = "flecs",
+    key: str = _keys.FLECS,
     scale: float = 0.0,
     start: Sequence[str] | Sequence[int] | np.ndarray | None = None,
     t_max: float | None = None,

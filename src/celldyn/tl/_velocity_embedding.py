@@ -73,7 +73,7 @@ def velocity_embedding(
 
     velocity = np.asarray(adata.layers[vkey], dtype=np.float64)
     genes = np.all(np.isfinite(velocity), axis=0)
-    mask_key = _keys.velocity_genes(vkey.removesuffix("_velocity"))
+    mask_key = _keys.vkey_genes(vkey)
     if mask_key in adata.var:
         genes &= adata.var[mask_key].to_numpy(dtype=bool)
     if not genes.any():
@@ -107,7 +107,7 @@ def velocity_embedding(
             "constant or all zero?)."
         )
 
-    params_key = f"{vkey}_params"
+    params_key = _keys.vkey_params(vkey)
     params = dict(adata.uns.get(params_key, {}))
     params["embeddings"] = sorted({*params.get("embeddings", []), basis})
     return write_results(

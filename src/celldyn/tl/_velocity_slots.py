@@ -87,5 +87,5 @@ def velocity_slots(
 
 def recorded_xkey(adata: AnnData, vkey: str) -> str | None:
     """Return the state layer recorded for ``layers[vkey]`` (``uns[f"{vkey}_params"]["xkey"]``)."""
-    params = adata.uns.get(f"{vkey}_params")
+    params = adata.uns.get(_keys.vkey_params(vkey))
     return params.get("xkey") if isinstance(params, Mapping) else None

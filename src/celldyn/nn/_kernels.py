@@ -1,7 +1,8 @@
 """Differentiable torch kernels: squared MMD and energy distance between two point sets.
 
 These functions are the single implementation behind :func:`celldyn.metrics.mmd` and
-:func:`celldyn.metrics.energy_distance`, and the models import them as training losses.
+:func:`celldyn.metrics.energy_distance`, and the modules use them as training losses
+(:class:`~celldyn.module._cellmnn.CellMNNModule`).
 Inputs are 2-D tensors ``(n_points, n_dims)``; gradients flow to both sets (bandwidths chosen
 by the median heuristic are treated as constants). Kernel sums are accumulated over row
 blocks, so without autograd memory stays ``O(block_size * m)`` instead of ``O(n * m)``.
