@@ -18,10 +18,14 @@ from typing import TypeVar
 
 __all__ = [
     "doc_adata",
+    "doc_batch_size",
     "doc_copy",
+    "doc_getter_adata",
+    "doc_indices",
     "doc_key_added",
     "doc_lightning_kwargs",
     "doc_random_state",
+    "doc_show_save",
     "fill_doc",
 ]
 
@@ -30,6 +34,19 @@ F = TypeVar("F", bound=Callable)
 doc_adata = """\
 adata
     Annotated data matrix (cells × genes)."""
+
+doc_getter_adata = """\
+adata
+    AnnData registered with the model (default: the training data)."""
+
+doc_indices = """\
+indices
+    Cells of ``adata`` to return (positions or a boolean mask; default all)."""
+
+doc_batch_size = """\
+batch_size
+    Cells per block of the computation (default 4096); the result does not depend
+    on it."""
 
 doc_copy = """\
 copy
@@ -45,8 +62,7 @@ random_state
 
 doc_lightning_kwargs = """\
 **lightning_kwargs
-    Training options shared by every model, with their defaults (see
-    :meth:`~celldyn.models._training.TrainingMixin._fit`):
+    Training options shared by every model, with their defaults:
 
     - ``accelerator='auto'``, ``devices='auto'``: Lightning's device settings.
     - ``early_stopping=False``, ``early_stopping_patience=10``: stop when the validation
@@ -56,6 +72,18 @@ doc_lightning_kwargs = """\
     - ``plan_kwargs=None``: passed to scvi-tools' ``TrainingPlan``.
     - any other keyword (``strategy='ddp'``, ``callbacks``, ...): passed to Lightning's
       ``Trainer``."""
+
+doc_show_save = """\
+show
+    Show the figure (:func:`matplotlib.pyplot.show`). ``None``: do not when ``ax`` is given
+    (you are composing a figure), else :attr:`scanpy.settings.autoshow`.
+save
+    Save the figure, as scanpy does: ``True`` writes
+    ``{scanpy.settings.figdir}/{function_name}{plot_suffix}.{file_format_figs}``; a string is
+    appended to ``{function_name}``, and a figure extension in it (``'_wt.png'``) sets the
+    format. ``None``: :attr:`scanpy.settings.autosave`.
+return_fig
+    Return the :class:`~matplotlib.figure.Figure` (not shown) instead of the axes."""
 
 SNIPPETS = {
     name.removeprefix("doc_"): text
@@ -90,6 +118,11 @@ def fill_doc(obj: F) -> F:
         raise ValueError(
             f"The docstring of {obj.__qualname__} has {what}; known: {sorted(SNIPPETS)}."
         )
+
     # a function replacement: the texts are inserted as they are (no format, no escapes)
-    obj.__doc__ = _MARKER.sub(lambda m: _indented(SNIPPETS[m["name"]], m["indent"]), doc)
+    def text(marker: re.Match) -> str:
+        snippet = SNIPPETS[marker["name"]].replace("{function_name}", obj.__name__)
+        return _indented(snippet, marker["indent"])
+
+    obj.__doc__ = _MARKER.sub(text, doc)
     return obj

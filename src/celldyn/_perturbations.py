@@ -55,11 +55,6 @@ def split_label(label: object, *, control: str = _keys.CONTROL) -> tuple[str, ..
     return genes
 
 
-def join_genes(genes: Sequence[str], *, control: str = _keys.CONTROL) -> str:
-    """Inverse of :func:`split_label`: ``()`` gives ``control``, ``('A', 'B')`` gives ``'A+B'``."""
-    return SEPARATOR.join(genes) if len(genes) else control
-
-
 def check_genes_known(genes: Sequence[str], var_names: Sequence[str], label: str) -> None:
     """Raise a :class:`ValueError` naming the genes of ``label`` absent from ``var_names``."""
     missing = [g for g in genes if g not in set(var_names)]

@@ -2,7 +2,8 @@
 
 Every consumer (``models``, ``tl``, ``pl``, ``metrics`` and ``pp`` itself) reads the time
 groups of ``obs``, the trajectories of ``uns``, the prior network of ``varp`` and the PCA
-loadings of ``varm`` through these functions, so a bad entry fails with the same clear
+loadings of ``varm`` through these functions (and the FLeCS fits that
+:func:`celldyn.tl.flecs` stores in ``uns``), so a bad entry fails with the same clear
 message wherever it is read. Each reader returns a small frozen record of checked arrays
 (:class:`TimeGroups`, :class:`Trajectories`, :class:`PriorEdges`) and never writes into
 ``adata``.
@@ -10,7 +11,7 @@ message wherever it is read. Each reader returns a small frozen record of checke
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +19,8 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from ._validate import check_finite, check_obs_key, check_uns_key, check_varp_key
+from . import _keys
+from ._validate import check_adata, check_finite, check_obs_key, check_uns_key, check_varp_key
 
 _MIN_NUMERIC_TIMES = 3
 
@@ -337,3 +339,49 @@ def read_loadings(adata: AnnData, key: str, n_components: int) -> np.ndarray:
     matrix = matrix[:, :n_components]
     check_finite(matrix, f"adata.varm[{key!r}]")
     return matrix
+
+
+def stored_flecs_models(adata: AnnData, key: str) -> Mapping[str, Mapping]:
+    """Return the checked ``uns[key]['models']`` (``{'0': arrays, ...}``) of a FLeCS fit."""
+    check_adata(adata)
+    entry = adata.uns.get(key)
+    if entry is None:
+        raise KeyError(
+            f"adata.uns has no entry {key!r}. Run `celldyn.tl.flecs(adata, key_added={key!r})` "
+            "first."
+        )
+    members = entry.get("models") if isinstance(entry, Mapping) else None
+    if not isinstance(members, Mapping) or not members:
+        raise KeyError(
+            f"adata.uns[{key!r}] has no fitted models ('models'); refit with `celldyn.tl.flecs`."
+        )
+    names = sorted(members, key=int)
+    for name in names:
+        n_genes = int(members[name].get("n_genes", -1))
+        if n_genes != adata.n_vars:
+            raise ValueError(
+                f"adata.uns[{key!r}]['models'][{name!r}] models {n_genes} genes but adata has "
+                f"{adata.n_vars}; the genes must be those the model was fitted on."
+            )
+    return {name: members[name] for name in names}
+
+
+def load_flecs_fields(adata: AnnData, key: str = _keys.FLECS) -> list:
+    """Rebuild every fitted ensemble member of :func:`celldyn.tl.flecs`.
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix with ``uns[key]['models']``.
+    key
+        ``key_added`` of :func:`celldyn.tl.flecs`.
+
+    Returns
+    -------
+    One :class:`~celldyn.nn.GRNVectorField` per member, in member order (float32, CPU,
+    evaluation mode).
+    """
+    from .nn import GRNVectorField
+
+    models = stored_flecs_models(adata, key)
+    return [GRNVectorField.from_arrays(arrays).eval() for arrays in models.values()]

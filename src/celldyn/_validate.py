@@ -155,3 +155,16 @@ def check_int(value: object, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
         raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
     return int(value)
+
+
+def gene_indices(adata: AnnData, genes, name: str = "genes") -> list[int]:
+    """Positions in ``adata.var_names`` of one gene name or a list of them (unique, non-empty)."""
+    names = [genes] if isinstance(genes, str) else list(genes)
+    if not names:
+        raise ValueError(f"`{name}` is empty; give at least one gene name.")
+    unknown = [g for g in names if g not in adata.var_names]
+    if unknown:
+        raise KeyError(f"`{name}` has genes not in adata.var_names: {unknown}.")
+    if len(set(names)) != len(names):
+        raise ValueError(f"`{name}` has repeated genes: {names}.")
+    return [int(i) for i in adata.var_names.get_indexer(names)]

@@ -251,3 +251,12 @@ def test_fill_doc_keeps_braces_and_rejects_unknown_markers():
     for func in (g, h):
         with pytest.raises(ValueError, match="marker"):
             fill_doc(func)
+
+
+def test_fill_doc_names_the_plot_in_the_save_entry():
+    import celldyn as cd
+
+    doc = cd.pl.network.__doc__
+    assert "{scanpy.settings.figdir}/network{plot_suffix}" in doc
+    assert "{show_save}" not in doc and "{function_name}" not in doc
+    assert "\n    return_fig\n        Return the" in doc  # indented as the other entries

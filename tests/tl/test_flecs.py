@@ -105,11 +105,11 @@ def test_bad_input_leaves_adata_unchanged(adata, change, kwargs, error, match):
 def test_ensemble_mean_std_and_stored_members(adata, tmp_path):
     import anndata as ad
 
-    from celldyn.tl._flecs_fields import load_fields
+    from celldyn.tl import load_flecs_fields
 
     fast = {**FAST, "max_epochs": 3}
     flecs(adata, n_models=3, **fast)
-    fields = load_fields(adata)
+    fields = load_flecs_fields(adata)
     assert len(fields) == 3
     member_w = np.stack([f.prior_edge_weights().detach().numpy() for f in fields])
     n_prior = fields[0].n_prior_edges
@@ -136,7 +136,7 @@ def test_ensemble_mean_std_and_stored_members(adata, tmp_path):
     assert "one_weights_std" not in single.varp and "one_effects_std" not in single.varp
     # the stored members survive an h5ad round trip
     adata.write_h5ad(tmp_path / "f.h5ad")
-    again = load_fields(ad.read_h5ad(tmp_path / "f.h5ad"))
+    again = load_flecs_fields(ad.read_h5ad(tmp_path / "f.h5ad"))
     for f, g in zip(fields, again, strict=True):
         with torch.no_grad():
             assert torch.equal(f.gene_velocity(x), g.gene_velocity(x))
@@ -158,13 +158,13 @@ def test_knockout_removes_outgoing_prior_edges(adata):
 
 
 def test_load_fields_errors(adata):
-    from celldyn.tl._flecs_fields import load_fields
+    from celldyn.tl import load_flecs_fields
 
     with pytest.raises(KeyError, match="tl.flecs"):
-        load_fields(adata, key="flecs")
+        load_flecs_fields(adata, key="flecs")
     adata.uns["flecs"] = {"params": {}}
     with pytest.raises(KeyError, match="no fitted models"):
-        load_fields(adata)
+        load_flecs_fields(adata)
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,6 @@ import torch
 from anndata import AnnData
 from lightning.pytorch import Callback, LightningDataModule
 from scvi import REGISTRY_KEYS
-from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, ObsmField
 from scvi.model.base import BaseModelClass
 from torch.utils.data import DataLoader
@@ -257,8 +256,8 @@ class _ValidationSelection(Callback):
 
     The monitor is the exponential moving average ``m_e = β m_{e-1} + (1 - β) v_e`` of the
     validation loss ``v_e`` of epoch ``e`` (``β = smoothing``; ``0``: the raw loss). It is
-    the ``selection`` of :meth:`~celldyn.models._training.TrainingMixin._fit`, which then
-    adds no early stopping of its own (a comment there says why this is not Lightning's).
+    the ``selection`` of ``TrainingMixin._fit``, which then adds no early stopping of its
+    own (a comment there says why this is not Lightning's).
 
     Parameters
     ----------
@@ -340,13 +339,11 @@ class CellMNN(TrainingMixin, BaseModelClass):
     lambda_marginal
         Weight of a second discrepancy added to every MMD term: the mean over components of
         the energy distances of the 1-D marginals (internal units;
-        :func:`~celldyn.nn._kernels.marginal_energy_distance_torch`). The MMD's
-        bandwidth follows the distances between whole states, so it barely sees the spread
-        of small components; this term matches every component's distribution, small ones
-        included (``0``: off). In the package's interpolation benchmark ``10`` improved the
-        held-out predictions at 5 and 50 PCs, but on 2-component flows it matched the
-        marginals at the expense of the joint dynamics (velocity error 0.8 vs 0.05 on an
-        affine test flow), so it is not the default.
+        see :class:`~celldyn.module.CellMNNModule`). The MMD's bandwidth follows the
+        distances between whole states, so it barely sees the spread of small components;
+        this term matches every component's distribution, small ones included (``0``: off).
+        It can match the marginals at the expense of the joint dynamics, so it is not the
+        default (measurements in the Cell-MNN user guide and benchmarks/README.md).
     init_scale
         Scale of the MLP's output layer at initialisation (``A`` starts near 0).
     affine
@@ -450,15 +447,8 @@ class CellMNN(TrainingMixin, BaseModelClass):
         check_inputs(
             adata, time_key=time_key, rep=rep, n_components=n_components, batch_key=batch_key
         )
-        manager = AnnDataManager(
-            fields=[
-                ObsmField(_REP_KEY, rep),
-                CategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key),
-            ],
-            setup_method_args=setup_method_args,
-        )
-        manager.register_fields(adata, **kwargs)
-        cls.register_manager(manager)
+        fields = [ObsmField(_REP_KEY, rep), CategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key)]
+        cls._register_fields(adata, fields, setup_method_args, **kwargs)
 
     # ------------------------------------------------------------------ data access
     def _set_units(self, z: np.ndarray, t_origin: float, t_scale: float) -> None:
@@ -578,8 +568,7 @@ class CellMNN(TrainingMixin, BaseModelClass):
             Maximum number of passes over the start cells; ``None``: enough passes for
             about :data:`DEFAULT_STEPS` minibatches, at most :data:`DEFAULT_MAX_EPOCHS`
             (:func:`default_max_epochs`), so a large data set does not train longer than a
-            small one (on EB, 16,819 cells, 28 epochs; W1 flat from 30 to 200 epochs,
-            benchmarks README).
+            small one (benchmarks/README.md, "EB: fewer epochs").
         batch_size
             Number of start cells per minibatch (per process under DDP, ``strategy='ddp'``).
         n_partners
@@ -665,6 +654,7 @@ class CellMNN(TrainingMixin, BaseModelClass):
 
     # ------------------------------------------------------------------ getters
     @torch.no_grad()
+    @fill_doc
     def predict(self, time_from: float, time_to: float, adata: AnnData | None = None) -> np.ndarray:
         """Push every cell observed at ``time_from`` to ``time_to``.
 
@@ -674,8 +664,7 @@ class CellMNN(TrainingMixin, BaseModelClass):
             An observed time.
         time_to
             Any time (earlier times integrate backwards).
-        adata
-            AnnData registered with the model (default: the training data).
+        {getter_adata}
 
         Returns
         -------
@@ -700,6 +689,7 @@ class CellMNN(TrainingMixin, BaseModelClass):
                 )
         return pushed * self.module.z_scale.cpu().numpy()
 
+    @fill_doc
     def get_operators(
         self,
         adata: AnnData | None = None,
@@ -712,16 +702,13 @@ class CellMNN(TrainingMixin, BaseModelClass):
 
         Parameters
         ----------
-        adata
-            AnnData registered with the model (default: the training data).
+        {getter_adata}
         time_range
             ``(lo, hi)``: only cells with ``lo <= time <= hi``.
         indices
             Cells of ``adata`` to return (positions or a boolean mask; default all); with
             ``time_range``, those of them in the range, in the order of ``indices``.
-        batch_size
-            Cells per block of the computation (default 4096); the result does not depend
-            on it.
+        {batch_size}
 
         Returns
         -------
@@ -736,6 +723,7 @@ class CellMNN(TrainingMixin, BaseModelClass):
             matrix = self._internal_operators(z[cells], t[cells], condition[cells], batch_size)
         return self._to_rep(matrix[0])
 
+    @fill_doc
     def get_drift(
         self,
         adata: AnnData | None = None,
@@ -749,17 +737,14 @@ class CellMNN(TrainingMixin, BaseModelClass):
 
         Parameters
         ----------
-        adata
-            AnnData registered with the model (default: the training data).
-        indices
-            Cells of ``adata`` to return (positions or a boolean mask; default all).
-        batch_size
-            Cells per block of the computation (default 4096); the result does not depend
-            on it.
+        {getter_adata}
+        {indices}
+        {batch_size}
         """
         with registered(self, adata, self._check_adata) as adata:
             return self._dynamics(adata, check_indices(indices, adata.n_obs), batch_size)[1]
 
+    @fill_doc
     def get_latent_velocity(
         self,
         adata: AnnData | None = None,
@@ -773,13 +758,9 @@ class CellMNN(TrainingMixin, BaseModelClass):
 
         Parameters
         ----------
-        adata
-            AnnData registered with the model (default: the training data).
-        indices
-            Cells of ``adata`` to return (positions or a boolean mask; default all).
-        batch_size
-            Cells per block of the computation (default 4096); the result does not depend
-            on it.
+        {getter_adata}
+        {indices}
+        {batch_size}
         """
         with registered(self, adata, self._check_adata) as adata:
             cells = check_indices(indices, adata.n_obs)
@@ -791,6 +772,7 @@ class CellMNN(TrainingMixin, BaseModelClass):
         adata = self.adata if adata is None else check_adata(adata)
         return read_loadings(adata, loadings, self.n_components)
 
+    @fill_doc
     def get_gene_velocity(
         self,
         adata: AnnData | None = None,
@@ -803,15 +785,11 @@ class CellMNN(TrainingMixin, BaseModelClass):
 
         Parameters
         ----------
-        adata
-            AnnData registered with the model (default: the training data).
+        {getter_adata}
         loadings
             Key of ``adata.varm`` with the loadings ``V`` (genes × components) of ``rep``.
-        indices
-            Cells of ``adata`` to return (positions or a boolean mask; default all).
-        batch_size
-            Cells per block of the computation (default 4096); the result does not depend
-            on it.
+        {indices}
+        {batch_size}
 
         Returns
         -------
@@ -821,6 +799,7 @@ class CellMNN(TrainingMixin, BaseModelClass):
         velocity = self.get_latent_velocity(adata, indices=indices, batch_size=batch_size)
         return velocity @ v.T
 
+    @fill_doc
     def get_interactions(
         self,
         adata: AnnData | None = None,
@@ -846,8 +825,7 @@ class CellMNN(TrainingMixin, BaseModelClass):
 
         Parameters
         ----------
-        adata
-            AnnData registered with the model (default: the training data).
+        {getter_adata}
         time_range
             ``(lo, hi)``: use the cells with ``lo <= time <= hi``.
         loadings

@@ -9,7 +9,6 @@ import scipy.sparse as sp
 import torch
 from anndata import AnnData
 from scvi import REGISTRY_KEYS
-from scvi.data import AnnDataManager
 from scvi.data.fields import LayerField
 from scvi.model.base import BaseModelClass
 
@@ -65,7 +64,7 @@ class FLeCS(TrainingMixin, BaseModelClass):
     acts with a delay. :meth:`train` offers adaptive or fixed-step solvers,
     the adjoint method, random sub-windows (a mixture of trajectory lengths), the paper's
     flow-matching-style augmentation and an L1 penalty on ``W``
-    (:class:`~celldyn.module._flecs.FLeCSModule`).
+    (:class:`~celldyn.module.FLeCSModule`).
 
     Parameters
     ----------
@@ -138,12 +137,8 @@ class FLeCS(TrainingMixin, BaseModelClass):
         setup_method_args = cls._get_setup_method_args(**locals())
         check_adata(adata)
         check_layer(adata, layer)
-        manager = AnnDataManager(
-            fields=[LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=False)],
-            setup_method_args=setup_method_args,
-        )
-        manager.register_fields(adata, **kwargs)
-        cls.register_manager(manager)
+        fields = [LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=False)]
+        cls._register_fields(adata, fields, setup_method_args, **kwargs)
 
     def _check_adata(self, adata: AnnData) -> None:
         """Check an AnnData for a getter before it is registered.
@@ -211,21 +206,21 @@ class FLeCS(TrainingMixin, BaseModelClass):
             model that was already trained is not refitted.
         warm_start
             ``'velocities'`` (default): least squares to the ``velocity_target`` velocities
-            (:func:`~celldyn.module._flecs.fit_velocities`; no ODE solve). ``'ot_pairs'``:
+            (:func:`~celldyn.module.fit_velocities`; no ODE solve). ``'ot_pairs'``:
             the ODE integrated from every cell of each time group but the last over the gap
             to the next group must end at the cell's OT barycentre there
-            (:func:`~celldyn.module._flecs.fit_pairs`, with ``method``, ``rtol``, ``atol`` and
+            (:func:`~celldyn.module.fit_pairs`, with ``method``, ``rtol``, ``atol`` and
             ``max_num_steps``; one solve per gap and iteration, on the time groups and
             ``rep`` of the trajectories). The flow over a whole gap also carries regulation
             that acts with a delay or settles within the gap, which the velocities between
             snapshots miss; which warm start recovers more of a network depends on the data
             (benchmarks README, "FLeCS: the OT-pair warm start").
         velocity_target
-            Velocities of the velocity warm start and of the velocity term: ``'ot'`` (default), the
-            barycentric OT velocities between the consecutive time groups the trajectories
-            were built on (:func:`~celldyn.pp._ot_velocities.ot_velocities`, on their
-            ``time_key`` and ``rep``; every cell but those of the last group, whether its
-            trajectories are held out for validation or not); ``'chords'``, the finite
+            Velocities of the velocity warm start and of the velocity term: ``'ot'``
+            (default), the barycentric OT velocities between the consecutive time groups the
+            trajectories were built on (exact OT on their ``time_key`` and ``rep``; every cell
+            but those of the last group, whether its trajectories are held out for validation
+            or not); ``'chords'``, the finite
             differences along the training trajectories (the default before; it needs no
             time groups). On generators other than FLeCS's own, the OT velocities carry the
             network and the chords of kNN paths little of it (benchmarks README, "FLeCS").
@@ -248,13 +243,13 @@ class FLeCS(TrainingMixin, BaseModelClass):
             instead of backpropagation through the solver.
         max_num_steps
             Most steps of an adaptive solver per solve (a batch of trajectories); more
-            raise :class:`~celldyn.nn.SolverDivergedError`. Fits that converge take far fewer
-            (at most 15 on our simulators and BEELINE mESC); a diverging fit (``lr`` too
-            large) makes the field stiff and would otherwise run for hours.
+            raise :class:`~celldyn.nn.SolverDivergedError`. Fits that converge take far fewer;
+            a diverging fit (``lr`` too large) makes the field stiff and would otherwise run
+            for hours.
         time_grid
             Largest number of output times per solve; batches with more distinct (shifted)
             times are integrated on that many evenly spaced times and interpolated
-            (:func:`~celldyn.module._flecs.integrate_trajectories`); ``None``: exact times.
+            (:func:`~celldyn.module.integrate_trajectories`); ``None``: exact times.
         l1
             Weight of an L1 penalty ``l1 · mean|W|`` on the prior edge weights (sparsity).
         windows
@@ -263,7 +258,7 @@ class FLeCS(TrainingMixin, BaseModelClass):
         flow_matching
             Train on the flow-matching-style augmentation of the FLeCS paper: random start and
             end points on the straight segments between consecutive cells
-            (:func:`~celldyn.module._flecs.flow_matching_pairs`).
+            (:func:`~celldyn.module.flow_matching_pairs`).
         flow_matching_noise
             Noise added to those start points, relative to each gene's standard deviation.
         validation_size
@@ -392,6 +387,7 @@ class FLeCS(TrainingMixin, BaseModelClass):
             self.module.field.cpu()
 
     # ------------------------------------------------------------------ getters
+    @fill_doc
     def get_velocity(
         self,
         adata: AnnData | None = None,
@@ -408,11 +404,8 @@ class FLeCS(TrainingMixin, BaseModelClass):
         adata
             AnnData with the model's genes (default: the training data); checked before it
             is registered with the model.
-        indices
-            Cells of ``adata`` to return (positions or a boolean mask; default all).
-        batch_size
-            Cells per block of the computation (default 4096); the result does not depend
-            on it.
+        {indices}
+        {batch_size}
         """
         with registered(self, adata, self._check_adata) as adata:
             x = self._expression(adata)[check_indices(indices, adata.n_obs)]

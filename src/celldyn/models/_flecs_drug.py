@@ -9,7 +9,6 @@ import pandas as pd
 import torch
 from anndata import AnnData
 from scvi import REGISTRY_KEYS
-from scvi.data import AnnDataManager
 from scvi.data.fields import LayerField
 from scvi.model.base import BaseModelClass
 
@@ -95,7 +94,8 @@ class FLeCSDrug(TrainingMixin, BaseModelClass):
         AnnData registered with :meth:`setup_anndata`.
     base
         Fitted :class:`~celldyn.nn.GRNVectorField` over ``adata``'s genes (e.g. from
-        :class:`~celldyn.models.FLeCS` or ``celldyn.tl._flecs_fields.load_fields``); copied.
+        :class:`~celldyn.models.FLeCS`, or rebuilt from ``uns['flecs']['models']`` of
+        :func:`celldyn.tl.flecs` by :meth:`~celldyn.nn.GRNVectorField.from_arrays`); copied.
     features
         DataFrame conditions (index) × features; must contain every non-control condition of
         ``adata``. Further rows (unseen drugs) are allowed.
@@ -159,12 +159,8 @@ class FLeCSDrug(TrainingMixin, BaseModelClass):
         check_adata(adata)
         check_layer(adata, layer)
         read_condition_labels(adata, condition_key)
-        manager = AnnDataManager(
-            fields=[LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=False)],
-            setup_method_args=setup_method_args,
-        )
-        manager.register_fields(adata, **kwargs)
-        cls.register_manager(manager)
+        fields = [LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=False)]
+        cls._register_fields(adata, fields, setup_method_args, **kwargs)
 
     _expression = FLeCS._expression  # registered expression as checked float32
 
@@ -315,6 +311,7 @@ class FLeCSDrug(TrainingMixin, BaseModelClass):
         production, decay = self._offsets(features, is_control)
         return production.cpu().numpy(), decay.cpu().numpy()
 
+    @fill_doc
     def get_velocity(
         self,
         adata: AnnData | None = None,
@@ -331,11 +328,8 @@ class FLeCSDrug(TrainingMixin, BaseModelClass):
         adata
             AnnData with the model's genes and condition column (default: the training
             data); checked before it is registered with the model.
-        indices
-            Cells of ``adata`` to return (positions or a boolean mask; default all).
-        batch_size
-            Cells per block of the computation (default 4096); the result does not depend
-            on it.
+        {indices}
+        {batch_size}
         """
         with registered(self, adata, self._check_adata) as adata:
             cells = check_indices(indices, adata.n_obs)

@@ -11,7 +11,6 @@ import torch
 from anndata import AnnData
 from lightning.pytorch import Callback
 from scvi import REGISTRY_KEYS
-from scvi.data import AnnDataManager
 from scvi.data.fields import LayerField, NumericalObsField
 from scvi.model.base import BaseModelClass
 from torch.optim.lr_scheduler import CosineAnnealingLR
@@ -360,9 +359,7 @@ class LCD(TrainingMixin, BaseModelClass):
             if not np.all(np.isfinite(factors) & (factors > 0)):
                 raise ValueError(f"adata.obs[{size_factor_key!r}] must be positive and finite.")
             fields.append(NumericalObsField(_SIZE_FACTOR_KEY, size_factor_key))
-        manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
-        manager.register_fields(adata, **kwargs)
-        cls.register_manager(manager)
+        cls._register_fields(adata, fields, setup_method_args, **kwargs)
 
     # ------------------------------------------------------------------ data and stage 1
     def _counts(self, adata: AnnData) -> tuple[np.ndarray, np.ndarray]:

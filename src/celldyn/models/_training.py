@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from anndata import AnnData
 from lightning.pytorch import Callback
+from scvi.data import AnnDataManager
 
 from .._compat import TrainingPlan, TrainRunner, early_stopping_callback
 from .._logging import in_notebook, logger, quiet_lightning
@@ -164,6 +166,19 @@ class TrainingMixin:
         except Exception as err:
             cls._check_model_file(path, err)  # a file downloaded from `backup_url`
             raise
+
+    @classmethod
+    def _register_fields(
+        cls, adata: AnnData, fields: list, setup_method_args: dict, **kwargs
+    ) -> None:
+        """Register ``fields`` of ``adata`` with a new :class:`~scvi.data.AnnDataManager`.
+
+        The last step of every ``setup_anndata``, after the model's own checks; ``kwargs``
+        go to :meth:`~scvi.data.AnnDataManager.register_fields` (used by ``load``).
+        """
+        manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
+        manager.register_fields(adata, **kwargs)
+        cls.register_manager(manager)
 
     @classmethod
     def _check_model_file(cls, path: Path | None, err: Exception | None = None) -> None:

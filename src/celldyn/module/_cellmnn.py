@@ -38,7 +38,7 @@ def snapshot_mmd(
 
     Sums, over conditions, start times ``s`` and later training times ``g``, the
     :func:`population_mmd` (plus ``lambda_marginal`` times the
-    :func:`~celldyn.nn._kernels.marginal_energy_distance_torch`) between the minibatch
+    energy distance of the 1-D marginals) between the minibatch
     cells of time ``s`` pushed to ``g`` and the partner cells of time ``g``, weighted by
     ``gamma**(k - 1)`` for ``g`` ``k`` training times after ``s``, normalised by the sum of
     weights. Shared by every model trained on snapshots (Cell-MNN; the neural-ODE baseline
@@ -49,7 +49,7 @@ def snapshot_mmd(
     pushed
         States ``(batch, n_groups, d)`` of the start cells pushed to every ``partner_times``.
     tensors
-        A minibatch of :class:`~celldyn.models._cellmnn._SnapshotDataModule` (see
+        A minibatch of the snapshot data module of :class:`~celldyn.models.CellMNN` (see
         :meth:`CellMNNModule.loss`).
     gamma
         Discount of targets further ahead.
@@ -90,7 +90,7 @@ class CellMNNModule(BaseModuleClass):
     ``(t - t_origin) / t_scale`` (the observed time range becomes ``[0, 1]``). A cell at
     ``(z0, t0)`` is pushed in closed form, ``z(t) = expm(A(z0, t0) (t - t0)) z0``, or with
     ``affine=True`` along ``dz/dt = A(z0, t0) z + b(z0, t0)`` (see
-    :func:`~celldyn.nn._operator_mlp.propagate`).
+    :func:`~celldyn.nn.propagate`).
 
     The loss sums, over conditions, start times ``s`` and later training times ``g``, the
     squared MMD (one term per kernel in ``kernels``) between the minibatch cells of time
@@ -99,7 +99,7 @@ class CellMNNModule(BaseModuleClass):
     weights (plus ``lambda_marginal`` times the energy distance of the 1-D marginals, see
     :func:`snapshot_mmd`); plus ``lambda_kinetic`` times the mean kinetic energy
     ``‖A z + b‖²`` at the start and pushed states, plus (``'eigen'`` only)
-    ``lambda_invertibility`` times :func:`~celldyn.nn._operator_mlp.invertibility_penalty`.
+    ``lambda_invertibility`` times the invertibility penalty of the eigenbasis.
 
     Parameters
     ----------
@@ -116,11 +116,11 @@ class CellMNNModule(BaseModuleClass):
     lambda_marginal
         Weight of the energy distance of the 1-D marginals, added to every MMD term.
     kernels
-        MMD kernels (:func:`~celldyn.nn._kernels.mmd_torch`); the bandwidth is
+        MMD kernels (``'laplace'``, ``'gaussian'``); the bandwidth is
         :data:`BANDWIDTH_FACTOR` times the median distance between pushed and observed cells
         (no gradient), so it follows both the spread of the target and its distance.
     **mlp_kwargs
-        Passed to :class:`~celldyn.nn._operator_mlp.OperatorMLP` (``n_hidden``, ``n_layers``,
+        Passed to :class:`~celldyn.nn.OperatorMLP` (``n_hidden``, ``n_layers``,
         ``parametrization``, ``n_zero_eigenvalues``, ``max_rate``, ``init_scale``, ``affine``).
     """
 

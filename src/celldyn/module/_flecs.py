@@ -224,7 +224,7 @@ def fit_pairs(
     the squared error of the genes at the end to ``ends``, each gene's error divided by the
     variance of its ``ends`` (so every gene counts alike), averaged over cells and genes.
     Fitted to the OT barycentres of the cells at the next time group
-    (:func:`~celldyn.pp._ot_velocities.ot_barycentres`), the network must explain where each
+    (exact OT between the groups), the network must explain where each
     cell's genes are after the whole gap, which carries regulation that acts with a delay or
     settles within the gap (see the FLeCS user guide).
 

@@ -202,7 +202,7 @@ class GRNLinear(nn.Module):
 
     ``y[..., i] = sum over edges j -> i of weight[e] * x[..., j]``. The per-edge weights are a
     learnable :class:`~torch.nn.Parameter`. All kernels give the same values and gradients;
-    they differ in speed and memory (module docstring of :mod:`celldyn.nn._grn_linear`).
+    they differ in speed and memory (:func:`select_kernel`).
 
     Parameters
     ----------

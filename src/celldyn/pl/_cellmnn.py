@@ -7,11 +7,12 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .. import _keys
+from .._docs import fill_doc
 from .._validate import check_finite
-from ._utils import check_options, document_show_save, finish, label_colorbars
+from ._utils import check_options, finish, label_colorbars
 
 
-@document_show_save
+@fill_doc
 def operators(
     adata: AnnData,
     color: str | list[str] | None = None,
@@ -85,7 +86,7 @@ def operators(
     return finish(drawn, "operators", show=show, save=save, return_fig=return_fig, ax=ax)
 
 
-@document_show_save
+@fill_doc
 def interactions(
     adata: AnnData,
     *,

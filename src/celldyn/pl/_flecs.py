@@ -11,12 +11,13 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .. import _keys
+from .._docs import fill_doc
 from .._validate import check_expression, check_finite
 from ._network import draw_graph, strongest_edges
-from ._utils import check_options, document_show_save, finish
+from ._utils import check_options, finish
 
 
-@document_show_save
+@fill_doc
 def network(
     adata: AnnData,
     *,
@@ -60,7 +61,7 @@ def network(
     return finish(drawn, "network", show=show, save=save, return_fig=return_fig, ax=ax)
 
 
-@document_show_save
+@fill_doc
 def affected_subnetwork(
     subnetwork: pd.DataFrame,
     *,
@@ -123,10 +124,10 @@ def _member_weights(adata: AnnData, key: str, edges) -> np.ndarray:
 
     NaN where a member has no such edge.
     """
+    from .._readers import stored_flecs_models
     from ..nn import GRNVectorField
-    from ..tl._flecs_fields import stored_models
 
-    models = stored_models(adata, key)
+    models = stored_flecs_models(adata, key)
     names = [gene for edge in edges for gene in edge]
     unknown = sorted({gene for gene in names if gene not in adata.var_names})
     if unknown:
@@ -145,7 +146,7 @@ def _member_weights(adata: AnnData, key: str, edges) -> np.ndarray:
     return out
 
 
-@document_show_save
+@fill_doc
 def edge_posteriors(
     conditions: Mapping[str, AnnData],
     edges: Sequence[tuple[str, str]] | pd.DataFrame,
@@ -212,7 +213,7 @@ def edge_posteriors(
     return finish(axes, "edge_posteriors", show=show, save=save, return_fig=return_fig, ax=ax)
 
 
-@document_show_save
+@fill_doc
 def simulated_vs_observed(
     adata: AnnData,
     simulated: AnnData,

@@ -8,8 +8,9 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .. import _keys
+from .._docs import fill_doc
 from .._validate import check_finite, check_int, check_varp_key
-from ._utils import check_options, document_show_save, finish
+from ._utils import check_options, finish
 
 _POSITIVE, _NEGATIVE = "#c0392b", "#2e6da4"  # activation red, repression blue
 _SIGN_LABELS = ("activation (+)", "repression (−)")
@@ -93,7 +94,7 @@ def draw_graph(
     return ax
 
 
-@document_show_save
+@fill_doc
 def effect_network(
     adata: AnnData,
     key: str = _keys.CLIPR_EFFECTS,

@@ -6,9 +6,10 @@ import numpy as np
 from anndata import AnnData
 
 from .. import _keys
+from .._docs import fill_doc
 from .._readers import read_trajectories
 from .._validate import check_finite, check_int
-from ._utils import check_options, document_show_save, finish, label_colorbars
+from ._utils import check_options, finish, label_colorbars
 
 
 def _trajectory_rows(adata: AnnData, key: str) -> tuple[np.ndarray, int]:
@@ -34,7 +35,7 @@ def _trajectory_rows(adata: AnnData, key: str) -> tuple[np.ndarray, int]:
     return inside, len(inside)
 
 
-@document_show_save
+@fill_doc
 def trajectories(
     adata: AnnData,
     *,

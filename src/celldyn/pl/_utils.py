@@ -7,18 +7,6 @@ from pathlib import Path
 
 from .._logging import logger
 
-SHOW_SAVE_DOC = """\
-show
-    Show the figure (:func:`matplotlib.pyplot.show`). ``None``: do not when ``ax`` is given
-    (you are composing a figure), else :attr:`scanpy.settings.autoshow`.
-save
-    Save the figure, as scanpy does: ``True`` writes
-    ``{scanpy.settings.figdir}/{name}{plot_suffix}.{file_format_figs}``; a string is appended
-    to ``{name}``, and a figure extension in it (``'_wt.png'``) sets the format. ``None``:
-    :attr:`scanpy.settings.autosave`.
-return_fig
-    Return the :class:`~matplotlib.figure.Figure` (not shown) instead of the axes."""
-
 
 def check_options(show, save, return_fig) -> None:
     """Raise a :class:`TypeError` for a ``show``, ``save`` or ``return_fig`` of a wrong type."""
@@ -62,7 +50,7 @@ def finish(
     name
         Name of the plot, the start of the file name of ``save``.
     show, save, return_fig
-        The plot function's arguments (see :data:`SHOW_SAVE_DOC`).
+        The plot function's arguments (see :data:`celldyn._docs.doc_show_save`).
     ax
         The ``ax`` the caller was given, if any.
 
@@ -102,10 +90,3 @@ def label_colorbars(ax, label: str) -> None:
         long_axis = colorbar.ax.yaxis if colorbar.orientation == "vertical" else colorbar.ax.xaxis
         if not long_axis.get_label_text():
             colorbar.set_label(label)
-
-
-def document_show_save(function):
-    """Put the ``show``, ``save`` and ``return_fig`` entries in place of ``{show_save}``."""
-    text = SHOW_SAVE_DOC.replace("{name}", function.__name__).replace("\n", "\n    ")
-    function.__doc__ = function.__doc__.replace("{show_save}", text)
-    return function

@@ -7,12 +7,13 @@ import copy
 from anndata import AnnData
 
 from .. import _keys
+from .._docs import fill_doc
 from .._validate import check_finite
 from ..tl import velocity_embedding
-from ._utils import check_options, document_show_save, finish, label_colorbars
+from ._utils import check_options, finish, label_colorbars
 
 
-@document_show_save
+@fill_doc
 def velocity_stream(
     adata: AnnData,
     vkey: str,

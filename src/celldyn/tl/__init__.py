@@ -1,5 +1,6 @@
 """Tools: fit models and write their results into AnnData (scanpy's ``tl``)."""
 
+from .._readers import load_flecs_fields
 from ._cellmnn import cellmnn
 from ._clipr import IdentifiabilityWarning, clipr, clipr_effects, regulator_resolution
 from ._decoupler import to_decoupler
@@ -27,6 +28,7 @@ __all__ = [
     "interpolation_baseline",
     "knockout",
     "lcd",
+    "load_flecs_fields",
     "perturbation_baseline",
     "perturbation_responses",
     "regulator_resolution",

@@ -7,14 +7,14 @@ import pandas as pd
 from anndata import AnnData
 
 from .. import _keys
+from .._readers import stored_flecs_models
 from .._validate import check_int
 from ..nn import GRNVectorField
-from ._flecs_fields import stored_models
 
 
 def _member_weights(adata: AnnData, key: str, name: str) -> tuple[pd.Series, set[str]]:
     """Per-member prior-edge weights, indexed by ``(source, target)``, and knocked-out genes."""
-    models = stored_models(adata, key)
+    models = stored_flecs_models(adata, key)
     if len(models) < 2:
         raise ValueError(
             f"{name}.uns[{key!r}] has {len(models)} fitted model; the t-test needs at least 2 "

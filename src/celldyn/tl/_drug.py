@@ -109,13 +109,13 @@ def drug_effects(
     SolverDivergedError
         If training or the velocities produce NaN values (nothing is written).
     """
+    from .._readers import load_flecs_fields
     from ..models import FLeCSDrug
-    from ._flecs_fields import load_fields
 
     check_adata(adata)
     check_obs_key(adata, condition_key)
     features = FLeCSDrug.check_features(features)
-    bases = load_fields(adata, key)
+    bases = load_flecs_fields(adata, key)
     read_trajectories(adata, trajectories)
     check_expression(adata, layer)
     work = _working_adata(adata, layer, condition_key, trajectories)

@@ -11,10 +11,9 @@ from anndata import AnnData
 
 from .. import _keys
 from .._readers import read_prior, read_trajectories
-from .._validate import check_adata, check_expression, check_int
+from .._validate import check_adata, check_expression, check_int, gene_indices
 from ..nn._ode import check_tolerances
 from ._fit import train_seeded, write_fit
-from ._flecs_fields import gene_indices
 from ._save_model import check_model_dir
 
 
@@ -179,7 +178,7 @@ def flecs(
       member); ``member_histories`` (``{'0': history, ...}``, only when ``n_models > 1``);
       ``models``: ``{'0': arrays, '1': arrays, ...}``, one
       :meth:`~celldyn.nn.GRNVectorField.to_arrays` dict per member, from which
-      :func:`celldyn.tl._flecs_fields.load_fields` rebuilds the fitted fields.
+      :meth:`~celldyn.nn.GRNVectorField.from_arrays` rebuilds the fitted fields.
 
     Raises
     ------

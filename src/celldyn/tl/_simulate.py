@@ -12,9 +12,15 @@ from anndata import AnnData
 from torch import nn
 
 from .. import _keys
-from .._readers import Trajectories, read_time_groups, read_trajectories
-from .._validate import check_adata, check_finite, check_int, check_layer, check_positive
-from ._flecs_fields import gene_indices, load_fields
+from .._readers import Trajectories, load_flecs_fields, read_time_groups, read_trajectories
+from .._validate import (
+    check_adata,
+    check_finite,
+    check_int,
+    check_layer,
+    check_positive,
+    gene_indices,
+)
 
 WILD_TYPE = "wild_type"
 KNOCKOUT = "knockout"
@@ -152,7 +158,7 @@ def _as_adata(
 
 def _prepare(adata: AnnData, key: str, start, t_max, n_steps: int, layer: str | None):
     """Validate the shared inputs; return fields, start positions, start expression, times."""
-    fields = load_fields(adata, key)
+    fields = load_flecs_fields(adata, key)
     fitted = adata.uns[key].get("params", {})
     layer = fitted.get("layer") if layer is None else layer
     check_layer(adata, layer)
