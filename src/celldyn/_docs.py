@@ -54,7 +54,7 @@ copy
 
 doc_key_added = """\
 key_added
-    Prefix of the keys written into ``adata`` (see Returns)."""
+    Prefix of the written keys (see Returns)."""
 
 doc_random_state = """\
 random_state

@@ -12,6 +12,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
 from .. import _keys
+from .._docs import fill_doc
 from .._readers import read_time_groups
 from .._validate import check_adata, check_in, check_int, check_positive, check_uns_key, get_rep
 from .._write import write_results
@@ -193,6 +194,7 @@ def pair_plan(
     return plan, len(src)
 
 
+@fill_doc
 def couplings(
     adata: AnnData,
     *,
@@ -228,8 +230,7 @@ def couplings(
 
     Parameters
     ----------
-    adata
-        Annotated data matrix.
+    {adata}
     time_key
         Column of ``adata.obs`` with ordered time groups.
     rep
@@ -246,8 +247,7 @@ def couplings(
         Seed of the minibatch shuffles.
     key_added
         Key in ``adata.obsp`` and ``adata.uns``.
-    copy
-        Return a new AnnData instead of modifying ``adata``.
+    {copy}
 
     Returns
     -------

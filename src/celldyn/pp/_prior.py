@@ -10,10 +10,12 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .. import _keys
+from .._docs import fill_doc
 from .._validate import check_adata
 from .._write import write_results
 
 
+@fill_doc
 def prior_network(
     adata: AnnData,
     net: pd.DataFrame,
@@ -46,8 +48,7 @@ def prior_network(
 
     Parameters
     ----------
-    adata
-        Annotated data matrix.
+    {adata}
     net
         DataFrame with columns ``source``, ``target`` and optionally ``weight``.
     source, target
@@ -72,8 +73,7 @@ def prior_network(
         Seed of the random edges.
     key_added
         ``varp`` and ``uns`` key to write.
-    copy
-        Return a new AnnData instead of modifying ``adata``.
+    {copy}
 
     Returns
     -------

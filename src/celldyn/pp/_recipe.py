@@ -11,6 +11,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .. import _keys
+from .._docs import fill_doc
 from .._logging import logger
 from .._validate import check_adata, check_finite, check_in, check_int, check_layer, check_positive
 from .._write import write_results
@@ -19,6 +20,7 @@ from ._diffusion import diffuse, markov_operator
 _HVG_COLUMNS = ("highly_variable", "means", "dispersions", "dispersions_norm")
 
 
+@fill_doc
 def recipe(
     adata: AnnData,
     *,
@@ -75,8 +77,7 @@ def recipe(
         PCA uses the highly variable ones.
     random_state
         Seed of PCA and the kNN graph.
-    copy
-        Return a new AnnData instead of modifying ``adata``.
+    {copy}
 
     Returns
     -------

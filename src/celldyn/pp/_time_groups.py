@@ -9,6 +9,7 @@ import pandas as pd
 from anndata import AnnData
 
 from .. import _keys
+from .._docs import fill_doc
 from .._readers import read_time_groups
 from .._validate import check_adata, check_int, check_obs_key
 from .._write import write_results
@@ -19,6 +20,7 @@ _DPT_N_DCS = 10
 _MIN_DPT_CELLS = 4
 
 
+@fill_doc
 def time_groups(
     adata: AnnData,
     *,
@@ -51,8 +53,7 @@ def time_groups(
 
     Parameters
     ----------
-    adata
-        Annotated data matrix.
+    {adata}
     time_key
         Column of ``adata.obs`` with experimental time (numeric or ordered categorical).
     pseudotime_key
@@ -65,8 +66,7 @@ def time_groups(
         Root cell for DPT: an ``obs`` name or an integer position.
     key_added
         ``obs`` column and ``uns`` key to write.
-    copy
-        Return a new AnnData instead of modifying ``adata``.
+    {copy}
 
     Returns
     -------

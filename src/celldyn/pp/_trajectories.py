@@ -6,6 +6,7 @@ import numpy as np
 from anndata import AnnData
 
 from .. import _keys
+from .._docs import fill_doc
 from .._logging import logger
 from .._readers import TimeGroups, read_time_groups
 from .._validate import check_adata, check_in, check_int, get_rep
@@ -164,6 +165,7 @@ def _quantile_trajectories(
     }
 
 
+@fill_doc
 def trajectories(
     adata: AnnData,
     *,
@@ -216,8 +218,7 @@ def trajectories(
 
     Parameters
     ----------
-    adata
-        Annotated data matrix.
+    {adata}
     time_key
         Column of ``adata.obs`` with ordered time groups.
     method
@@ -236,8 +237,7 @@ def trajectories(
         Seed.
     key_added
         Key in ``adata.uns``.
-    copy
-        Return a new AnnData instead of modifying ``adata``.
+    {copy}
 
     Returns
     -------

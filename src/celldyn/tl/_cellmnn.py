@@ -10,6 +10,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .. import _keys
+from .._docs import fill_doc
 from .._readers import read_loadings
 from .._validate import check_adata, check_expression, check_obs_key, check_unique_var_names
 from ._fit import train_seeded, write_fit
@@ -30,6 +31,7 @@ def _working_adata(adata: AnnData, columns: list[str], rep: str, loadings: str |
     return work
 
 
+@fill_doc
 def cellmnn(
     adata: AnnData,
     *,
@@ -60,8 +62,7 @@ def cellmnn(
 
     Parameters
     ----------
-    adata
-        Annotated data matrix.
+    {adata}
     time_key
         Numeric column of ``adata.obs`` (at least 3 distinct times).
     rep
@@ -88,15 +89,13 @@ def cellmnn(
         Seed of the weights, the validation split and the minibatches.
     model_kwargs
         Passed to :class:`~celldyn.models.CellMNN` (``max_rate``, ``gamma``, ...).
-    key_added
-        Prefix of the written keys.
+    {key_added}
     save_model
         Folder to save the trained model in (:meth:`~celldyn.models.CellMNN.save`); new or
         empty, checked before training. Load it with ``CellMNN.load(folder, adata=adata)``
         (the model trains on ``obsm[rep]`` and keeps no expression of its own). ``None``:
         keep no model.
-    copy
-        Return a modified copy instead of writing into ``adata``.
+    {copy}
     **train_kwargs
         Passed to :meth:`~celldyn.models.CellMNN.train` (``early_stopping``, ``accelerator``,
         ``progress``, ...).

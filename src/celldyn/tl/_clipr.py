@@ -17,6 +17,7 @@ import numpy as np
 from anndata import AnnData
 
 from .. import _keys
+from .._docs import fill_doc
 from .._perturbations import SEPARATOR
 from .._validate import check_adata, check_finite, check_in, check_positive
 from .._write import write_results
@@ -167,6 +168,7 @@ def _target_velocities(
     return v, usable
 
 
+@fill_doc
 def clipr(
     adata: AnnData,
     *,
@@ -243,8 +245,7 @@ def clipr(
         signs.
     key_added
         ``varp`` and ``uns`` key of the results.
-    copy
-        Return a modified copy instead of writing into ``adata``.
+    {copy}
 
     Returns
     -------

@@ -7,6 +7,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+from .._docs import fill_doc
 from .._validate import (
     check_adata,
     check_finite,
@@ -17,6 +18,7 @@ from .._validate import (
 )
 
 
+@fill_doc
 def to_decoupler(
     adata: AnnData,
     key: str,
@@ -36,8 +38,7 @@ def to_decoupler(
 
     Parameters
     ----------
-    adata
-        Annotated data matrix.
+    {adata}
     key
         Key of ``adata.varp`` (sparse or dense, regulator x target).
     threshold

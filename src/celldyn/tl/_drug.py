@@ -6,6 +6,7 @@ import pandas as pd
 from anndata import AnnData
 
 from .. import _keys
+from .._docs import fill_doc
 from .._readers import read_trajectories
 from .._validate import check_adata, check_expression, check_obs_key
 from ._fit import train_seeded, write_fit
@@ -21,6 +22,7 @@ def _working_adata(
     return work
 
 
+@fill_doc
 def drug_effects(
     adata: AnnData,
     features: pd.DataFrame,
@@ -78,10 +80,8 @@ def drug_effects(
         Seed of the MLP initialisation and of the validation split.
     model_kwargs
         Passed to :class:`~celldyn.models.FLeCSDrug` (``n_hidden``).
-    key_added
-        Prefix of the written keys.
-    copy
-        Return a modified copy instead of writing into ``adata``.
+    {key_added}
+    {copy}
     **train_kwargs
         Passed to :meth:`~celldyn.models.FLeCSDrug.train` (``method``, ``accelerator``,
         ``early_stopping``, ``progress``, ...).

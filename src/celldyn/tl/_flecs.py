@@ -10,6 +10,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .. import _keys
+from .._docs import fill_doc
 from .._readers import read_prior, read_trajectories
 from .._validate import check_adata, check_expression, check_int, gene_indices
 from ..nn._ode import check_tolerances
@@ -82,6 +83,7 @@ def _fit_member(
     )
 
 
+@fill_doc
 def flecs(
     adata: AnnData,
     *,
@@ -110,8 +112,7 @@ def flecs(
 
     Parameters
     ----------
-    adata
-        Annotated data matrix.
+    {adata}
     prior
         ``varp`` key of the prior network, regulator (row) × target (column)
         (:func:`celldyn.pp.prior_network`).
@@ -135,15 +136,13 @@ def flecs(
         before training (genes without outgoing edges are unaffected).
     model_kwargs
         Passed to :class:`~celldyn.models.FLeCS` (``n_latent``, ``protein_proxy``, ``kernel``).
-    key_added
-        Prefix of the written keys.
+    {key_added}
     save_model
         Folder to save the trained model in (:meth:`~celldyn.models.FLeCS.save`, with the
         AnnData it was trained on, so ``FLeCS.load(folder)`` needs no AnnData); new or
         empty, checked before training. ``None``: keep no model.
         With ``n_models > 1``, member ``i`` goes to ``folder/member_<i>``.
-    copy
-        Return a modified copy instead of writing into ``adata``.
+    {copy}
     **train_kwargs
         Passed to :meth:`~celldyn.models.FLeCS.train` (``warm_start``, ``velocity_init``,
         ``method``, ``accelerator``, ``early_stopping``, ``progress``, ...).

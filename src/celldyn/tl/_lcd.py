@@ -8,6 +8,7 @@ import pandas as pd
 from anndata import AnnData
 
 from .. import _keys
+from .._docs import fill_doc
 from .._perturbations import read_perturbations
 from .._validate import check_adata, check_int, check_layer
 from ._fit import train_seeded, write_fit
@@ -29,6 +30,7 @@ def _working_adata(
     )
 
 
+@fill_doc
 def lcd(
     adata: AnnData,
     *,
@@ -84,8 +86,7 @@ def lcd(
         Folder to save the trained model in (:meth:`~celldyn.models.LCD.save`, with the
         AnnData it was trained on, so ``LCD.load(folder)`` needs no AnnData); new or
         empty, checked before training. ``None``: keep no model.
-    copy
-        Return a modified copy instead of writing into ``adata``.
+    {copy}
     **train_kwargs
         Passed to :meth:`~celldyn.models.LCD.train` (``lr``, ``accelerator``, ``progress``...).
 

@@ -7,6 +7,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .. import _keys
+from .._docs import fill_doc
 from .._validate import check_adata, check_finite, check_layer
 from .._write import write_results
 from ._velocity_slots import recorded_xkey
@@ -20,6 +21,7 @@ def _check_neighbors(adata: AnnData) -> None:
         )
 
 
+@fill_doc
 def velocity_embedding(
     adata: AnnData,
     vkey: str,
@@ -47,8 +49,7 @@ def velocity_embedding(
         Layer of the cell states the velocity acts on; ``None`` uses the layer recorded in
         ``uns['<vkey>_params']['xkey']`` by the function that wrote the velocity, else
         ``adata.X``.
-    copy
-        Return a copy instead of writing to ``adata``.
+    {copy}
 
     Returns
     -------
