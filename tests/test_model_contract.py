@@ -106,7 +106,7 @@ class LinearDrift(TrainingMixin, BaseModelClass):
         (model,) = models
         drift = model.module.drift.weight.detach().cpu().numpy().T  # regulator x target
         return FitResults(
-            {"varp": {_keys.weights(key_added): drift}},
+            {"varp": {_keys.varp.weights(key_added): drift}},
             velocity=model.get_velocity(),
         )
 

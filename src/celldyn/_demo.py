@@ -92,14 +92,16 @@ def run_demo(
                 adata.varp[key], truth, genes=adata.var_names, candidates=prior_edges
             )
             for score, key in (
-                ("effects", _keys.effects(_keys.FLECS)),
-                ("|W|", _keys.weights(_keys.FLECS)),
+                ("effects", _keys.varp.effects(_keys.FLECS)),
+                ("|W|", _keys.varp.weights(_keys.FLECS)),
             )
         },
         "mean_velocity_cosine_to_truth": {
             method: float(
                 np.nanmean(
-                    metrics.velocity_cosine(adata, _keys.velocity(method), _keys.TRUE_VELOCITY)
+                    metrics.velocity_cosine(
+                        adata, _keys.layers.velocity(method), _keys.TRUE_VELOCITY
+                    )
                 )
             )
             for method in (_keys.FLECS, _keys.CELLMNN)
@@ -142,8 +144,8 @@ def _plot(adata, path: Path) -> None:
     pl.operators(adata, color=_keys.TIME, ax=axes[0, 2], title="Cell-MNN operators")
     streams = [
         (_keys.TRUE_VELOCITY, _keys.LOG_NORMALIZED, "true velocity"),
-        (_keys.velocity(_keys.FLECS), None, "FLeCS velocity"),
-        (_keys.velocity(_keys.CELLMNN), None, "Cell-MNN velocity"),
+        (_keys.layers.velocity(_keys.FLECS), None, "FLeCS velocity"),
+        (_keys.layers.velocity(_keys.CELLMNN), None, "Cell-MNN velocity"),
     ]
     for ax, (vkey, xkey, title) in zip(axes[1], streams, strict=True):
         pl.velocity_stream(

@@ -1,6 +1,9 @@
 """The one place where AnnData key strings are built.
 
-Every ``varp`` matrix written by celldyn is oriented regulator (row) x target (column).
+Default keys are constants; keys derived from a method's ``key_added`` (or a velocity's
+``vkey``) are built by the namespace of the slot they live in, as in cellrank's ``Key``:
+``_keys.layers.velocity('flecs')``, ``_keys.varp.weights('flecs')``. Every ``varp`` matrix
+written by celldyn is oriented regulator (row) x target (column).
 """
 
 from __future__ import annotations
@@ -51,99 +54,131 @@ FLECS = "flecs"
 """Default ``key_added`` of :func:`celldyn.tl.flecs` (and ``key`` of the tools reading it)."""
 FLECS_DRUG = "flecs_drug"
 """Default ``key_added`` of :func:`celldyn.tl.drug_effects`."""
-
-
-def velocity(method: str) -> str:
-    """``layers`` key of a method's gene-space velocity, e.g. ``'flecs_velocity'``."""
-    return f"{method}_velocity"
-
-
-def vkey_genes(vkey: str) -> str:
-    """``var`` key of the mask of genes the velocity ``layers[vkey]`` covers (scvelo)."""
-    return f"{vkey}_genes"
-
-
-def vkey_params(vkey: str) -> str:
-    """``uns`` key of the parameters of the velocity ``layers[vkey]`` (scvelo)."""
-    return f"{vkey}_params"
-
-
-def velocity_genes(method: str) -> str:
-    """``var`` key of the boolean mask of genes a method models."""
-    return vkey_genes(velocity(method))
-
-
-def velocity_params(method: str) -> str:
-    """``uns`` key of the velocity parameters (``'embeddings'`` for scvelo, ``'xkey'``)."""
-    return vkey_params(velocity(method))
-
-
-def velocity_state(method: str) -> str:
-    """``layers`` key of the states of a velocity when ``layers['Ms']`` holds other ones."""
-    return f"{velocity(method)}_state"
-
-
-def velocity_embedding(vkey: str, basis: str) -> str:
-    """``obsm`` key of a velocity projected on ``X_<basis>``."""
-    return f"{vkey}_{basis}"
-
-
-def weights(method: str) -> str:
-    """``varp`` key of a method's regulator x target weight matrix."""
-    return f"{method}_weights"
-
-
-def effects(method: str) -> str:
-    """``varp`` key of a method's regulator x target mean direct edge effects."""
-    return f"{method}_effects"
-
-
-def weights_std(method: str) -> str:
-    """``varp`` key of the ensemble standard deviation of a method's weights."""
-    return f"{weights(method)}_std"
-
-
-def effects_std(method: str) -> str:
-    """``varp`` key of the ensemble standard deviation of a method's edge effects."""
-    return f"{effects(method)}_std"
-
-
-def var_param(method: str, name: str) -> str:
-    """``var`` key of a per-gene model parameter, e.g. ``'flecs_decay'``."""
-    return f"{method}_{name}"
-
-
-def rate_offsets(method: str, rate: str) -> str:
-    """``varm`` key of genes x conditions rate offsets, e.g. ``'flecs_drug_decay_offset'``."""
-    return f"{method}_{rate}_offset"
-
-
 CELLMNN = "cellmnn"
 """Default ``key_added`` of :func:`celldyn.tl.cellmnn`."""
 LCD = "lcd"
 """Default ``key_added`` of :func:`celldyn.tl.lcd`."""
 
 
-def latent_states(method: str) -> str:
-    """``obsm`` key of a method's fitted per-cell latent states, e.g. ``'X_lcd'``."""
-    return f"X_{method}"
+class layers:
+    """Keys of ``adata.layers``."""
+
+    @staticmethod
+    def velocity(method: str) -> str:
+        """Key of a method's gene-space velocity, e.g. ``'flecs_velocity'``."""
+        return f"{method}_velocity"
+
+    @staticmethod
+    def velocity_state(method: str) -> str:
+        """Key of the states of a velocity when ``layers['Ms']`` holds other ones."""
+        return f"{layers.velocity(method)}_state"
 
 
-def operator(method: str) -> str:
-    """``obsm`` key of a method's flattened per-cell local operator, e.g. ``'cellmnn_operator'``."""
-    return f"{method}_operator"
+class var:
+    """Keys of ``adata.var``."""
+
+    @staticmethod
+    def vkey_genes(vkey: str) -> str:
+        """Mask of the genes the velocity ``layers[vkey]`` covers (scvelo's convention)."""
+        return f"{vkey}_genes"
+
+    @staticmethod
+    def velocity_genes(method: str) -> str:
+        """Mask of the genes a method's velocity covers."""
+        return var.vkey_genes(layers.velocity(method))
+
+    @staticmethod
+    def param(method: str, name: str) -> str:
+        """Key of a per-gene model parameter, e.g. ``'flecs_decay'``."""
+        return f"{method}_{name}"
+
+    @staticmethod
+    def resolution(method: str) -> str:
+        """Whether each regulator's row of an effect matrix is determined (CLIPR)."""
+        return f"{method}_resolution"
 
 
-def drift(method: str) -> str:
-    """``obsm`` key of a method's per-cell constant drift, e.g. ``'cellmnn_drift'``."""
-    return f"{method}_drift"
+class uns:
+    """Keys of ``adata.uns``."""
+
+    @staticmethod
+    def vkey_params(vkey: str) -> str:
+        """Parameters of the velocity ``layers[vkey]`` (``'embeddings'``, ``'xkey'``)."""
+        return f"{vkey}_params"
+
+    @staticmethod
+    def velocity_params(method: str) -> str:
+        """Parameters of a method's velocity."""
+        return uns.vkey_params(layers.velocity(method))
 
 
-def latent_velocity(method: str) -> str:
-    """``obsm`` key of a method's latent-space velocity, e.g. ``'velocity_cellmnn'``."""
-    return f"velocity_{method}"
+class obsm:
+    """Keys of ``adata.obsm``."""
+
+    @staticmethod
+    def basis(name: str) -> str:
+        """Key of an embedding (scanpy's convention), e.g. ``'X_umap'``."""
+        return f"X_{name}"
+
+    @staticmethod
+    def velocity_embedding(vkey: str, basis: str) -> str:
+        """Key of a velocity projected on ``X_<basis>`` (scvelo's convention)."""
+        return f"{vkey}_{basis}"
+
+    @staticmethod
+    def latent_states(method: str) -> str:
+        """Key of a method's fitted per-cell latent states, e.g. ``'X_lcd'``."""
+        return obsm.basis(method)
+
+    @staticmethod
+    def operator(method: str) -> str:
+        """Key of a method's flattened per-cell local operator, e.g. ``'cellmnn_operator'``."""
+        return f"{method}_operator"
+
+    @staticmethod
+    def drift(method: str) -> str:
+        """Key of a method's per-cell constant drift, e.g. ``'cellmnn_drift'``."""
+        return f"{method}_drift"
+
+    @staticmethod
+    def latent_velocity(method: str) -> str:
+        """Key of a method's latent-space velocity, e.g. ``'velocity_cellmnn'``."""
+        return f"velocity_{method}"
 
 
-def interactions(method: str) -> str:
-    """``varp`` key of a method's regulator x target gene interaction matrix."""
-    return f"{method}_interactions"
+class varp:
+    """Keys of ``adata.varp`` (regulator x target matrices)."""
+
+    @staticmethod
+    def weights(method: str) -> str:
+        """Key of a method's weight matrix, e.g. ``'flecs_weights'``."""
+        return f"{method}_weights"
+
+    @staticmethod
+    def effects(method: str) -> str:
+        """Key of a method's mean direct edge effects."""
+        return f"{method}_effects"
+
+    @staticmethod
+    def weights_std(method: str) -> str:
+        """Key of the ensemble standard deviation of a method's weights."""
+        return f"{varp.weights(method)}_std"
+
+    @staticmethod
+    def effects_std(method: str) -> str:
+        """Key of the ensemble standard deviation of a method's edge effects."""
+        return f"{varp.effects(method)}_std"
+
+    @staticmethod
+    def interactions(method: str) -> str:
+        """Key of a method's gene interaction matrix."""
+        return f"{method}_interactions"
+
+
+class varm:
+    """Keys of ``adata.varm``."""
+
+    @staticmethod
+    def rate_offsets(method: str, rate: str) -> str:
+        """Genes x conditions rate offsets, e.g. ``'flecs_drug_decay_offset'``."""
+        return f"{method}_{rate}_offset"

@@ -35,7 +35,7 @@ def _dense(adata: AnnData, vkey: str) -> np.ndarray:
 def _modelled_genes(adata: AnnData, vkey: str) -> np.ndarray:
     """Genes a velocity layer models: not all-NaN, and marked in ``var[f"{vkey}_genes"]``."""
     genes = ~np.all(np.isnan(_dense(adata, vkey)), axis=0)
-    mask_key = _keys.vkey_genes(vkey)
+    mask_key = _keys.var.vkey_genes(vkey)
     if mask_key in adata.var:
         genes &= adata.var[mask_key].to_numpy(dtype=bool)
     return genes

@@ -922,9 +922,9 @@ class CellMNN(TrainingMixin, BaseModelClass):
                 [expression_moments(operators[cells], z[cells]) for cells in range_cells]
             )
         obsm = {
-            _keys.operator(key_added): operators.reshape(len(operators), d * d),
-            _keys.drift(key_added): drift,
-            _keys.latent_velocity(key_added): latent_velocity,
+            _keys.obsm.operator(key_added): operators.reshape(len(operators), d * d),
+            _keys.obsm.drift(key_added): drift,
+            _keys.obsm.latent_velocity(key_added): latent_velocity,
         }
         out = FitResults(
             {"obsm": {k: v.astype(np.float32) for k, v in obsm.items()}},
@@ -942,7 +942,7 @@ class CellMNN(TrainingMixin, BaseModelClass):
             pos = np.flatnonzero(covered)
             block = sp.coo_matrix(matrix)
             varp = sp.csr_matrix((block.data, (pos[block.row], pos[block.col])), shape=(n, n))
-        out.slots["varp"] = {_keys.interactions(key_added): varp}
+        out.slots["varp"] = {_keys.varp.interactions(key_added): varp}
         out.velocity = (latent_velocity @ v.T).astype(np.float32)
         out.velocity[:, ~covered] = np.nan
         out.velocity_genes = covered

@@ -538,14 +538,17 @@ class FLeCS(TrainingMixin, BaseModelClass):
 
         weights = np.stack([GRNVectorField.stored_prior_weights(a) for a in arrays])
         effects = np.stack([np.asarray(m.get_edge_effects()[src, dst]).ravel() for m in models])
-        varp = {_keys.weights(key_added): edges(weights.mean(0))}
-        varp[_keys.effects(key_added)] = edges(effects.mean(0))
+        varp = {_keys.varp.weights(key_added): edges(weights.mean(0))}
+        varp[_keys.varp.effects(key_added)] = edges(effects.mean(0))
         if len(models) > 1:
-            for key, values in ((_keys.weights_std, weights), (_keys.effects_std, effects)):
+            for key, values in (
+                (_keys.varp.weights_std, weights),
+                (_keys.varp.effects_std, effects),
+            ):
                 varp[key(key_added)] = edges(values.std(0, ddof=1))
         var = {
-            _keys.var_param(key_added, "decay"): np.mean([m.get_decay() for m in models], 0),
-            _keys.var_param(key_added, "bias"): np.mean([m.get_bias() for m in models], 0),
+            _keys.var.param(key_added, "decay"): np.mean([m.get_decay() for m in models], 0),
+            _keys.var.param(key_added, "bias"): np.mean([m.get_bias() for m in models], 0),
         }
         velocity = np.mean([m.get_velocity() for m in models], axis=0, dtype=np.float64)
         return FitResults(

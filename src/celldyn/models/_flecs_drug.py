@@ -401,7 +401,7 @@ class FLeCSDrug(TrainingMixin, BaseModelClass):
         genes = models[0].adata.var_names
         offsets = [m.get_offsets(names.to_numpy()) for m in models]
         varm = {
-            _keys.rate_offsets(key_added, rate): pd.DataFrame(
+            _keys.varm.rate_offsets(key_added, rate): pd.DataFrame(
                 np.mean([o[j] for o in offsets], axis=0).T,
                 index=genes.copy(),
                 columns=names.copy(),

@@ -937,5 +937,5 @@ class LCD(TrainingMixin, BaseModelClass):
             "sigmas": module.sigmas.cpu().numpy(),
             "drift_sigma": float(module.drift_sigma),
         }
-        latent = {_keys.latent_states(key_added): model.get_latent().astype(np.float32)}
+        latent = {_keys.obsm.latent_states(key_added): model.get_latent().astype(np.float32)}
         return FitResults({"obsm": latent}, uns=uns)

@@ -60,7 +60,7 @@ def operators(
 
     check_options(show, save, return_fig)
 
-    obsm_key = _keys.operator(key)
+    obsm_key = _keys.obsm.operator(key)
     if obsm_key not in adata.obsm:
         raise KeyError(f"adata.obsm has no {obsm_key!r}; run `celldyn.tl.cellmnn` first.")
     columns = [color] if isinstance(color, str) else list(color or [])
@@ -127,7 +127,7 @@ def interactions(
 
     check_options(show, save, return_fig)
 
-    varp_key = _keys.interactions(key)
+    varp_key = _keys.varp.interactions(key)
     if varp_key not in adata.varp:
         raise KeyError(f"adata.varp has no {varp_key!r}; run `celldyn.tl.cellmnn` first.")
     if int(n_top) != n_top or n_top < 1:

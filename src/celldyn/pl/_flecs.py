@@ -55,7 +55,7 @@ def network(
     the :class:`~matplotlib.figure.Figure` with ``return_fig=True``, else ``None``.
     """
     check_options(show, save, return_fig)
-    edges = strongest_edges(adata, _keys.weights(key), n_edges)
+    edges = strongest_edges(adata, _keys.varp.weights(key), n_edges)
     title = f"{key} network: {len(edges)} strongest edges (regulator → target)"
     drawn = draw_graph(edges, "weight", ax, title=title, random_state=random_state)
     return finish(drawn, "network", show=show, save=save, return_fig=return_fig, ax=ax)

@@ -86,7 +86,7 @@ def trajectories(
 
     indices, n_total = _trajectory_rows(adata, key)
     n_show = check_int(n_show, "n_show", 1)
-    basis_key = f"X_{basis}"
+    basis_key = _keys.obsm.basis(basis)
     if basis_key not in adata.obsm:
         raise KeyError(f"adata.obsm has no embedding {basis_key!r}; compute it first.")
     if color is not None and color not in adata.obs.columns and color not in adata.var_names:

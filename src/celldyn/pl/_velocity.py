@@ -77,7 +77,7 @@ def velocity_stream(
     import scvelo as scv
 
     check_options(show, save, return_fig)
-    basis_key = f"X_{basis}"
+    basis_key = _keys.obsm.basis(basis)
     if basis_key not in adata.obsm:
         raise KeyError(f"adata.obsm has no embedding {basis_key!r}; compute it first.")
     check_finite(adata.obsm[basis_key], f"adata.obsm[{basis_key!r}]")
@@ -96,8 +96,8 @@ def velocity_stream(
         "show": False,
         **kwargs,
     }
-    embedded = _keys.velocity_embedding(vkey, basis)
-    params_key = _keys.vkey_params(vkey)
+    embedded = _keys.obsm.velocity_embedding(vkey, basis)
+    params_key = _keys.uns.vkey_params(vkey)
     missing = embedded not in adata.obsm
     if missing:
         params = copy.deepcopy(adata.uns.get(params_key))

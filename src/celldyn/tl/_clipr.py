@@ -320,7 +320,7 @@ def clipr(
     return write_results(
         adata,
         copy=copy,
-        var={f"{key_added}_resolution": regulator_resolution(shifts, alpha=alpha)},
+        var={_keys.var.resolution(key_added): regulator_resolution(shifts, alpha=alpha)},
         varp={key_added: effects.astype(np.float32)},
         uns={key_added: results},
     )

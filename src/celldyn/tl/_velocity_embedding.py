@@ -68,13 +68,13 @@ def velocity_embedding(
         xkey = recorded_xkey(adata, vkey)
     check_layer(adata, xkey)
     _check_neighbors(adata)
-    basis_key = f"X_{basis}"
+    basis_key = _keys.obsm.basis(basis)
     if basis_key not in adata.obsm:
         raise KeyError(f"adata.obsm has no embedding {basis_key!r}; compute it first.")
 
     velocity = np.asarray(adata.layers[vkey], dtype=np.float64)
     genes = np.all(np.isfinite(velocity), axis=0)
-    mask_key = _keys.vkey_genes(vkey)
+    mask_key = _keys.var.vkey_genes(vkey)
     if mask_key in adata.var:
         genes &= adata.var[mask_key].to_numpy(dtype=bool)
     if not genes.any():
@@ -98,7 +98,7 @@ def velocity_embedding(
         scv.tl.velocity_embedding(work, basis=basis, vkey="velocity")
     finally:
         scv.settings.verbosity = verbosity
-    projected = np.asarray(work.obsm[f"velocity_{basis}"])
+    projected = np.asarray(work.obsm[_keys.obsm.velocity_embedding("velocity", basis)])
     if not np.all(np.isfinite(projected)):
         n_bad = int(np.sum(~np.all(np.isfinite(projected), axis=1)))
         raise ValueError(
@@ -108,12 +108,12 @@ def velocity_embedding(
             "constant or all zero?)."
         )
 
-    params_key = _keys.vkey_params(vkey)
+    params_key = _keys.uns.vkey_params(vkey)
     params = dict(adata.uns.get(params_key, {}))
     params["embeddings"] = sorted({*params.get("embeddings", []), basis})
     return write_results(
         adata,
         copy=copy,
-        obsm={_keys.velocity_embedding(vkey, basis): projected},
+        obsm={_keys.obsm.velocity_embedding(vkey, basis): projected},
         uns={params_key: params},
     )

@@ -60,17 +60,17 @@ def velocity_slots(
     holds these states; otherwise ``layers['<method>_velocity_state']``, with a warning.
     """
     state = _dense32(adata.X if layer is None else adata.layers[layer])
-    layers = {_keys.velocity(method): np.asarray(velocity, dtype=np.float32)}
+    layers = {_keys.layers.velocity(method): np.asarray(velocity, dtype=np.float32)}
     xkey = _keys.MOMENTS
     if xkey not in adata.layers:
         layers[xkey] = state
     elif not np.array_equal(_dense32(adata.layers[xkey]), state, equal_nan=True):
-        xkey = _keys.velocity_state(method)
+        xkey = _keys.layers.velocity_state(method)
         layers[xkey] = state
         source = "adata.X" if layer is None else f"layers[{layer!r}]"
         warnings.warn(
             f"adata.layers['Ms'] differs from {source}, the states of "
-            f"{_keys.velocity(method)!r}; it is left as is and the states are written to "
+            f"{_keys.layers.velocity(method)!r}; it is left as is and the states are written to "
             f"layers[{xkey!r}]. Pass xkey={xkey!r} to scvelo and cellrank (scvelo's "
             "velocity_confidence always reads layers['Ms']).",
             UserWarning,
@@ -79,13 +79,13 @@ def velocity_slots(
     out = {slot: dict(fields) for slot, fields in slots.items()}
     out.setdefault("layers", {}).update(layers)
     mask = np.ones(adata.n_vars, dtype=bool) if genes is None else np.asarray(genes, dtype=bool)
-    out.setdefault("var", {})[_keys.velocity_genes(method)] = mask
+    out.setdefault("var", {})[_keys.var.velocity_genes(method)] = mask
     params = {"embeddings": [], "xkey": xkey}
-    out.setdefault("uns", {})[_keys.velocity_params(method)] = params
+    out.setdefault("uns", {})[_keys.uns.velocity_params(method)] = params
     return out
 
 
 def recorded_xkey(adata: AnnData, vkey: str) -> str | None:
     """Return the state layer recorded for ``layers[vkey]`` (``uns[f"{vkey}_params"]["xkey"]``)."""
-    params = adata.uns.get(_keys.vkey_params(vkey))
+    params = adata.uns.get(_keys.uns.vkey_params(vkey))
     return params.get("xkey") if isinstance(params, Mapping) else None
