@@ -4,10 +4,15 @@ Stage 1 (latent states and observation model), the posterior draws and gene-scal
 stage 2 (score matching) and the drift mixing ``K`` are timed separately on
 ``datasets.simulate_perturbations`` screens (control, every single, ``--doubles`` doubles,
 ``--cells`` cells each, counts) for every ``--genes`` size, with the package defaults. The
-per-epoch costs give the cost model in benchmarks/README.md ("LCD: speed").
+per-epoch costs give the cost model in benchmarks/README.md ("LCD: speed"). ``--sparse``
+times stage 1 with row-sparse updates of the latent states (``True``, the default), with
+one Adam over the whole latent matrix (``False``) or both, back to back in the same process;
+``--stage1-only`` skips most of the rest (1 score epoch, 1 mixing step, no draws).
 
     OMP_NUM_THREADS=1 python benchmarks/lcd_speed.py                    # 15 genes, defaults
     OMP_NUM_THREADS=1 python benchmarks/lcd_speed.py --genes 15 100 --epochs 60
+    OMP_NUM_THREADS=1 python benchmarks/lcd_speed.py --genes 100 --cells 900 --epochs 10 \
+        --sparse False True --stage1-only                               # 99,900 cells
 """
 
 from __future__ import annotations
@@ -20,7 +25,14 @@ import warnings
 import pandas as pd
 
 
-def timed_fit(n_genes: int, cells: int, doubles: int, epochs: int | None) -> dict:
+def timed_fit(
+    n_genes: int,
+    cells: int,
+    doubles: int,
+    epochs: int | None,
+    sparse_latent: bool = True,
+    stage1_only: bool = False,
+) -> dict:
     """Fit LCD on one screen; seconds of every stage."""
     import torch
 
@@ -48,15 +60,19 @@ def timed_fit(n_genes: int, cells: int, doubles: int, epochs: int | None) -> dic
     model.module.posterior_draws = clock(model.module.posterior_draws)
     model.module.fit_mixing = clock(model.module.fit_mixing)
     kwargs = {} if epochs is None else {"max_epochs": epochs, "score_epochs": epochs}
+    if stage1_only:
+        kwargs.update(score_epochs=1, mixing_steps=1, posterior_draws=0)
     start = time.perf_counter()
-    model.train(accelerator="cpu", progress=False, **kwargs)
+    model.train(accelerator="cpu", progress=False, sparse_latent=sparse_latent, **kwargs)
     total = time.perf_counter() - start
     observation, *draws, score, mixing = stages
     return {
         "genes": n_genes,
         "cells": adata.n_obs,
         "epochs": epochs or 300,
+        "sparse_latent": sparse_latent,
         "stage 1 (s)": observation,
+        "stage 1 per epoch (s)": observation / (epochs or 300),
         "draws + scale steps (s)": sum(draws),
         "stage 2 (s)": score,
         "mixing K (s)": mixing,
@@ -70,14 +86,22 @@ def main(argv=None) -> None:
     parser.add_argument("--cells", type=int, default=250, help="cells per condition")
     parser.add_argument("--doubles", type=int, default=10)
     parser.add_argument("--epochs", type=int, default=None, help="both stages; default 300")
+    parser.add_argument(
+        "--sparse", nargs="+", default=["True"], choices=["True", "False"], help="sparse_latent"
+    )
+    parser.add_argument("--stage1-only", action="store_true")
     args = parser.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    rows = [timed_fit(g, args.cells, args.doubles, args.epochs) for g in args.genes]
-    print(pd.DataFrame(rows).round(1).to_markdown(index=False))
+    rows = [
+        timed_fit(g, args.cells, args.doubles, args.epochs, sparse == "True", args.stage1_only)
+        for g in args.genes
+        for sparse in args.sparse
+    ]
+    print(pd.DataFrame(rows).round(3).to_markdown(index=False))
 
 
 if __name__ == "__main__":

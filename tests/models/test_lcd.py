@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from anndata import AnnData
+from lightning.pytorch import Callback
 from scvi.distributions import NegativeBinomial
 
 from celldyn._perturbations import perturbation_mask, read_perturbations, split_label
@@ -15,7 +16,7 @@ from celldyn.datasets import simulate_perturbations
 from celldyn.metrics import energy_distance, grn_scores, perturbation_table
 from celldyn.models import LCD
 from celldyn.models._lcd import _CosineDecay, _gaussian_base
-from celldyn.module._lcd import LCDModule
+from celldyn.module._lcd import LCDModule, RowSparseAdam
 from celldyn.tl import perturbation_baseline
 
 N_GENES = 10
@@ -187,6 +188,84 @@ def test_fitted_latents_track_true_latents(trained, screen):
     corr = [np.corrcoef(latent[:, g], truth[:, g])[0, 1] for g in range(N_GENES)]
     # measured: mean 0.89, min 0.80
     assert np.mean(corr) > 0.85 and np.min(corr) > 0.7, corr
+
+
+class _StageOneRows(Callback):
+    """Per stage-1 step: latent rows the step changed, and those outside its minibatch."""
+
+    def __init__(self):
+        self.changed, self.outside = [], []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.before = pl_module.module.latent.detach().clone()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        module = pl_module.module
+        if module.stage != "observation":
+            return
+        changed = (module.latent.detach() != self.before).any(1)
+        inside = torch.zeros_like(changed)
+        inside[batch["index"]] = True
+        self.changed.append(int(changed.sum()))
+        self.outside.append(int((changed & ~inside).sum()))
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+@pytest.mark.parametrize("sparse_latent", [True, False])
+def test_stage_one_step_updates_only_its_minibatch(screen, sparse_latent):
+    """Stage 1 is linear in cells: a step changes the latent states of its minibatch's cells
+    and no other (the optimizer's work per epoch is cells × genes, not cells² × genes /
+    batch). The dense option's Adam moves the other cells' states too (moment decay)."""
+    adata = screen.copy()
+    LCD.setup_anndata(adata, size_factor_key="size_factor")
+    torch.manual_seed(0)
+    model = LCD(adata, n_hidden=16)
+    rows = _StageOneRows()
+    batch, epochs = 256, 2
+    model.train(
+        epochs,
+        score_epochs=1,
+        batch_size=batch,
+        mixing_steps=1,
+        posterior_draws=0,
+        sparse_latent=sparse_latent,
+        callbacks=[rows],
+        progress=False,
+    )
+    steps = epochs * -(-adata.n_obs // batch)
+    assert len(rows.changed) == steps
+    if sparse_latent:
+        assert sum(rows.outside) == 0
+        assert max(rows.changed) <= batch and sum(rows.changed) <= epochs * adata.n_obs
+    else:  # every step after the first moves cells outside its minibatch
+        assert min(rows.outside[1:]) > 0
+        assert sum(rows.changed) > 2 * epochs * adata.n_obs
+
+
+def test_row_sparse_adam_on_all_rows_is_adam():
+    """With every row in every step, the row-wise Adam is torch's Adam; rows absent from a
+    step keep their values and moments."""
+    torch.manual_seed(0)
+    start = torch.randn(30, 4)
+    dense, rows = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
+    optimizers = torch.optim.Adam([dense], lr=0.05), RowSparseAdam([rows], lr=0.05)
+    for _ in range(10):
+        index, target = torch.randperm(30), torch.randn(30, 4)
+        for p, optimizer, sparse in zip((dense, rows), optimizers, (False, True), strict=True):
+            optimizer.zero_grad()
+            x = torch.nn.functional.embedding(index, p, sparse=sparse)
+            ((x - target) ** 2).sum().backward()
+            optimizer.step()
+    torch.testing.assert_close(rows, dense, rtol=0, atol=1e-4)
+    state = {k: v.clone() for k, v in optimizers[1].state[rows].items()}
+    before = rows.detach().clone()
+    optimizers[1].zero_grad()
+    torch.nn.functional.embedding(torch.arange(5), rows, sparse=True).sum().backward()
+    optimizers[1].step()
+    assert torch.equal(rows[5:], before[5:]) and not torch.equal(rows[:5], before[:5])
+    assert torch.equal(optimizers[1].state[rows]["step"], state["step"] + (torch.arange(30) < 5))
+    for key in ("exp_avg", "exp_avg_sq"):
+        assert torch.equal(optimizers[1].state[rows][key][5:], state[key][5:])
 
 
 # ---------------------------------------------------------------- causal drift
@@ -544,6 +623,7 @@ def small_model(small_screen):
         ("mixing_steps", 0),
         ("posterior_draws", -1),
         ("random_state", -1),
+        ("sparse_latent", "yes"),
         ("progress", "yes"),
     ],
 )

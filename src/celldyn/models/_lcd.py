@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -28,19 +29,20 @@ from .._perturbations import (
 from .._validate import (
     check_adata,
     check_finite,
+    check_in,
     check_int,
     check_layer,
     check_positive,
     check_unique_var_names,
     in_memory,
 )
-from ..module._lcd import SCORE_BASES, LCDModule
+from ..module._lcd import SCORE_BASES, LCDModule, RowSparseAdam
 from ..nn import SolverDivergedError
 from ._data import TensorDataModule
 from ._inference import batched, check_indices
 from ._responses import PerturbationResponses
 from ._results import FitResults
-from ._training import TrainingMixin, lightning_options
+from ._training import ADAM_EPS, TrainingMixin, lightning_options
 
 _SIZE_FACTOR_KEY = "size_factor"
 _MIN_OBS_RATE = 0.05
@@ -74,6 +76,16 @@ _STAGES = {
 }
 
 
+def _finite(p: torch.Tensor) -> bool:
+    """Whether ``p`` is finite; with a sparse gradient, only the rows it updated.
+
+    The other rows were checked when they were updated.
+    """
+    if p.grad is not None and p.grad.is_sparse:
+        p = p[p.grad.coalesce().indices()[0]]
+    return bool(torch.isfinite(p).all())
+
+
 def _diverged(stage: str, epoch: int, what: str, lr: float) -> SolverDivergedError:
     name, lr_name = _STAGES[stage]
     return SolverDivergedError(
@@ -89,6 +101,8 @@ class _DivergenceGuard(Callback):
     checked after every step of stage 1, whose count model would otherwise meet them as an
     invalid distribution argument, and after every epoch of stage 2, whose many small steps
     would pay for a per-step check while a non-finite weight makes the next loss non-finite.
+    Of a parameter with a sparse gradient (the latent states with ``sparse_latent``) only the
+    rows the step updated are checked, so the check costs the minibatch, not all cells.
     """
 
     def __init__(self, stage: str, lr: float):
@@ -100,7 +114,7 @@ class _DivergenceGuard(Callback):
             params = [
                 f"`{name}`"
                 for name, p in pl_module.module.named_parameters()
-                if p.grad is not None and not torch.isfinite(p).all()
+                if p.grad is not None and not _finite(p)
             ]
             bad += params[:3] + ([f"{len(params) - 3} more parameters"] if len(params) > 3 else [])
         if bad:
@@ -436,6 +450,7 @@ class LCD(TrainingMixin, BaseModelClass):
         weight_decay: float = 0.0,
         mixing_steps: int = 2000,
         posterior_draws: int = 16,
+        sparse_latent: bool = True,
         random_state: int = 0,
         **lightning_kwargs,
     ) -> None:
@@ -451,9 +466,10 @@ class LCD(TrainingMixin, BaseModelClass):
             Epochs of stage 2 (denoising score matching).
         batch_size
             Cells per minibatch of stage 1 (per process under DDP, ``strategy='ddp'``, as
-            ``score_batch_size``). Each cell's state is updated once per epoch
-            whatever the size, while every step updates the whole latent matrix, so small
-            batches only cost time (cells squared; benchmarks/README.md, "LCD: speed").
+            ``score_batch_size``). Each cell's state is updated once per epoch whatever the
+            size. With ``sparse_latent=False`` (and under DDP) every step updates the whole
+            latent matrix, so small batches cost time (cells squared; benchmarks/README.md,
+            "LCD: speed").
         score_batch_size
             Cells per minibatch of stage 2.
         lr, score_lr
@@ -478,6 +494,14 @@ class LCD(TrainingMixin, BaseModelClass):
             (:meth:`~celldyn.module.LCDModule.match_scale`). The draws are stored:
             ``posterior_draws`` × cells × genes floats (16 × 100,000 × 2,000: 12.8 GB), so
             use fewer for large data.
+        sparse_latent
+            Stage 1 updates only the latent states of the minibatch's cells at each step
+            (Adam on each cell's own sequence of gradients, with a step count per cell), so
+            an epoch costs cells × genes. ``False``: one Adam over the whole latent matrix,
+            whose steps also move the states of the other cells (their moments decay), at
+            cells² × genes / ``batch_size`` per epoch. Under DDP stage 1 takes the dense path
+            either way (DDP's reducer takes sparse gradients only from sparse
+            :class:`torch.nn.Embedding` modules); the optimizer's update is then Adam's.
         random_state
             Seed of the minibatch order, the noise draws and the weights' updates.
         {lightning_kwargs}
@@ -492,6 +516,7 @@ class LCD(TrainingMixin, BaseModelClass):
         check_int(mixing_steps, "mixing_steps", 1)
         check_int(posterior_draws, "posterior_draws", 0)
         check_int(random_state, "random_state", 0)
+        check_in(sparse_latent, (True, False), "sparse_latent")
         if score_schedule not in _SCHEDULES:
             raise ValueError(
                 f"`score_schedule` must be one of {_SCHEDULES}, got {score_schedule!r}."
@@ -512,14 +537,27 @@ class LCD(TrainingMixin, BaseModelClass):
         )
         guard = _DivergenceGuard("observation", lr)
         prior_update = _PriorUpdate(observed.tensors, lr)
-        with self.module.training_stage("observation"):
-            self._fit(
-                observed,
-                max_epochs=max_epochs,
-                lr=lr,
-                model_callbacks=[guard, prior_update],
-                **options,
+        stage1 = dict(options)
+        if sparse_latent:
+            plan = dict(options["plan_kwargs"] or {})
+            eps = plan.get("eps", ADAM_EPS)
+            plan.update(
+                optimizer="Custom",
+                optimizer_creator=partial(RowSparseAdam, lr=lr, eps=eps),  # picklable
             )
+            stage1["plan_kwargs"] = plan
+        self.module.sparse_latent = bool(sparse_latent)
+        try:
+            with self.module.training_stage("observation"):
+                self._fit(
+                    observed,
+                    max_epochs=max_epochs,
+                    lr=lr,
+                    model_callbacks=[guard, prior_update],
+                    **stage1,
+                )
+        finally:
+            self.module.sparse_latent = False
         observation_history = self.history_ or {}
         self.history_, self.is_trained_ = None, False
 

@@ -25,6 +25,91 @@ _STAGE_PARAMETERS = {
 SCORE_BASES = ("gaussian", "none")
 
 
+def _distributed() -> bool:
+    """Whether this process is one of several (DDP)."""
+    dist = torch.distributed
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+class RowSparseAdam(torch.optim.Optimizer):
+    """Adam that updates only the rows present in a sparse gradient.
+
+    A parameter with a dense gradient gets :class:`torch.optim.Adam`'s update. A parameter
+    with a sparse COO gradient (``F.embedding(..., sparse=True)``: the rows a minibatch used)
+    gets Adam's update on those rows only, with a step count per row: each row follows Adam
+    on the sequence of its own gradients, as if it were a parameter of its own, and the other
+    rows, their moments included, are left as they are. A step then costs the minibatch's
+    rows, not the whole matrix. Dense Adam instead decays the moments of every row at every
+    step (a zero gradient), which moves rows the minibatch did not use.
+
+    Parameters
+    ----------
+    params
+        Parameters or parameter groups.
+    lr, betas, eps, weight_decay
+        As :class:`torch.optim.Adam` (L2 weight decay added to the gradient).
+    """
+
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ):
+        defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay}
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """One Adam step; ``closure`` re-evaluates the loss (Lightning passes one)."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    self._update(p, group)
+        return loss
+
+    def _update(self, p: torch.Tensor, group: dict) -> None:
+        (beta1, beta2), eps, lr = group["betas"], group["eps"], group["lr"]
+        state = self.state[p]
+        if not state:
+            rows = (p.shape[0],) if p.grad.is_sparse else ()
+            state["step"] = torch.zeros(rows, dtype=p.dtype, device=p.device)
+            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        if p.grad.is_sparse:
+            grad = p.grad.coalesce()
+            rows, grad = grad.indices()[0], grad.values()
+            if group["weight_decay"]:
+                grad = grad + group["weight_decay"] * p[rows]
+            step = state["step"][rows] + 1
+            state["step"][rows] = step
+            exp_avg = state["exp_avg"][rows].mul_(beta1).add_(grad, alpha=1 - beta1)
+            exp_avg_sq = state["exp_avg_sq"][rows].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            state["exp_avg"][rows] = exp_avg
+            state["exp_avg_sq"][rows] = exp_avg_sq
+            shape = (-1,) + (1,) * (p.dim() - 1)
+            correction1 = (1 - beta1**step).view(shape)
+            correction2 = (1 - beta2**step).view(shape)
+            denom = (exp_avg_sq.sqrt() / correction2.sqrt()).add_(eps)
+            p.index_add_(0, rows, exp_avg / correction1 / denom, alpha=-lr)
+            return
+        grad = p.grad
+        if group["weight_decay"]:
+            grad = grad.add(p, alpha=group["weight_decay"])
+        state["step"] += 1
+        step = float(state["step"])
+        state["exp_avg"].mul_(beta1).add_(grad, alpha=1 - beta1)
+        state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        denom = (state["exp_avg_sq"].sqrt() / math.sqrt(1 - beta2**step)).add_(eps)
+        p.addcdiv_(state["exp_avg"], denom, value=-lr / (1 - beta1**step))
+
+
 class LCDModule(BaseModuleClass):
     """Latent causal diffusion: torch parts of :class:`~celldyn.models.LCD`.
 
@@ -33,7 +118,9 @@ class LCDModule(BaseModuleClass):
     learnt per-gene scale ``s_g``, the cell's library size ``l_n`` and a learnt ``θ_g``; the
     latent states have the prior ``N(m_q, diag(v_q))`` of their condition ``q`` (``m_q``
     by gradient, ``v_q`` by Laplace EM in :meth:`update_prior`: a variance learnt by MAP
-    would shrink the latent states towards ``m_q``).
+    would shrink the latent states towards ``m_q``). With ``sparse_latent = True`` the
+    gradient of the latent states is sparse, the rows of the minibatch's cells
+    (:class:`RowSparseAdam` updates only those), except under DDP.
     Stage ``'score'``: denoising score matching of the conditional score ``s(x, σ, q)`` over
     the noise levels ``sigmas``, on the fitted latent states ``(n, G)`` or on several
     posterior draws of each (``(n, draws, G)``, :meth:`posterior_draws`). The score is the
@@ -77,6 +164,7 @@ class LCDModule(BaseModuleClass):
             raise ValueError(f"`score_base` must be one of {SCORE_BASES}, got {score_base!r}.")
         self.score_base = score_base
         self.stage = STAGES[0]
+        self.sparse_latent = False
         self.latent = nn.Parameter(torch.zeros(n_cells, n_genes))
         self.log_scale = nn.Parameter(torch.zeros(n_genes))
         self.log_theta = nn.Parameter(torch.full((n_genes,), math.log(10.0)))
@@ -249,7 +337,12 @@ class LCDModule(BaseModuleClass):
         return factor
 
     def _observation_loss(self, tensors: dict) -> LossOutput:
-        x = self.latent[tensors["index"]]
+        # with `sparse_latent` the states' gradient holds the minibatch's rows only (one
+        # process; DDP's reducer expects the dense gradient it was built for)
+        if self.sparse_latent and not _distributed():
+            x = F.embedding(tensors["index"], self.latent, sparse=True)
+        else:
+            x = self.latent[tensors["index"]]
         condition = tensors["condition"]
         log_lik = self.observation(x, tensors["library"]).log_prob(tensors["counts"]).sum(1)
         prior = torch.distributions.Normal(
