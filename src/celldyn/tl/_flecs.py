@@ -187,6 +187,8 @@ def flecs(
     ValueError
         If ``uns[trajectories]`` holds no trajectory, or none that spans a positive time.
     """
+    from ..models import FLeCS
+
     check_adata(adata)
     model_dir = check_model_dir(save_model)
     read_prior(adata, prior)
@@ -221,7 +223,7 @@ def flecs(
     return write_fit(
         adata,
         members,
-        type(members[0]).results(members, key_added),
+        FLeCS.results(members, key_added),
         key_added=key_added,
         params=params,
         copy=copy,
