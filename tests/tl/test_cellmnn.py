@@ -78,6 +78,28 @@ def test_writes_every_field_consistently(fitted):
     np.testing.assert_allclose(range_ops[0], operators[in_first].mean(0), rtol=1e-4, atol=1e-6)
 
 
+def test_one_call_reads_the_times_twice_and_runs_the_operator_mlp_once(grn_adata, monkeypatch):
+    import celldyn.models._cellmnn as model_module
+
+    calls = {"times": 0, "operators": 0}
+    read, operators = model_module.read_numeric_times, model_module.CellMNN._internal_operators
+
+    def counted_read(*args, **kwargs):
+        calls["times"] += 1
+        return read(*args, **kwargs)
+
+    def counted_operators(*args, **kwargs):
+        calls["operators"] += 1
+        return operators(*args, **kwargs)
+
+    monkeypatch.setattr(model_module, "read_numeric_times", counted_read)
+    monkeypatch.setattr(model_module.CellMNN, "_internal_operators", counted_operators)
+    cellmnn(grn_adata, time_key="time", n_components=4, interactions="expression_scaled", **FAST)
+    # the check before registering and the model's own read; one pass over the cells
+    assert calls == {"times": 2, "operators": 1}
+    assert "cellmnn_interactions" in grn_adata.varp
+
+
 def test_expression_scaled_interactions(grn_adata):
     adata = cellmnn(
         grn_adata, time_key="time", n_components=4, interactions="expression_scaled", **FAST

@@ -401,7 +401,9 @@ class CellMNN(TrainingMixin, BaseModelClass):
             init_scale=init_scale,
             affine=affine,
         )
-        values = read_numeric_times(adata, self.time_key).values
+        # the time groups of the training data, read once (see `_time_groups`)
+        self._groups_read = (adata, read_numeric_times(adata, self.time_key))
+        values = self._groups_read[1].values
         self._set_units(self._latent(adata), values[0], values[-1] - values[0])
         self.holdout_: list[float] = []
         self._model_summary_string = (
@@ -486,11 +488,20 @@ class CellMNN(TrainingMixin, BaseModelClass):
                     f"up with; known: {list(map(str, known))[:10]}."
                 )
 
+    def _time_groups(self, adata: AnnData) -> TimeGroups:
+        """Time groups of a registered ``adata``; those of the training data are read once.
+
+        The training AnnData is not changed in place (as everywhere in scvi-tools); any other
+        object, a new ``model.adata`` included, is read at every call.
+        """
+        read_from, groups = self._groups_read
+        return groups if adata is read_from else read_numeric_times(adata, self.time_key)
+
     def _inputs(self, adata: AnnData | None):
         """Return internal states, internal times, conditions and time groups of all cells."""
         adata = self._validate_anndata(adata)
         manager = self.get_anndata_manager(adata, required=True)
-        groups = read_numeric_times(adata, self.time_key)
+        groups = self._time_groups(adata)
         z = self._latent(adata) / self.module.z_scale.cpu().numpy()
         t = (groups.values[groups.codes] - float(self.module.t_origin)) / float(self.module.t_scale)
         condition = np.asarray(manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY)).ravel()
@@ -593,7 +604,7 @@ class CellMNN(TrainingMixin, BaseModelClass):
         {lightning_kwargs}
         """
         options = lightning_options(lightning_kwargs, early_stopping_patience=20)
-        groups = read_numeric_times(self.adata, self.time_key)
+        groups = self._time_groups(self.adata)
         holdout = [] if holdout is None else np.atleast_1d(np.asarray(holdout, dtype=float))
         held = [_find_time(groups, h, "holdout") for h in holdout]
         train_groups = np.ones(groups.n_groups, dtype=bool)
@@ -845,7 +856,7 @@ class CellMNN(TrainingMixin, BaseModelClass):
             covered = np.any(v != 0, axis=1)
             z = None
             if kind == "expression_scaled":
-                cells = check_time_range(read_numeric_times(adata, self.time_key), time_range)
+                cells = check_time_range(self._time_groups(adata), time_range)
                 z = self._latent(adata)[cells]
             matrix = _interaction_matrix(operators, z, v[covered], kind)
         names = adata.var_names[covered]
@@ -909,7 +920,7 @@ class CellMNN(TrainingMixin, BaseModelClass):
         operators, drift = model._dynamics(None)
         z = model._latent(model.adata)
         latent_velocity = np.einsum("cij,cj->ci", operators, z) + drift
-        groups = read_numeric_times(model.adata, model.time_key)
+        groups = model._time_groups(model.adata)
         ranges = np.stack([groups.values[:-1], groups.values[1:]], axis=1)
         range_cells = [check_time_range(groups, r) for r in ranges]
         summary = {
