@@ -30,7 +30,7 @@ def timed_fit(
     cells: int,
     doubles: int,
     epochs: int | None,
-    sparse_latent: bool = True,
+    sparse_latent: bool = False,
     stage1_only: bool = False,
 ) -> dict:
     """Fit LCD on one screen; seconds of every stage."""
@@ -87,7 +87,7 @@ def main(argv=None) -> None:
     parser.add_argument("--doubles", type=int, default=10)
     parser.add_argument("--epochs", type=int, default=None, help="both stages; default 300")
     parser.add_argument(
-        "--sparse", nargs="+", default=["True"], choices=["True", "False"], help="sparse_latent"
+        "--sparse", nargs="+", default=["False"], choices=["True", "False"], help="sparse_latent"
     )
     parser.add_argument("--stage1-only", action="store_true")
     args = parser.parse_args(argv)

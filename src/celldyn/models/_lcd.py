@@ -450,7 +450,7 @@ class LCD(TrainingMixin, BaseModelClass):
         weight_decay: float = 0.0,
         mixing_steps: int = 2000,
         posterior_draws: int = 16,
-        sparse_latent: bool = True,
+        sparse_latent: bool = False,
         random_state: int = 0,
         **lightning_kwargs,
     ) -> None:
@@ -467,9 +467,9 @@ class LCD(TrainingMixin, BaseModelClass):
         batch_size
             Cells per minibatch of stage 1 (per process under DDP, ``strategy='ddp'``, as
             ``score_batch_size``). Each cell's state is updated once per epoch whatever the
-            size. With ``sparse_latent=False`` (and under DDP) every step updates the whole
-            latent matrix, so small batches cost time (cells squared; benchmarks/README.md,
-            "LCD: speed").
+            size. Without ``sparse_latent`` (the default, and under DDP) every step updates
+            the whole latent matrix, so small batches cost time (cells squared;
+            benchmarks/README.md, "LCD: speed").
         score_batch_size
             Cells per minibatch of stage 2.
         lr, score_lr
@@ -495,12 +495,14 @@ class LCD(TrainingMixin, BaseModelClass):
             ``posterior_draws`` × cells × genes floats (16 × 100,000 × 2,000: 12.8 GB), so
             use fewer for large data.
         sparse_latent
-            Stage 1 updates only the latent states of the minibatch's cells at each step
-            (Adam on each cell's own sequence of gradients, with a step count per cell), so
-            an epoch costs cells × genes. ``False``: one Adam over the whole latent matrix,
-            whose steps also move the states of the other cells (their moments decay), at
-            cells² × genes / ``batch_size`` per epoch. Under DDP stage 1 takes the dense path
-            either way (DDP's reducer takes sparse gradients only from sparse
+            ``True``: stage 1 updates only the latent states of the minibatch's cells at each
+            step (Adam on each cell's own sequence of gradients, with a step count per cell),
+            so an epoch costs cells × genes. ``False`` (default): one Adam over the whole
+            latent matrix, whose steps also move the states of the other cells (their moments
+            carry on), at cells² × genes / ``batch_size`` per epoch. Not the default: on
+            Papalexi 2021 the row-sparse fit lost CLIPR's agreement with known IFN-γ
+            signalling (benchmarks/README.md, "LCD: speed"). Under DDP stage 1 takes the
+            dense path either way (DDP's reducer takes sparse gradients only from sparse
             :class:`torch.nn.Embedding` modules); the optimizer's update is then Adam's.
         random_state
             Seed of the minibatch order, the noise draws and the weights' updates.
