@@ -19,10 +19,12 @@ Every dataset goes through the README's pipeline: ``sc.pp.pca(n_comps=min(20, n_
 Every method is scored on the prior's edges without self loops
 (``metrics.grn_scores(candidates=...)``), ranked by ``|score|``:
 
-- ``FLeCS effects``: :class:`celldyn.models.FLeCS` with package defaults (CPU), edges ranked
-  by ``|get_edge_effects()|`` (mean Jacobian × regulator sd, what ``tl.flecs`` writes to
-  ``varp['flecs_effects']``).
+- ``FLeCS effects``: :class:`celldyn.models.FLeCS` with package defaults (CPU; the linear
+  warm start), edges ranked by ``|get_edge_effects()|`` (mean Jacobian × regulator sd, what
+  ``tl.flecs`` writes to ``varp['flecs_effects']``).
 - ``FLeCS |W|``: the same model, edges ranked by ``|W|``.
+- ``FLeCS sigmoid start effects``: the warm start by L-BFGS of the sigmoid model to the OT
+  velocities (``warm_start='velocities'``, the default before), ranked by edge effects.
 - ``FLeCS OT pairs effects``: the warm start on the flow to the OT barycentres
   (``warm_start='ot_pairs'``), defaults otherwise, ranked by edge effects.
 - ``|Pearson r|``: ``tl.grn_baseline(method='correlation')``.
@@ -69,10 +71,15 @@ from celldyn.datasets._simulate_grn import grn_drift
 from celldyn.models import FLeCS  # imports Lightning and the celldyn logger before quiet()
 from celldyn.nn import integrate
 
-FLECS = {"FLeCS": {}, "FLeCS OT pairs": {"warm_start": "ot_pairs"}}
+FLECS = {
+    "FLeCS": {},
+    "FLeCS sigmoid start": {"warm_start": "velocities"},
+    "FLeCS OT pairs": {"warm_start": "ot_pairs"},
+}
 SCORES = {
     "FLeCS effects": ("FLeCS", FLeCS.get_edge_effects),
     "FLeCS |W|": ("FLeCS", FLeCS.get_weights),
+    "FLeCS sigmoid start effects": ("FLeCS sigmoid start", FLeCS.get_edge_effects),
     "FLeCS OT pairs effects": ("FLeCS OT pairs", FLeCS.get_edge_effects),
 }
 BASELINES = {

@@ -4,8 +4,9 @@ Data: ``datasets.simulate_grn(n_genes, 2000, 5)`` (its expression as simulated),
 ``pp.time_groups``, ``pp.trajectories(method='knn')`` (1,000 paths of 10 cells, the
 defaults) and a prior of the true edges plus random ones up to ``--edges-per-gene`` edges per
 gene (BEELINE mESC: 6,893 edges on 896 genes, about 8 per gene). Stages, timed separately in
-one process with one torch thread: the OT velocities (``pp._ot_velocities``), the L-BFGS
-warm start (``velocity_init`` iterations) and the epochs of the trajectory fit (the median
+one process with one torch thread: the OT velocities (``pp._ot_velocities``), the warm start
+(``--warm-start``: the default closed-form linear fit, or the former default, 500 L-BFGS
+iterations of the sigmoid model) and the epochs of the trajectory fit (the median
 epoch of ``--epochs`` epochs, so the default 100-epoch fit is extrapolated). A reference
 row times the same stages at the same size with the fixed-step ``rk4`` solver
 (``step_size`` = the mean gap between trajectory times).
@@ -27,7 +28,7 @@ import torch
 
 import celldyn as cd
 from celldyn.models import FLeCS
-from celldyn.module import fit_velocities
+from celldyn.module import fit_linear, fit_velocities
 
 
 class EpochTimer:
@@ -65,7 +66,9 @@ def peak_memory_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def stages(adata, epochs: int, warm_iters: int = 500, **train) -> dict[str, float]:
+def stages(
+    adata, epochs: int, warm_start: str = "linear", warm_iters: int = 500, **train
+) -> dict[str, float]:
     FLeCS.setup_anndata(adata)
     model = FLeCS(adata)
     x = model._expression(adata)
@@ -73,12 +76,16 @@ def stages(adata, epochs: int, warm_iters: int = 500, **train) -> dict[str, floa
     points, velocities = model._ot_velocities(x, 0)
     ot_s = time.perf_counter() - start
     start = time.perf_counter()
-    fit_velocities(model.module.field, points, velocities, max_iter=warm_iters)
-    warm_s = (time.perf_counter() - start) * 500 / warm_iters  # the default 500 iterations
+    if warm_start == "linear":
+        fit_linear(model.module.field, points, velocities)
+        warm_s = time.perf_counter() - start
+    else:
+        fit_velocities(model.module.field, points, velocities, max_iter=warm_iters)
+        warm_s = (time.perf_counter() - start) * 500 / warm_iters  # the default 500 iterations
     timer = EpochTimer()
     model.train(
         max_epochs=epochs,
-        velocity_init=0,
+        warm_start=None,
         accelerator="cpu",
         progress=False,
         callbacks=[timer.callback],
@@ -100,10 +107,16 @@ def main() -> None:
     parser.add_argument("--edges-per-gene", type=float, default=8.0)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument(
+        "--warm-start",
+        choices=["linear", "velocities"],
+        default="linear",
+        help="the default closed-form start, or 500 L-BFGS iterations of the sigmoid model",
+    )
+    parser.add_argument(
         "--warm-iters",
         type=int,
         default=500,
-        help="L-BFGS iterations timed; the warm start column is scaled to the default 500",
+        help="L-BFGS iterations timed with --warm-start velocities (column scaled to 500)",
     )
     parser.add_argument("--solvers", nargs="+", default=["dopri5", "rk4"])
     args = parser.parse_args()
@@ -123,7 +136,7 @@ def main() -> None:
         gap = float(np.diff(times, axis=1)[np.diff(times, axis=1) > 0].mean())
         solvers = {"dopri5": {}, "rk4": {"method": "rk4", "step_size": gap}}
         for solver in args.solvers:
-            row = stages(adata, args.epochs, args.warm_iters, **solvers[solver])
+            row = stages(adata, args.epochs, args.warm_start, args.warm_iters, **solvers[solver])
             cells = " | ".join(f"{v:.2f}" for v in row.values())
             print(f"| {n} | {n_edges} | {solver} | {cells} |", flush=True)
 

@@ -152,6 +152,7 @@ def test_model_subcommands(raw_h5ad, caplog):
     assert "velocity_init" in caplog.text
     assert main(["-q", "flecs", *common, *network, "--velocity-weight", "-1"]) == 1
     assert "velocity_weight" in caplog.text
+    assert main(["-q", "flecs", *common, *network, "--warm-start", "none"]) == 0
     ot_pairs = ["--warm-start", "ot_pairs", "--velocity-init", "20"]
     saved = f / "flecs_model"
     assert main(["-q", "flecs", *common, *network, *ot_pairs, "--save-model", str(saved)]) == 0

@@ -181,7 +181,7 @@ def _flecs(args, adata) -> None:
         resample=args.resample,
         knockout=args.knockout,
         progress=False,
-        warm_start=args.warm_start,
+        warm_start=None if args.warm_start == "none" else args.warm_start,
         velocity_target=args.velocity_target,
         velocity_weight=args.velocity_weight,
         save_model=args.save_model,
@@ -458,13 +458,14 @@ def _build_parser() -> argparse.ArgumentParser:
     flecs.add_argument(
         "--velocity-init",
         type=int,
-        help="L-BFGS iterations of the warm start (0: none; default: the model's)",
+        help="L-BFGS iterations of the warm start (default: the model's)",
     )
     flecs.add_argument(
         "--warm-start",
-        choices=["velocities", "ot_pairs"],
-        default="velocities",
-        help="fit OT velocities, or the ODE over each gap to OT barycentres",
+        choices=["linear", "velocities", "ot_pairs", "none"],
+        default="linear",
+        help="linear fit of OT velocities, sigmoid fit of them, the ODE over each gap to OT "
+        "barycentres, or none",
     )
     flecs.add_argument(
         "--velocity-target", choices=["ot", "chords"], default="ot", help="warm-start velocities"

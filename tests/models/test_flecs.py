@@ -13,6 +13,7 @@ from celldyn.models._flecs import FLeCS
 from celldyn.module._flecs import (
     FLeCSModule,
     chord_velocities,
+    fit_linear,
     fit_pairs,
     fit_velocities,
     flow_matching_pairs,
@@ -219,6 +220,53 @@ def test_fit_velocities_divergence_raises_and_restores():
     torch.testing.assert_close(field.prior_edge_weights(), before)
 
 
+@pytest.mark.parametrize("protein_proxy", [False, True])
+def test_fit_linear_reproduces_a_linear_field_at_the_mean(protein_proxy):
+    """Velocities linear in the expression: the fitted field's Jacobian at the mean expression
+    is the linear map on the prior's edges and the diagonal (a self loop included)."""
+    rng = np.random.default_rng(0)
+    src, dst = [0, 1, 2, 3, 0, 2], [1, 2, 3, 0, 0, 1]  # 0 -> 0 is a self loop
+    x = 1.0 + 0.3 * rng.standard_normal((500, 4))
+    linear = np.zeros((4, 4))  # regulator x target
+    linear[src, dst] = rng.uniform(-0.3, 0.3, len(src))
+    linear[np.arange(4), np.arange(4)] = [0.05, -0.4, -0.3, -0.5]  # gene 0: self-activating
+    intercept = 0.5 - x.mean(0) @ linear + np.minimum(np.diag(linear), 0) * x.mean(0)
+    velocities = intercept + x @ linear
+    field = GRNVectorField(4, src, dst, protein_proxy=protein_proxy, translation_init=0.5)
+    points, target = torch.tensor(x, dtype=torch.float32), torch.tensor(velocities).float()
+    error = fit_linear(field, points, target, ridge=1e-9)
+    mean = points.mean(0)
+    jacobian = torch.func.jacrev(field.gene_velocity)(mean).detach().T  # regulator x target
+    mask = torch.tensor(linear != 0)
+    torch.testing.assert_close(
+        jacobian[mask], torch.tensor(linear).float()[mask], atol=1e-4, rtol=0
+    )
+    assert float(jacobian[~mask].abs().max()) < 1e-6  # no edge, no effect
+    torch.testing.assert_close(
+        field.decay[:4], torch.tensor([1e-3, 0.4, 0.3, 0.5]), atol=1e-5, rtol=0
+    )
+    # the mean production level is what the velocities need there
+    with torch.no_grad():
+        at_mean = field.gene_velocity(mean)
+    torch.testing.assert_close(at_mean, target.mean(0), atol=1e-4, rtol=0)
+    assert error == pytest.approx(float((field.gene_velocity(points) - target).square().mean()))
+
+
+def test_fit_linear_checks_its_input_and_leaves_the_field():
+    field = _field_with_random_parameters(0)
+    before = [p.detach().clone() for p in field.parameters()]
+    points, velocities = torch.rand(20, 4), torch.rand(20, 4)
+    velocities[3, 1] = float("nan")
+    with pytest.raises(ValueError, match="must be finite"):
+        fit_linear(field, points, velocities)
+    with pytest.raises(ValueError, match="level"):
+        fit_linear(field, points, torch.rand(20, 4), level=(0.5, 0.2))
+    with pytest.raises(ValueError, match="ridge"):
+        fit_linear(field, points, torch.rand(20, 4), ridge=0.0)
+    for param, value in zip(field.parameters(), before, strict=True):
+        torch.testing.assert_close(param, value)
+
+
 def test_fit_pairs_recovers_a_known_field():
     truth = _field_with_random_parameters(1)
     starts = 2 * torch.rand(200, 4, generator=torch.Generator().manual_seed(0))
@@ -408,7 +456,7 @@ def test_diverging_training_raises(small):
     with torch.no_grad():
         model.module.field.bias[0] = float("nan")
     with pytest.raises(SolverDivergedError, match="NaN or infinite"):
-        model.train(max_epochs=1, **FAST)
+        model.train(max_epochs=1, warm_start=None, **FAST)  # the linear start resets the bias
 
 
 def test_non_finite_loss_stops_training_at_once():
@@ -455,10 +503,10 @@ def test_diverging_lr_raises_promptly_naming_lr(small, capsys):
     model = FLeCS(small)
     start = time.perf_counter()
     with pytest.raises(SolverDivergedError, match=r"`lr` is too large \(now 100000000.0\)"):
-        model.train(max_epochs=5, lr=1e8, velocity_init=0, **FAST)
+        model.train(max_epochs=5, lr=1e8, warm_start=None, **FAST)
     assert time.perf_counter() - start < 60  # ~2 s here; 30 s with 10,000 steps, hours before
     with pytest.raises(SolverDivergedError, match=r"max_num_steps=30 .*`max_num_steps` \(now 30\)"):
-        model.train(max_epochs=5, lr=1e8, velocity_init=0, max_num_steps=30, **FAST)
+        model.train(max_epochs=5, lr=1e8, warm_start=None, max_num_steps=30, **FAST)
     # the error is raised, without scvi-tools' misleading "Exception raised ... NameError"
     assert "Exception raised during training" not in capsys.readouterr().out
 
@@ -493,7 +541,7 @@ def _validation_losses(adata, **options) -> tuple[np.ndarray, np.ndarray]:
     model = FLeCS(adata)
     # the trajectory error alone (no velocity warm start or term) unless asked: there the
     # augmentations matter most
-    options = {"velocity_init": 0, "velocity_weight": 0.0, **options}
+    options = {"warm_start": None, "velocity_weight": 0.0, **options}
     model.train(max_epochs=15, batch_size=32, lr=0.05, **options, **FAST)
     return model.history["validation_loss"].to_numpy(dtype=float).ravel(), model.get_weights()
 
@@ -532,30 +580,36 @@ def test_warm_start_only_before_the_first_training(small, monkeypatch):
 
     def counted(fit):
         def wrapped(*args, **kwargs):
-            calls.append((fit.__name__, kwargs["max_iter"]))
+            calls.append((fit.__name__, kwargs.get("max_iter")))
             return fit(*args, **kwargs)
 
         return wrapped
 
-    monkeypatch.setattr(flecs_model, "fit_velocities", counted(fit_velocities))
-    monkeypatch.setattr(flecs_model, "fit_pairs", counted(fit_pairs))
+    for fit in (fit_linear, fit_velocities, fit_pairs):
+        monkeypatch.setattr(flecs_model, fit.__name__, counted(fit))
     FLeCS.setup_anndata(small)
-    for warm_start in ("velocities", "ot_pairs"):
+    for warm_start in ("linear", "velocities", "ot_pairs"):
         model = FLeCS(small)
         model.train(max_epochs=1, velocity_init=20, warm_start=warm_start, **FAST)
         model.train(max_epochs=1, velocity_init=20, warm_start=warm_start, **FAST)
         FLeCS(small).train(max_epochs=1, velocity_init=0, warm_start=warm_start, **FAST)
-    FLeCS(small).train(max_epochs=1, **FAST)  # the default: 500 velocity iterations
+    FLeCS(small).train(max_epochs=1, **FAST)  # the default: the linear fit alone
+    FLeCS(small).train(max_epochs=1, warm_start="velocities", **FAST)  # 500 by default
     FLeCS(small).train(max_epochs=1, warm_start="ot_pairs", **FAST)  # 300 by default
+    FLeCS(small).train(max_epochs=1, warm_start=None, velocity_init=20, **FAST)  # none
     assert calls == [
+        ("fit_linear", None),  # linear, then 20 iterations on the velocities
+        ("fit_velocities", 20),
+        ("fit_linear", None),  # velocity_init=0: the closed-form start only
         ("fit_velocities", 20),
         ("fit_pairs", 20),
+        ("fit_linear", None),
         ("fit_velocities", 500),
         ("fit_pairs", 300),
     ]
 
 
-@pytest.mark.parametrize("warm_start", ["velocities", "ot_pairs"])
+@pytest.mark.parametrize("warm_start", ["linear", "velocities", "ot_pairs"])
 def test_warm_start_fits_the_paths_better(small, warm_start):
     cold, _ = _validation_losses(small)
     warm, _ = _validation_losses(small, velocity_init=None, warm_start=warm_start)

@@ -30,6 +30,7 @@ from ..module._flecs import (
     TRAIN_MAX_NUM_STEPS,
     FLeCSModule,
     chord_velocities,
+    fit_linear,
     fit_pairs,
     fit_velocities,
 )
@@ -43,8 +44,16 @@ from ._training import TrainingMixin, lightning_options
 
 VELOCITY_TARGETS = ("ot", "chords")
 """Velocities of the velocity warm start and the velocity term of :meth:`FLeCS.train`."""
-WARM_START_ITERATIONS = {"ot_pairs": 300, "velocities": 500}
+WARM_START_ITERATIONS = {"linear": 0, "ot_pairs": 300, "velocities": 500}
 """Warm starts of :meth:`FLeCS.train` and their default L-BFGS iterations."""
+
+
+def _linear_then_velocities(field, points, velocities, *, max_iter: int) -> float:
+    """:func:`fit_linear`, then ``max_iter`` L-BFGS iterations of :func:`fit_velocities`."""
+    error = fit_linear(field, points, velocities)
+    if max_iter:
+        error = fit_velocities(field, points, velocities, max_iter=max_iter)
+    return error
 
 
 class FLeCS(TrainingMixin, BaseModelClass):
@@ -57,7 +66,8 @@ class FLeCS(TrainingMixin, BaseModelClass):
     only, not proteins or latents; a cell repeated at the same time as the one before it, as
     on short kNN paths, counts once). Before its first training the field is fitted by least
     squares to the OT velocities of the cells between consecutive time groups (a warm start,
-    ``velocity_init``; no ODE solve), and that velocity error stays in the training loss with
+    ``warm_start``: by default the closed-form linear fit mapped onto the sigmoid; no ODE
+    solve), and that velocity error stays in the training loss with
     a small weight (``velocity_weight``): the velocities identify the network far better than
     the trajectory error alone. ``warm_start='ot_pairs'`` fits instead the flow of every cell
     over the gap to its OT barycentre at the next time group, which keeps regulation that
@@ -169,7 +179,7 @@ class FLeCS(TrainingMixin, BaseModelClass):
         lr: float = 1e-2,
         weight_decay: float = 0.0,
         velocity_init: int | None = None,
-        warm_start: str = "velocities",
+        warm_start: str | None = "linear",
         velocity_target: str = "ot",
         velocity_weight: float = 0.1,
         velocity_bootstrap: int | None = None,
@@ -199,22 +209,25 @@ class FLeCS(TrainingMixin, BaseModelClass):
         lr, weight_decay
             Adam settings.
         velocity_init
-            L-BFGS iterations of the warm start (``0``: none; ``None``: 300 for
-            ``'ot_pairs'``, 500 for ``'velocities'``). Before the first training of a model,
-            the field is fitted to the data by full-batch L-BFGS (``warm_start``, on the GPU
-            when ``accelerator`` allows it); the trajectory fit then starts from there. A
-            model that was already trained is not refitted.
+            L-BFGS iterations of the warm start (``None``: 0 for ``'linear'``, 300 for
+            ``'ot_pairs'``, 500 for ``'velocities'``; ``0`` with those two: no warm start).
+            Before the first training of a model the field is fitted to the data
+            (``warm_start``, on the GPU when ``accelerator`` allows it); the trajectory fit
+            then starts from there. A model that was already trained is not refitted.
         warm_start
-            ``'velocities'`` (default): least squares to the ``velocity_target`` velocities
-            (:func:`~celldyn.module.fit_velocities`; no ODE solve). ``'ot_pairs'``:
-            the ODE integrated from every cell of each time group but the last over the gap
-            to the next group must end at the cell's OT barycentre there
+            ``'linear'`` (default): the closed-form linear least-squares fit of the
+            ``velocity_target`` velocities on each target's prior regulators, mapped onto the
+            sigmoid at the target's mean production (:func:`~celldyn.module.fit_linear`; no
+            iterations, no ODE solve), then ``velocity_init`` L-BFGS iterations of
+            ``'velocities'``. ``'velocities'``: least squares of the sigmoid model to those
+            velocities from the initial weights (:func:`~celldyn.module.fit_velocities`).
+            ``'ot_pairs'``: the ODE integrated from every cell of each time group but the
+            last over the gap to the next group must end at the cell's OT barycentre there
             (:func:`~celldyn.module.fit_pairs`, with ``method``, ``rtol``, ``atol`` and
             ``max_num_steps``; one solve per gap and iteration, on the time groups and
-            ``rep`` of the trajectories). The flow over a whole gap also carries regulation
-            that acts with a delay or settles within the gap, which the velocities between
-            snapshots miss; which warm start recovers more of a network depends on the data
-            (benchmarks README, "FLeCS: the OT-pair warm start").
+            ``rep`` of the trajectories); the flow over a whole gap also carries regulation
+            that acts with a delay or settles within the gap. ``None``: no warm start. Which
+            start recovers more of a network across data: benchmarks README, "FLeCS".
         velocity_target
             Velocities of the velocity warm start and of the velocity term: ``'ot'``
             (default), the barycentric OT velocities between the consecutive time groups the
@@ -269,9 +282,9 @@ class FLeCS(TrainingMixin, BaseModelClass):
         """
         options = lightning_options(lightning_kwargs)
         check_in(velocity_target, VELOCITY_TARGETS, "velocity_target")
-        check_in(warm_start, tuple(WARM_START_ITERATIONS), "warm_start")
+        check_in(warm_start, (*WARM_START_ITERATIONS, None), "warm_start")
         if velocity_init is None:
-            velocity_init = WARM_START_ITERATIONS[warm_start]
+            velocity_init = WARM_START_ITERATIONS.get(warm_start, 0)
         velocity_init = check_int(velocity_init, "velocity_init", 0)
         if velocity_bootstrap is not None:
             velocity_bootstrap = check_int(velocity_bootstrap, "velocity_bootstrap", 0)
@@ -300,11 +313,13 @@ class FLeCS(TrainingMixin, BaseModelClass):
             validation_size=validation_size,
             random_state=random_state,
         )
-        warm = velocity_init and not self.is_trained_
+        warm = warm_start is not None and not self.is_trained_
+        warm = warm and bool(velocity_init or warm_start == "linear")
+        on_velocities = warm and warm_start in ("linear", "velocities")
         bootstrap = None
         if velocity_bootstrap is not None:
             bootstrap = np.random.default_rng(velocity_bootstrap)
-        if velocity_weight or (warm and warm_start == "velocities"):
+        if velocity_weight or on_velocities:
             if velocity_target == "ot":
                 points, velocities = self._ot_velocities(x.numpy(), random_state)
             else:
@@ -316,10 +331,9 @@ class FLeCS(TrainingMixin, BaseModelClass):
                 rows = bootstrap.integers(0, len(points), len(points))
                 points, velocities = points[rows], velocities[rows]
             self.module.set_velocity_targets(points, velocities)
-        if warm and warm_start == "velocities":
-            self._warm_start(
-                fit_velocities, (points, velocities), velocity_init, options["accelerator"]
-            )
+        if on_velocities:
+            fit = _linear_then_velocities if warm_start == "linear" else fit_velocities
+            self._warm_start(fit, (points, velocities), velocity_init, options["accelerator"])
         elif warm:
             pairs = self._ot_pairs(x.numpy(), random_state)
             if bootstrap is not None:

@@ -4,6 +4,7 @@ from ._cellmnn import CellMNNModule
 from ._flecs import (
     FLeCSModule,
     chord_velocities,
+    fit_linear,
     fit_pairs,
     fit_velocities,
     flow_matching_pairs,
@@ -18,6 +19,7 @@ __all__ = [
     "FLeCSModule",
     "LCDModule",
     "chord_velocities",
+    "fit_linear",
     "fit_pairs",
     "fit_velocities",
     "flow_matching_pairs",

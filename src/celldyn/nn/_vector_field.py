@@ -188,6 +188,27 @@ class GRNVectorField(nn.Module):
         """Protein decay ``alpha^P >= 0`` (``None`` without ``protein_proxy``)."""
         return F.softplus(self._raw_protein_decay) if self.protein_proxy else None
 
+    @torch.no_grad()
+    def set_gene_parameters(
+        self, *, weights: torch.Tensor, bias: torch.Tensor, decay: torch.Tensor
+    ) -> None:
+        """Overwrite the prior edge weights, gene biases and gene decays in place.
+
+        Parameters
+        ----------
+        weights
+            Learnt weight of every prior edge ``(n_prior_edges,)``, in the edge order given.
+        bias
+            Bias of every gene ``(n_genes,)``.
+        decay
+            Decay of every gene ``(n_genes,)``, positive.
+        """
+        if not bool((decay > 0).all()):
+            raise ValueError("Every gene decay must be positive.")
+        self.grn.weight[: self.n_prior_edges] = weights.to(self.grn.weight)
+        self.bias[: self.n_genes] = bias.to(self.bias)
+        self._raw_decay[: self.n_genes] = _inverse_softplus(decay.to(self._raw_decay))
+
     # ----- interventions --------------------------------------------------------------------
     def _check_offset(self, value: torch.Tensor | None, name: str) -> torch.Tensor | None:
         if value is None:

@@ -71,7 +71,7 @@ def _fit_member(
     # chords come from the (already resampled) trajectories; OT targets from all cells
     ot_targets = (
         train.get("velocity_target", "ot") == "ot"
-        or train.get("warm_start", "velocities") == "ot_pairs"
+        or train.get("warm_start", "linear") == "ot_pairs"
     )
     bootstrap = {"velocity_bootstrap": seed} if resample and ot_targets else {}
     kwargs = {"seed": seed, **model_kwargs}
