@@ -164,7 +164,7 @@ def flecs_model(one_torch_thread):
     model = FLeCS(adata)
     # the trajectory error alone (no velocity warm start or term): the tolerances below were
     # measured on this fit
-    train = {"max_epochs": 10, "batch_size": 32, "lr": 0.05, "velocity_init": 0}
+    train = {"max_epochs": 10, "batch_size": 32, "lr": 0.05, "warm_start": None}
     train["velocity_weight"] = 0.0
     model.train(**train, accelerator="cpu", progress=False)
     return model
