@@ -31,7 +31,8 @@ Every method is scored on the prior's edges without self loops
 - ``GENIE3-style forest``: ``tl.grn_baseline(method='forest')``.
 - ``OT-ridge``: ``tl.grn_baseline(method='ot_ridge')``, ridge regression of OT velocities.
 
-Printed: AUROC, AUPRC ratio and early precision ratio of every run, fit seconds and, on
+Printed: AUROC, AUPRC ratio, early precision ratio and sign accuracy (the fraction of signed
+true edges whose score has their sign) of every run, fit seconds and, on
 simulate_grn, the mean cosine of the FLeCS velocity to the true one; the mean ± sd AUROC per
 family with FLeCS's margin over the best baseline; then knockouts of both FLeCS variants
 (``GRNVectorField.knockout``, all outgoing edges of a regulator set to 0):
@@ -308,6 +309,7 @@ def run(key: str, seed: int, max_epochs: int) -> tuple[list[dict], list[dict]]:
                 "auroc": s["auroc"],
                 "auprc_ratio": s["auprc_ratio"],
                 "epr": s["epr"],
+                "sign_accuracy": s["sign_accuracy"],
                 "n_true/n_candidates": f"{s['n_true_edges']}/{s['n_candidates']}",
                 "fit_s": seconds[method],
                 "velocity_cosine": (

@@ -252,6 +252,24 @@ def test_fit_linear_reproduces_a_linear_field_at_the_mean(protein_proxy):
     assert error == pytest.approx(float((field.gene_velocity(points) - target).square().mean()))
 
 
+def test_fit_linear_gives_the_same_fit_per_target_and_from_one_gram_matrix(monkeypatch):
+    import celldyn.module._flecs as flecs_module
+
+    rng = np.random.default_rng(1)
+    src = np.concatenate([rng.choice(20, 3, replace=False) for _ in range(20)])
+    dst = np.repeat(np.arange(20), 3)
+    points = torch.tensor(2 * rng.random((300, 20)), dtype=torch.float32)
+    velocities = torch.tensor(rng.standard_normal((300, 20)), dtype=torch.float32)
+    fields = []
+    for ratio in (float("inf"), 0.0):  # per target; one Gram matrix
+        monkeypatch.setattr(flecs_module, "WHOLE_GRAM_RATIO", ratio)
+        fields.append(GRNVectorField(20, src, dst))
+        fit_linear(fields[-1], points, velocities)
+    for a, b in zip(fields[0].parameters(), fields[1].parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    assert float(fields[0].prior_edge_weights().abs().max()) > 0.1
+
+
 def test_fit_linear_checks_its_input_and_leaves_the_field():
     field = _field_with_random_parameters(0)
     before = [p.detach().clone() for p in field.parameters()]

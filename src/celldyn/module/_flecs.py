@@ -13,6 +13,9 @@ from ..nn._ode import ADAPTIVE_METHODS
 
 VELOCITY_BATCH = 256
 """Velocity targets drawn per training step for the velocity term of the FLeCS loss."""
+WHOLE_GRAM_RATIO = 1.0
+""":func:`fit_linear` forms the Gram matrix of all genes at once when the sum over targets of
+their squared column counts exceeds this times the squared number of genes (dense priors)."""
 TRAIN_MAX_NUM_STEPS = 1_000
 """Default bound on the adaptive solver steps of one training solve (a batch of trajectories).
 
@@ -272,12 +275,18 @@ def fit_linear(
     gamma = torch.zeros(n_genes, dtype=torch.float64, device=points.device)
     order = torch.argsort(dst, stable=True)
     starts = torch.searchsorted(dst[order], torch.arange(n_genes + 1))
-    for target in range(n_genes):  # one small solve per target, float64 on its columns only
+    columns_per_target = torch.diff(starts).double() + 1
+    # one Gram matrix of all genes when that costs less than one per target (dense priors)
+    whole = None
+    if float(columns_per_target.square().sum()) > WHOLE_GRAM_RATIO * n_genes**2:
+        whole = (points - mean.float()) / sd.float()
+        whole = (whole.T @ whole).double()
+    for target in range(n_genes):  # one small float64 solve per target
         edges = order[starts[target] : starts[target + 1]]
         others = src[edges] != target
         columns = torch.cat([src[edges][others], torch.tensor([target])]).to(points.device)
         design = (points[:, columns].double() - mean[columns]) / sd[columns]
-        gram = design.T @ design
+        gram = design.T @ design if whole is None else whole[columns][:, columns]
         gram.diagonal().add_(ridge * n)
         rhs = design.T @ (velocities[:, target].double() - v_mean[target])
         beta = torch.linalg.solve(gram, rhs) / sd[columns]
