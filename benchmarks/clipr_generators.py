@@ -18,6 +18,11 @@ defaults, and the same process scores (off-diagonal AUROC / AUPRC against the tr
 
     python benchmarks/clipr_generators.py                       # d = 15, all families, seed 0
     python benchmarks/clipr_generators.py --dims 50 --families own indep --seeds 0 1
+    python benchmarks/clipr_generators.py --families own indep --seeds 0 1 2 \
+        --sparse-latent False True                  # LCD's stage 1 dense and row-sparse
+
+With ``--sparse-latent False True`` every screen is fitted twice, in the same process (the
+LCD rows of ``sparse_latent=True`` are named ``..., sparse_latent``).
 """
 
 from __future__ import annotations
@@ -82,7 +87,14 @@ def baselines(adata) -> dict[str, np.ndarray]:
 
 
 def run(
-    family: str, d: int, cells: int, doubles: int, seed: int, variants: dict, save: str | None
+    family: str,
+    d: int,
+    cells: int,
+    doubles: int,
+    seed: int,
+    variants: dict,
+    save: str | None,
+    sparse_latent: tuple[bool, ...] = (False,),
 ) -> list[dict]:
     import torch
 
@@ -93,22 +105,25 @@ def run(
     rows = []
     for method, effects in baselines(adata).items():
         rows.append({"method": method, **_offdiagonal_scores(effects, adata)})
-    start = time.perf_counter()
-    torch.manual_seed(seed)
-    LCD.setup_anndata(adata, size_factor_key="size_factor")
-    model = LCD(adata)
-    model.train(accelerator="cpu", progress=False, random_state=seed)
-    seconds = time.perf_counter() - start
-    if save:
-        model.save(f"{save}/{family}_d{d}_s{seed}", overwrite=True, save_anndata=True)
-    for name, options in {
-        "LCD + CLIPR (defaults)": {},
-        "LCD + CLIPR, velocities='model'": {"velocities": "model"},
-        **variants,
-    }.items():
-        cd.tl.clipr(adata, model=model, key_added="effects", **options)
-        rows.append({"method": name, **_offdiagonal_scores(adata.varp["effects"], adata)})
-    rows[-len(variants) - 2]["seconds"] = seconds
+    for sparse in sparse_latent:
+        start = time.perf_counter()
+        torch.manual_seed(seed)
+        LCD.setup_anndata(adata, size_factor_key="size_factor")
+        model = LCD(adata)
+        model.train(accelerator="cpu", progress=False, random_state=seed, sparse_latent=sparse)
+        seconds = time.perf_counter() - start
+        if save:
+            folder = f"{save}/{family}_d{d}_s{seed}" + ("_sparse" if sparse else "")
+            model.save(folder, overwrite=True, save_anndata=True)
+        for name, options in {
+            "LCD + CLIPR (defaults)": {},
+            "LCD + CLIPR, velocities='model'": {"velocities": "model"},
+            **variants,
+        }.items():
+            cd.tl.clipr(adata, model=model, key_added="effects", **options)
+            method = name + (", sparse_latent" if sparse else "")
+            rows.append({"method": method, **_offdiagonal_scores(adata.varp["effects"], adata)})
+        rows[-len(variants) - 2]["seconds"] = seconds
     return [{"family": family, "d": d, "seed": seed, **r} for r in rows]
 
 
@@ -122,6 +137,13 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
         "--variants", default="{}", help="dict literal: name -> tl.clipr keyword arguments"
+    )
+    parser.add_argument(
+        "--sparse-latent",
+        nargs="+",
+        default=["False"],
+        choices=["True", "False"],
+        help="LCD.train's sparse_latent; several: one fit each",
     )
     parser.add_argument("--out", help="CSV file for the rows")
     parser.add_argument("--save", help="folder to save the fitted models in (with their data)")
@@ -140,11 +162,12 @@ def main(argv=None) -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
     variants = ast.literal_eval(args.variants)
     print(f"# CLIPR across generators\n\nmachine: {machine()}; torch threads {args.threads}\n")
+    sparse = tuple(v == "True" for v in args.sparse_latent)
     rows = []
     for d in args.dims:
         for family in args.families:
             for seed in args.seeds:
-                rows += run(family, d, args.cells, args.doubles, seed, variants, args.save)
+                rows += run(family, d, args.cells, args.doubles, seed, variants, args.save, sparse)
                 table = pd.DataFrame(rows)
                 if args.out:
                     table.to_csv(args.out, index=False)

@@ -129,6 +129,28 @@ class _DivergenceGuard(Callback):
         self._check(trainer, pl_module)
 
 
+class _CatchUp(Callback):
+    """Bring the latent states up to date before stage 1 reads them (``sparse_latent``).
+
+    :class:`~celldyn.module._lcd.RowSparseAdam` leaves the rows a step did not use where
+    they were; before every step the rows of its minibatch (its gradient is taken where
+    dense Adam's rows are), and after every epoch all rows (for the prior update, which
+    follows, and everything that reads the states after the fit) get the steps they skipped.
+    """
+
+    @staticmethod
+    def _catch_up(trainer, rows: torch.Tensor | None = None) -> None:
+        for optimizer in trainer.optimizers:
+            if isinstance(optimizer, RowSparseAdam):
+                optimizer.catch_up(rows)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._catch_up(trainer, batch["index"])
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._catch_up(trainer)
+
+
 class _PriorUpdate(Callback):
     """Laplace-EM update of the latent prior variances after every epoch of stage 1."""
 
@@ -466,7 +488,7 @@ class LCD(TrainingMixin, BaseModelClass):
             Epochs of stage 2 (denoising score matching).
         batch_size
             Cells per minibatch of stage 1 (per process under DDP, ``strategy='ddp'``, as
-            ``score_batch_size``). Each cell's state is updated once per epoch whatever the
+            ``score_batch_size``). Each cell's state gets one gradient per epoch whatever the
             size. Without ``sparse_latent`` (the default, and under DDP) every step updates
             the whole latent matrix, so small batches cost time (cells squared;
             benchmarks/README.md, "LCD: speed").
@@ -496,14 +518,17 @@ class LCD(TrainingMixin, BaseModelClass):
             use fewer for large data.
         sparse_latent
             ``True``: stage 1 updates only the latent states of the minibatch's cells at each
-            step (Adam on each cell's own sequence of gradients, with a step count per cell),
-            so an epoch costs cells × genes. ``False`` (default): one Adam over the whole
-            latent matrix, whose steps also move the states of the other cells (their moments
-            carry on), at cells² × genes / ``batch_size`` per epoch. Not the default: on
-            Papalexi 2021 the row-sparse fit lost CLIPR's agreement with known IFN-γ
-            signalling (benchmarks/README.md, "LCD: speed"). Under DDP stage 1 takes the
-            dense path either way (DDP's reducer takes sparse gradients only from sparse
-            :class:`torch.nn.Embedding` modules); the optimizer's update is then Adam's.
+            step and moves the others lazily
+            (:class:`~celldyn.module._lcd.RowSparseAdam`): a cell's state gets the steps it
+            skipped, in closed form, before its next minibatch and after every epoch, so the
+            fit is dense Adam's up to rounding, at cells × genes per epoch. ``False``
+            (default): one Adam over the whole latent matrix, whose every step moves every
+            state (the moments of the absent cells carry on), at cells² × genes /
+            ``batch_size`` per epoch. The row-sparse updates pay from about 8 minibatches
+            per epoch on, and cost a little with few (benchmarks/README.md, "LCD: speed").
+            Under DDP stage 1 takes the dense path either way (DDP's reducer takes sparse
+            gradients only from sparse :class:`torch.nn.Embedding` modules); the optimizer's
+            update is then Adam's.
         random_state
             Seed of the minibatch order, the noise draws and the weights' updates.
         {lightning_kwargs}
@@ -555,7 +580,7 @@ class LCD(TrainingMixin, BaseModelClass):
                     observed,
                     max_epochs=max_epochs,
                     lr=lr,
-                    model_callbacks=[guard, prior_update],
+                    model_callbacks=[guard, *([_CatchUp()] if sparse_latent else []), prior_update],
                     **stage1,
                 )
         finally:

@@ -31,23 +31,65 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+_SERIES_TAIL = 1e-18
+"""Terms of the skipped-step series below this fraction of the first are dropped."""
+
+
+def _skipped_step_series(beta1: float, beta2: float, n: int) -> torch.Tensor:
+    """Return ``S_s = Σ_{j ≥ 1} ρ^j c(s + j)``, ``s = 0, …, n``: sums over skipped steps.
+
+    Row 0: ``ρ = β1 / √β2``, ``c(u) = √(1 − β2^u) / (1 − β1^u)``; row 1: ``ρ = β1 / β2``,
+    ``c(u) = (1 − β2^u) / (1 − β1^u)`` (:class:`RowSparseAdam`). The sum over the steps
+    ``s + 1, …, s + k`` is ``S_s − ρ^k S_{s+k}``.
+
+    Returns
+    -------
+    ``(2, n + 1)`` float64 tensor.
+    """
+    ratios = (beta1 / math.sqrt(beta2), beta1 / beta2)
+    terms = math.ceil(math.log(_SERIES_TAIL) / math.log(max(ratios))) if beta1 > 0 else 1
+    u = np.arange(1, n + terms + 1, dtype=np.float64)
+    corrections = (np.sqrt(1 - beta2**u) / (1 - beta1**u), (1 - beta2**u) / (1 - beta1**u))
+    j = np.arange(1, terms + 1)
+    return torch.as_tensor(
+        np.stack(
+            [
+                np.correlate(c, rho**j, mode="valid")
+                for rho, c in zip(ratios, corrections, strict=True)
+            ]
+        )
+    )
+
+
 class RowSparseAdam(torch.optim.Optimizer):
-    """Adam that updates only the rows present in a sparse gradient.
+    """Adam that updates only the rows of a sparse gradient, and moves them as dense Adam.
 
     A parameter with a dense gradient gets :class:`torch.optim.Adam`'s update. A parameter
-    with a sparse COO gradient (``F.embedding(..., sparse=True)``: the rows a minibatch used)
-    gets Adam's update on those rows only, with a step count per row: each row follows Adam
-    on the sequence of its own gradients, as if it were a parameter of its own, and the other
-    rows, their moments included, are left as they are. A step then costs the minibatch's
-    rows, not the whole matrix. Dense Adam instead decays the moments of every row at every
-    step (a zero gradient), which moves rows the minibatch did not use.
+    with a sparse COO gradient (``F.embedding(..., sparse=True)``: the rows a minibatch
+    used) is updated lazily. Dense Adam gives the other rows a zero gradient: their moments
+    decay (``m ← β1 m``, ``v ← β2 v``) and they keep moving on them, by
+    ``lr m̂ / (√v̂ + eps)`` at every step. Here each row remembers the step it was last
+    brought to, ``s``; before a loss reads it again (:meth:`catch_up` with its rows), or
+    before the whole parameter is read (:meth:`catch_up`), the ``k`` steps it skipped are
+    applied at once: it moves by ``−lr m W / (√v + ē)`` and its moments decay by ``β1^k``
+    and ``β2^k``. ``W = Σ_j w_j``, ``w_j = r^j √(1 − β2^u) / (1 − β1^u)`` over the skipped
+    steps ``u = s + j`` (``r = β1 / √β2``, Adam's bias corrections of the global step ``u``),
+    is a difference of two precomputed sums (:func:`_skipped_step_series`). Dense Adam's
+    displacement is ``−lr m Σ_j w_j / (√v + e_j)`` with ``e_j = eps √(1 − β2^u) / β2^(j/2)``;
+    ``ē`` is the ``w``-weighted mean of the ``e_j``, which makes the error second order, a
+    relative error below ``((max_j e_j − ē) / √v)²`` (exact for ``eps → 0``; it shows only
+    where ``√v`` is a few ``eps``, gradients of almost 0). A step then costs the
+    gradient's rows, not the whole matrix, and leaves every row, once caught up, where dense
+    Adam leaves it (up to rounding; with every row in every step, to the last bit). The
+    learning rate is taken as constant over the skipped steps.
 
     Parameters
     ----------
     params
         Parameters or parameter groups.
-    lr, betas, eps, weight_decay
-        As :class:`torch.optim.Adam` (L2 weight decay added to the gradient).
+    lr, betas, eps
+        As :class:`torch.optim.Adam`, with ``betas[0] < betas[1]`` and ``eps > 0``; no
+        weight decay (it would give the skipped rows a gradient).
     """
 
     def __init__(
@@ -56,10 +98,13 @@ class RowSparseAdam(torch.optim.Optimizer):
         lr: float = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
-        weight_decay: float = 0.0,
     ):
-        defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay}
-        super().__init__(params, defaults)
+        if not 0 <= betas[0] < betas[1] < 1:
+            raise ValueError(f"`betas` must satisfy 0 <= β1 < β2 < 1, got {betas}.")
+        if not eps > 0:
+            raise ValueError(f"`eps` must be positive, got {eps}.")
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
+        self._series: dict[tuple[float, float], torch.Tensor] = {}
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -74,40 +119,120 @@ class RowSparseAdam(torch.optim.Optimizer):
                     self._update(p, group)
         return loss
 
+    @torch.no_grad()
+    def catch_up(self, rows: torch.Tensor | None = None) -> None:
+        """Bring rows of the sparse-gradient parameters to the last step, as dense Adam.
+
+        Call it with the rows a loss is about to read (the gradient must be taken where
+        dense Adam's row is), and without rows before the parameter is read as a whole.
+
+        Parameters
+        ----------
+        rows
+            Unique row indices; default every row.
+        """
+        for group in self.param_groups:
+            for p in group["params"]:
+                if "row_step" in self.state[p]:
+                    self._catch_up(p, group, rows)
+
+    def _catch_up(self, p: torch.Tensor, group: dict, rows: torch.Tensor | None = None) -> None:
+        if rows is not None:
+            self._update_rows(p, group, rows.to(p.device))
+            return
+        state = self.state[p]  # every row, in place (those up to date do not move)
+        self._skip(p, group, p, state["exp_avg"], state["exp_avg_sq"], state["row_step"])
+        state["row_step"].fill_(state["step"])
+
     def _update(self, p: torch.Tensor, group: dict) -> None:
         (beta1, beta2), eps, lr = group["betas"], group["eps"], group["lr"]
         state = self.state[p]
         if not state:
-            rows = (p.shape[0],) if p.grad.is_sparse else ()
-            state["step"] = torch.zeros(rows, dtype=p.dtype, device=p.device)
+            state["step"] = 0
             state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         if p.grad.is_sparse:
+            if "row_step" not in state:
+                state["row_step"] = torch.full((p.shape[0],), state["step"], device=p.device)
             grad = p.grad.coalesce()
-            rows, grad = grad.indices()[0], grad.values()
-            if group["weight_decay"]:
-                grad = grad + group["weight_decay"] * p[rows]
-            step = state["step"][rows] + 1
-            state["step"][rows] = step
-            exp_avg = state["exp_avg"][rows].mul_(beta1).add_(grad, alpha=1 - beta1)
-            exp_avg_sq = state["exp_avg_sq"][rows].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-            state["exp_avg"][rows] = exp_avg
-            state["exp_avg_sq"][rows] = exp_avg_sq
-            shape = (-1,) + (1,) * (p.dim() - 1)
-            correction1 = (1 - beta1**step).view(shape)
-            correction2 = (1 - beta2**step).view(shape)
-            denom = (exp_avg_sq.sqrt() / correction2.sqrt()).add_(eps)
-            p.index_add_(0, rows, exp_avg / correction1 / denom, alpha=-lr)
+            state["step"] += 1
+            self._update_rows(p, group, grad.indices()[0], grad.values())
             return
-        grad = p.grad
-        if group["weight_decay"]:
-            grad = grad.add(p, alpha=group["weight_decay"])
+        if "row_step" in state:  # sparse gradients so far: every row to the last step first
+            self._catch_up(p, group)
+            del state["row_step"]
         state["step"] += 1
-        step = float(state["step"])
-        state["exp_avg"].mul_(beta1).add_(grad, alpha=1 - beta1)
-        state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        denom = (state["exp_avg_sq"].sqrt() / math.sqrt(1 - beta2**step)).add_(eps)
+        step = state["step"]
+        state["exp_avg"].lerp_(p.grad, 1 - beta1)  # torch's Adam, operation for operation
+        state["exp_avg_sq"].mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
+        denom = (state["exp_avg_sq"].sqrt() / (1 - beta2**step) ** 0.5).add_(eps)
         p.addcdiv_(state["exp_avg"], denom, value=-lr / (1 - beta1**step))
+
+    def _update_rows(
+        self, p: torch.Tensor, group: dict, rows: torch.Tensor, grad: torch.Tensor | None = None
+    ) -> None:
+        """Bring ``rows`` of ``p`` to the last step; with their ``grad``, take this step too.
+
+        Without ``grad`` the rows are brought to step ``state['step']``; with it, to the
+        step before, and step ``state['step']`` is then taken with ``grad``.
+        """
+        (beta1, beta2), eps, lr = group["betas"], group["eps"], group["lr"]
+        state = self.state[p]
+        step = state["step"]
+        last = step - (grad is not None)
+        before = state["row_step"].index_select(0, rows)
+        if grad is None and not bool((before < last).any()):
+            return
+        x = p.index_select(0, rows)
+        exp_avg = state["exp_avg"].index_select(0, rows)
+        exp_avg_sq = state["exp_avg_sq"].index_select(0, rows)
+        self._skip(p, group, x, exp_avg, exp_avg_sq, before, last)
+        if grad is not None:
+            exp_avg.lerp_(grad, 1 - beta1)
+            exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            denom = (exp_avg_sq.sqrt() / (1 - beta2**step) ** 0.5).add_(eps)
+            x.addcdiv_(exp_avg, denom, value=-lr / (1 - beta1**step))
+        p.index_copy_(0, rows, x)
+        state["exp_avg"].index_copy_(0, rows, exp_avg)
+        state["exp_avg_sq"].index_copy_(0, rows, exp_avg_sq)
+        state["row_step"].index_fill_(0, rows, step)
+
+    def _skip(
+        self,
+        p: torch.Tensor,
+        group: dict,
+        x: torch.Tensor,
+        exp_avg: torch.Tensor,
+        exp_avg_sq: torch.Tensor,
+        before: torch.Tensor,
+        last: int | None = None,
+    ) -> None:
+        """Apply dense Adam's zero-gradient steps to rows ``x`` of ``p``, in place.
+
+        The steps after ``before`` (per row) up to ``last`` (default the last step); the
+        moments ``exp_avg`` and ``exp_avg_sq`` of the rows decay in place too.
+        """
+        (beta1, beta2), eps, lr = group["betas"], group["eps"], group["lr"]
+        step = self.state[p]["step"]
+        last = step if last is None else last
+        skipped = last - before
+        if not bool((skipped > 0).any()):
+            return
+        series = self._series.get((beta1, beta2))
+        if series is None or series.shape[1] <= step:
+            series = _skipped_step_series(beta1, beta2, max(2 * step, 1024)).to(p.device)
+            self._series[(beta1, beta2)] = series
+        k = skipped.to(torch.float64)
+        ratios = torch.tensor([beta1 / math.sqrt(beta2), beta1 / beta2], dtype=k.dtype)
+        sums = series[:, before] - ratios.to(k.device)[:, None] ** k * series[:, last, None]
+        floor = torch.where(skipped > 0, eps * sums[1] / sums[0], eps)
+        shape = (-1,) + (1,) * (p.dim() - 1)
+        weight, floor, decay1, decay2 = (
+            v.to(p.dtype).view(shape) for v in (sums[0], floor, beta1**k, beta2**k)
+        )
+        x.addcdiv_(exp_avg * weight, exp_avg_sq.sqrt().add_(floor), value=-lr)
+        exp_avg.mul_(decay1)
+        exp_avg_sq.mul_(decay2)
 
 
 class LCDModule(BaseModuleClass):
@@ -120,7 +245,8 @@ class LCDModule(BaseModuleClass):
     by gradient, ``v_q`` by Laplace EM in :meth:`update_prior`: a variance learnt by MAP
     would shrink the latent states towards ``m_q``). With ``sparse_latent = True`` the
     gradient of the latent states is sparse, the rows of the minibatch's cells
-    (:class:`RowSparseAdam` updates only those), except under DDP.
+    (:class:`RowSparseAdam` updates only those, and the others lazily as dense Adam would),
+    except under DDP.
     Stage ``'score'``: denoising score matching of the conditional score ``s(x, σ, q)`` over
     the noise levels ``sigmas``, on the fitted latent states ``(n, G)`` or on several
     posterior draws of each (``(n, draws, G)``, :meth:`posterior_draws`). The score is the
