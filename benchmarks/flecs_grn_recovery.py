@@ -169,6 +169,7 @@ def fit_flecs(adata: AnnData, seed: int, max_epochs: int, **train) -> FLeCS:
     """FLeCS with package defaults, trained on the CPU."""
     FLeCS.setup_anndata(adata)
     torch.manual_seed(seed)
+    torch.set_num_threads(1)  # scanpy's numba kernels on sparse data leave torch at 2 threads
     model = FLeCS(adata, seed=seed)
     model.train(max_epochs=max_epochs, accelerator="cpu", progress=False, **train)
     return model

@@ -373,6 +373,7 @@ def lcd_fit(adata, epochs: int, seed: int = 0, targets=None, **model_kwargs):
     from celldyn.models import LCD
 
     torch.manual_seed(seed)
+    torch.set_num_threads(1)  # scanpy's numba kernels on sparse data leave torch at 2 threads
     LCD.setup_anndata(adata, layer="counts", targets=targets)
     model = LCD(adata, **model_kwargs)
     model.train(epochs, score_epochs=epochs, accelerator="cpu", progress=False, random_state=seed)
