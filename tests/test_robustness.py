@@ -333,7 +333,7 @@ MODEL_ENTRIES = {
         lambda adata, *, warm_start: cd.tl.flecs(
             adata, max_epochs=1, velocity_init=5, warm_start=warm_start, **FIT
         ),
-        {"warm_start": st.sampled_from(["velocities", "ot_pairs"])},
+        {"warm_start": st.sampled_from(["linear", "velocities", "ot_pairs"])},
         writes={
             "var": {"flecs_decay", "flecs_bias", "flecs_velocity_genes"},
             "varp": {"flecs_weights", "flecs_effects"},
