@@ -367,7 +367,7 @@ class FLeCS(TrainingMixin, BaseModelClass):
                 f"adata.uns[{self.trajectories_key!r}]['params'] lacks 'time_key' or 'rep' "
                 "(written by celldyn.pp.trajectories), needed by velocity_target='ot' (the "
                 "default) and warm_start='ot_pairs'; trajectories built otherwise can use "
-                "velocity_target='chords' with warm_start='velocities'."
+                "velocity_target='chords' with warm_start='linear' or warm_start='velocities'."
             )
         return get_rep(self.adata, params["rep"]), read_time_groups(self.adata, params["time_key"])
 
