@@ -117,6 +117,32 @@ def test_decay_init_is_respected():
     )
 
 
+def test_set_gene_parameters_writes_genes_only_and_checks_its_input():
+    field = GRNVectorField(3, [0, 1], [1, 2], n_latent=1)
+    latent_bias = field.bias[3].item()
+    field.set_gene_parameters(
+        weights=torch.tensor([0.5, -2.0]),
+        bias=torch.tensor([0.1, 0.2, 0.3]),
+        decay=torch.tensor([0.4, 1.0, 2.5]),
+    )
+    np.testing.assert_allclose(field.prior_edge_weights().detach(), [0.5, -2.0])
+    np.testing.assert_allclose(field.bias[:3].detach(), [0.1, 0.2, 0.3])
+    np.testing.assert_allclose(field.decay[:3].detach(), [0.4, 1.0, 2.5], rtol=1e-5)
+    assert field.bias[3].item() == latent_bias  # latent nodes untouched
+    before = copy.deepcopy(field.state_dict())
+    good = {"weights": torch.zeros(2), "bias": torch.zeros(3), "decay": torch.ones(3)}
+    for name, value, match in [
+        ("weights", torch.zeros(3), r"`weights` must have shape \(2,\)"),
+        ("bias", torch.zeros(1), r"`bias` must have shape \(3,\)"),
+        ("bias", torch.tensor([0.0, float("nan"), 0.0]), "NaN or infinite"),
+        ("decay", torch.tensor([1.0, 0.0, 1.0]), "positive"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            field.set_gene_parameters(**{**good, name: value})
+    for key, value in field.state_dict().items():
+        torch.testing.assert_close(value, before[key])
+
+
 def test_knockout_removes_exactly_the_regulators_influence(random_graph):
     src, dst = random_graph(10, 45, seed=2)
     field = _randomise(GRNVectorField(10, src, dst, n_latent=2).double())

@@ -257,7 +257,8 @@ def fit_linear(
     Raises
     ------
     ValueError
-        If ``points`` or ``velocities`` hold NaN or infinite values (the field is unchanged).
+        If ``points`` or ``velocities`` hold NaN or infinite values, or ``ridge``,
+        ``min_decay`` or ``level`` are out of range (the field is unchanged).
     """
     if not 0.0 < level[0] < level[1] < 1.0:
         raise ValueError(f"`level` must satisfy 0 < low < high < 1, got {level!r}.")
@@ -279,8 +280,9 @@ def fit_linear(
     # one Gram matrix of all genes when that costs less than one per target (dense priors)
     whole = None
     if float(columns_per_target.square().sum()) > WHOLE_GRAM_RATIO * n_genes**2:
-        whole = (points - mean.float()) / sd.float()
-        whole = (whole.T @ whole).double()
+        standard = (points - mean.float()) / sd.float()
+        whole = (standard.T @ standard).double()
+        del standard
     for target in range(n_genes):  # one small float64 solve per target
         edges = order[starts[target] : starts[target + 1]]
         others = src[edges] != target

@@ -202,7 +202,21 @@ class GRNVectorField(nn.Module):
             Bias of every gene ``(n_genes,)``.
         decay
             Decay of every gene ``(n_genes,)``, positive.
+
+        Raises
+        ------
+        ValueError
+            If a value has the wrong shape or is not finite, or a decay is not positive (the
+            field is unchanged).
         """
+        shapes = {"weights": self.n_prior_edges, "bias": self.n_genes, "decay": self.n_genes}
+        for name, value in (("weights", weights), ("bias", bias), ("decay", decay)):
+            if tuple(value.shape) != (shapes[name],):
+                raise ValueError(
+                    f"`{name}` must have shape ({shapes[name]},), got {tuple(value.shape)}."
+                )
+            if not bool(torch.isfinite(value).all()):
+                raise ValueError(f"`{name}` contains NaN or infinite values.")
         if not bool((decay > 0).all()):
             raise ValueError("Every gene decay must be positive.")
         self.grn.weight[: self.n_prior_edges] = weights.to(self.grn.weight)

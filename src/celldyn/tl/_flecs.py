@@ -69,10 +69,7 @@ def _fit_member(
     member = _member_adata(work, trajectories, seed, resample)
     FLeCS.setup_anndata(member)
     # chords come from the (already resampled) trajectories; OT targets from all cells
-    ot_targets = (
-        train.get("velocity_target", "ot") == "ot"
-        or train.get("warm_start", "linear") == "ot_pairs"
-    )
+    ot_targets = train.get("velocity_target", "ot") == "ot" or train.get("warm_start") == "ot_pairs"
     bootstrap = {"velocity_bootstrap": seed} if resample and ot_targets else {}
     kwargs = {"seed": seed, **model_kwargs}
     return train_seeded(
