@@ -22,7 +22,10 @@ defaults, and the same process scores (off-diagonal AUROC / AUPRC against the tr
         --sparse-latent False True                  # LCD's stage 1 dense and row-sparse
 
 With ``--sparse-latent False True`` every screen is fitted twice, in the same process (the
-LCD rows of ``sparse_latent=True`` are named ``..., sparse_latent``).
+LCD rows are named ``..., dense latent`` and ``..., sparse latent``; without a suffix they
+are ``sparse_latent='auto'``'s, the package default: dense below 8 stage-1 minibatches per
+epoch, row-sparse from 8). ``--batch-size`` is stage 1's minibatch size (default 4096, the
+package's).
 """
 
 from __future__ import annotations
@@ -94,7 +97,8 @@ def run(
     seed: int,
     variants: dict,
     save: str | None,
-    sparse_latent: tuple[bool, ...] = (False,),
+    sparse_latent: tuple[bool | str, ...] = ("auto",),
+    batch_size: int = 4096,
 ) -> list[dict]:
     import torch
 
@@ -110,10 +114,17 @@ def run(
         torch.manual_seed(seed)
         LCD.setup_anndata(adata, size_factor_key="size_factor")
         model = LCD(adata)
-        model.train(accelerator="cpu", progress=False, random_state=seed, sparse_latent=sparse)
+        model.train(
+            accelerator="cpu",
+            progress=False,
+            random_state=seed,
+            sparse_latent=sparse,
+            batch_size=batch_size,
+        )
         seconds = time.perf_counter() - start
+        path = {True: "sparse", False: "dense"}.get(sparse)  # None: 'auto'
         if save:
-            folder = f"{save}/{family}_d{d}_s{seed}" + ("_sparse" if sparse else "")
+            folder = f"{save}/{family}_d{d}_s{seed}" + (f"_{path}" if path else "")
             model.save(folder, overwrite=True, save_anndata=True)
         for name, options in {
             "LCD + CLIPR (defaults)": {},
@@ -121,7 +132,7 @@ def run(
             **variants,
         }.items():
             cd.tl.clipr(adata, model=model, key_added="effects", **options)
-            method = name + (", sparse_latent" if sparse else "")
+            method = name + (f", {path} latent" if path else "")
             rows.append({"method": method, **_offdiagonal_scores(adata.varp["effects"], adata)})
         rows[-len(variants) - 2]["seconds"] = seconds
     return [{"family": family, "d": d, "seed": seed, **r} for r in rows]
@@ -141,10 +152,11 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--sparse-latent",
         nargs="+",
-        default=["False"],
-        choices=["True", "False"],
+        default=["auto"],
+        choices=["auto", "True", "False"],
         help="LCD.train's sparse_latent; several: one fit each",
     )
+    parser.add_argument("--batch-size", type=int, default=4096, help="LCD's stage 1")
     parser.add_argument("--out", help="CSV file for the rows")
     parser.add_argument("--save", help="folder to save the fitted models in (with their data)")
     args = parser.parse_args(argv)
@@ -162,12 +174,22 @@ def main(argv=None) -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
     variants = ast.literal_eval(args.variants)
     print(f"# CLIPR across generators\n\nmachine: {machine()}; torch threads {args.threads}\n")
-    sparse = tuple(v == "True" for v in args.sparse_latent)
+    sparse = tuple({"True": True, "False": False}.get(v, v) for v in args.sparse_latent)
     rows = []
     for d in args.dims:
         for family in args.families:
             for seed in args.seeds:
-                rows += run(family, d, args.cells, args.doubles, seed, variants, args.save, sparse)
+                rows += run(
+                    family,
+                    d,
+                    args.cells,
+                    args.doubles,
+                    seed,
+                    variants,
+                    args.save,
+                    sparse,
+                    args.batch_size,
+                )
                 table = pd.DataFrame(rows)
                 if args.out:
                     table.to_csv(args.out, index=False)

@@ -15,7 +15,7 @@ from celldyn._perturbations import perturbation_mask, read_perturbations, split_
 from celldyn.datasets import simulate_perturbations
 from celldyn.metrics import energy_distance, grn_scores, perturbation_table
 from celldyn.models import LCD
-from celldyn.models._lcd import _CosineDecay, _gaussian_base
+from celldyn.models._lcd import _SPARSE_LATENT_MIN_BATCHES, _CosineDecay, _gaussian_base
 from celldyn.module._lcd import LCDModule, RowSparseAdam
 from celldyn.tl import perturbation_baseline
 
@@ -344,6 +344,39 @@ def test_sparse_latent_stage_one_matches_dense(screen):
     assert (fitted[0][0] - start.double()).abs().max() > 0.3
     for dense, sparse in zip(*fitted, strict=True):
         torch.testing.assert_close(sparse, dense, rtol=0, atol=2e-4)
+
+
+class _StageOneOptimizer(Callback):
+    """The optimizer class of the first fit (stage 1)."""
+
+    def on_train_start(self, trainer, pl_module):
+        if not hasattr(self, "optimizer"):
+            self.optimizer = type(trainer.optimizers[0])
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+@pytest.mark.parametrize("n_batches", [_SPARSE_LATENT_MIN_BATCHES - 1, _SPARSE_LATENT_MIN_BATCHES])
+def test_sparse_latent_auto_follows_minibatches_per_epoch(screen, n_batches):
+    """``sparse_latent='auto'`` (the default) takes the row-sparse updates from
+    ``_SPARSE_LATENT_MIN_BATCHES`` stage-1 minibatches per epoch, dense Adam with fewer."""
+    adata = screen.copy()
+    LCD.setup_anndata(adata, size_factor_key="size_factor")
+    batch_size = -(-adata.n_obs // n_batches)
+    assert -(-adata.n_obs // batch_size) == n_batches
+    torch.manual_seed(0)
+    model = LCD(adata, n_hidden=16)
+    used = _StageOneOptimizer()
+    model.train(
+        1,
+        score_epochs=1,
+        batch_size=batch_size,
+        mixing_steps=1,
+        posterior_draws=0,
+        callbacks=[used],
+        progress=False,
+    )
+    sparse = n_batches >= _SPARSE_LATENT_MIN_BATCHES
+    assert used.optimizer is (RowSparseAdam if sparse else torch.optim.Adam)
 
 
 # ---------------------------------------------------------------- causal drift
@@ -702,6 +735,7 @@ def small_model(small_screen):
         ("posterior_draws", -1),
         ("random_state", -1),
         ("sparse_latent", "yes"),
+        ("sparse_latent", None),
         ("progress", "yes"),
     ],
 )

@@ -51,6 +51,8 @@ _PRIOR_INPUTS = ("library", "condition")
 _SCHEDULES = ("cosine", "constant")
 _SCALE_STEPS = 2  # Monte Carlo M-steps of the gene scales before the final draws
 _SCALE_DRAWS = 4
+_SPARSE_LATENT_MIN_BATCHES = 8
+"""Stage-1 minibatches per epoch from which ``sparse_latent='auto'`` takes row-sparse updates."""
 
 
 def check_counts(x: np.ndarray | sp.spmatrix, name: str) -> None:
@@ -472,7 +474,7 @@ class LCD(TrainingMixin, BaseModelClass):
         weight_decay: float = 0.0,
         mixing_steps: int = 2000,
         posterior_draws: int = 16,
-        sparse_latent: bool = False,
+        sparse_latent: bool | str = "auto",
         random_state: int = 0,
         **lightning_kwargs,
     ) -> None:
@@ -489,9 +491,10 @@ class LCD(TrainingMixin, BaseModelClass):
         batch_size
             Cells per minibatch of stage 1 (per process under DDP, ``strategy='ddp'``, as
             ``score_batch_size``). Each cell's state gets one gradient per epoch whatever the
-            size. Without ``sparse_latent`` (the default, and under DDP) every step updates
-            the whole latent matrix, so small batches cost time (cells squared;
-            benchmarks/README.md, "LCD: speed").
+            size. With dense updates of the latent states (``sparse_latent``; always under
+            DDP) every step moves the whole latent matrix, so small batches cost time (cells
+            squared; benchmarks/README.md, "LCD: speed"); ``sparse_latent='auto'`` avoids
+            that from 8 minibatches per epoch.
         score_batch_size
             Cells per minibatch of stage 2.
         lr, score_lr
@@ -517,18 +520,18 @@ class LCD(TrainingMixin, BaseModelClass):
             ``posterior_draws`` × cells × genes floats (16 × 100,000 × 2,000: 12.8 GB), so
             use fewer for large data.
         sparse_latent
-            ``True``: stage 1 updates only the latent states of the minibatch's cells at each
-            step and moves the others lazily
-            (:class:`~celldyn.module._lcd.RowSparseAdam`): a cell's state gets the steps it
-            skipped, in closed form, before its next minibatch and after every epoch, so the
-            fit is dense Adam's up to rounding, at cells × genes per epoch. ``False``
-            (default): one Adam over the whole latent matrix, whose every step moves every
-            state (the moments of the absent cells carry on), at cells² × genes /
-            ``batch_size`` per epoch. The row-sparse updates pay from about 8 minibatches
-            per epoch on, and cost a little with few (benchmarks/README.md, "LCD: speed").
-            Under DDP stage 1 takes the dense path either way (DDP's reducer takes sparse
-            gradients only from sparse :class:`torch.nn.Embedding` modules); the optimizer's
-            update is then Adam's.
+            How stage 1 updates the latent states. ``True``: only those of the minibatch's
+            cells at each step, the others lazily (:class:`~celldyn.module._lcd.RowSparseAdam`):
+            a cell's state gets the steps it skipped, in closed form, before its next
+            minibatch and after every epoch, so the fit is dense Adam's up to rounding, at
+            cells × genes per epoch. ``False``: one Adam over the whole latent matrix, whose
+            every step moves every state (the moments of the absent cells carry on), at
+            cells² × genes / ``batch_size`` per epoch. ``'auto'`` (default): row-sparse from
+            8 minibatches per epoch (⌈cells / ``batch_size``⌉) on, dense with fewer, where it
+            is as fast or a little faster (benchmarks/README.md, "LCD: speed"); the choice
+            is logged at info level. Under DDP stage 1 takes the dense path either way (DDP's
+            reducer takes sparse gradients only from sparse :class:`torch.nn.Embedding`
+            modules); the optimizer's update is then Adam's.
         random_state
             Seed of the minibatch order, the noise draws and the weights' updates.
         {lightning_kwargs}
@@ -543,7 +546,7 @@ class LCD(TrainingMixin, BaseModelClass):
         check_int(mixing_steps, "mixing_steps", 1)
         check_int(posterior_draws, "posterior_draws", 0)
         check_int(random_state, "random_state", 0)
-        check_in(sparse_latent, (True, False), "sparse_latent")
+        check_in(sparse_latent, (True, False, "auto"), "sparse_latent")
         if score_schedule not in _SCHEDULES:
             raise ValueError(
                 f"`score_schedule` must be one of {_SCHEDULES}, got {score_schedule!r}."
@@ -562,10 +565,22 @@ class LCD(TrainingMixin, BaseModelClass):
             validation_size=0.0,
             random_state=random_state,
         )
+        n_batches = -(-len(counts) // batch_size)
+        if sparse_latent == "auto":
+            sparse = n_batches >= _SPARSE_LATENT_MIN_BATCHES
+        else:
+            sparse = bool(sparse_latent)
+        logger.info(
+            "LCD stage 1: %s updates of the latent states (sparse_latent=%r, %d minibatches "
+            "per epoch)",
+            "row-sparse" if sparse else "dense",
+            sparse_latent,
+            n_batches,
+        )
         guard = _DivergenceGuard("observation", lr)
         prior_update = _PriorUpdate(observed.tensors, lr)
         stage1 = dict(options)
-        if sparse_latent:
+        if sparse:
             plan = dict(options["plan_kwargs"] or {})
             eps = plan.get("eps", ADAM_EPS)
             plan.update(
@@ -573,14 +588,14 @@ class LCD(TrainingMixin, BaseModelClass):
                 optimizer_creator=partial(RowSparseAdam, lr=lr, eps=eps),  # picklable
             )
             stage1["plan_kwargs"] = plan
-        self.module.sparse_latent = bool(sparse_latent)
+        self.module.sparse_latent = sparse
         try:
             with self.module.training_stage("observation"):
                 self._fit(
                     observed,
                     max_epochs=max_epochs,
                     lr=lr,
-                    model_callbacks=[guard, *([_CatchUp()] if sparse_latent else []), prior_update],
+                    model_callbacks=[guard, *([_CatchUp()] if sparse else []), prior_update],
                     **stage1,
                 )
         finally:
