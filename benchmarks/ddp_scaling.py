@@ -16,11 +16,9 @@ of each process (``ru_maxrss``).
 from __future__ import annotations
 
 import argparse
-import resource
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 
@@ -48,21 +46,11 @@ def _snapshots(n_cells: int, seed: int = 0):
 def one(n_cells: int, devices: int, epochs: int) -> None:
     """Fit and print ``rank cells devices seconds_per_epoch peak_MiB`` (run by :func:`main`)."""
     import torch
-    from lightning.pytorch import Callback
+    from _timing import EpochTimes, peak_mib
 
     from celldyn.models import CellMNN
 
     torch.set_num_threads(1)
-
-    class EpochTimes(Callback):
-        def __init__(self):
-            self.starts, self.ends = [], []
-
-        def on_train_epoch_start(self, trainer, pl_module):
-            self.starts.append(time.perf_counter())
-
-        def on_train_epoch_end(self, trainer, pl_module):
-            self.ends.append(time.perf_counter())
 
     adata = _snapshots(n_cells)
     CellMNN.setup_anndata(adata, time_key="time", n_components=5)
@@ -75,7 +63,7 @@ def one(n_cells: int, devices: int, epochs: int) -> None:
     model.train(max_epochs=epochs, callbacks=[timer], **device)
     per_epoch = np.mean(np.subtract(timer.ends, timer.starts)[1:])
     rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_mib()
     print(f"RESULT {rank} {n_cells} {devices} {per_epoch:.3f} {peak:.0f}", flush=True)
 
 

@@ -71,9 +71,9 @@ def stages(
 ) -> dict[str, float]:
     FLeCS.setup_anndata(adata)
     model = FLeCS(adata)
-    x = model._expression(adata)
     start = time.perf_counter()
-    points, velocities = model._ot_velocities(x, 0)
+    targets = model._ot_targets(model._rows(adata), 0)
+    points, velocities = targets.batch(np.arange(len(targets)))
     ot_s = time.perf_counter() - start
     start = time.perf_counter()
     if warm_start == "linear":

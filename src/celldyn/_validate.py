@@ -78,6 +78,15 @@ def check_unique_var_names(adata: AnnData) -> None:
         )
 
 
+BACKED_BLOCK = 8192
+"""Rows per read when a matrix of a backed AnnData is checked or reduced block by block."""
+
+
+def is_backed(x: object) -> bool:
+    """Whether ``x`` is a matrix of a backed AnnData (an h5py dataset or anndata's sparse one)."""
+    return hasattr(x, "to_memory") or type(x).__module__.startswith("h5py")
+
+
 def in_memory(x: object) -> object:
     """``x``, with a sparse matrix of a backed AnnData (``read_h5ad(..., backed='r')``) read whole.
 
@@ -124,12 +133,22 @@ def get_rep(adata: AnnData, rep: str, *, min_dims: int = 1) -> np.ndarray:
 
 
 def check_finite(x: np.ndarray | sp.spmatrix, name: str) -> None:
-    """Raise a :class:`ValueError` naming ``name`` if ``x`` holds NaN or infinite values."""
-    x = in_memory(x)
-    data = x.data if sp.issparse(x) else np.asarray(x)
-    if data.dtype.kind in "fc" and not np.all(np.isfinite(data)):
-        n_bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
+    """Raise a :class:`ValueError` naming ``name`` if ``x`` holds NaN or infinite values.
+
+    A matrix of a backed AnnData is checked :data:`BACKED_BLOCK` rows at a time, never
+    read whole.
+    """
+    blocks = (x[s : s + BACKED_BLOCK] for s in range(0, x.shape[0], BACKED_BLOCK))
+    n_bad = sum(_n_not_finite(block) for block in (blocks if is_backed(x) else [x]))
+    if n_bad:
         raise ValueError(f"{name} contains {n_bad} NaN or infinite values.")
+
+
+def _n_not_finite(x: np.ndarray | sp.spmatrix) -> int:
+    data = x.data if sp.issparse(x) else np.asarray(x)
+    if data.dtype.kind not in "fc":
+        return 0
+    return int(np.size(data) - np.count_nonzero(np.isfinite(data)))
 
 
 def check_in(value: object, allowed: Iterable[object], name: str) -> None:

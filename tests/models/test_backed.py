@@ -2,8 +2,10 @@
 or sparse.
 
 Cell-MNN reads only ``obsm[rep]`` and ``obs`` (in memory in backed mode), so ``X`` stays on
-disk. FLeCS and LCD read the whole registered matrix into memory (a dense array) before
-training: backed mode works for them but does not lower their memory.
+disk. FLeCS reads blocks and minibatches of cells from it, never the whole matrix
+(``tests/models/test_flecs_streaming.py``; here its trajectories' ``rep`` is ``X`` itself,
+which OT reads whole). LCD reads the whole registered matrix into memory (a dense array)
+before training: backed mode works for it but does not lower its memory.
 """
 
 import anndata as ad

@@ -14,6 +14,7 @@ from celldyn.module._flecs import (
     FLeCSModule,
     chord_velocities,
     fit_linear,
+    fit_linear_blocks,
     fit_pairs,
     fit_velocities,
     flow_matching_pairs,
@@ -603,7 +604,7 @@ def test_warm_start_only_before_the_first_training(small, monkeypatch):
 
         return wrapped
 
-    for fit in (fit_linear, fit_velocities, fit_pairs):
+    for fit in (fit_linear_blocks, fit_velocities, fit_pairs):
         monkeypatch.setattr(flecs_model, fit.__name__, counted(fit))
     FLeCS.setup_anndata(small)
     for warm_start in ("linear", "velocities", "ot_pairs"):
@@ -616,12 +617,12 @@ def test_warm_start_only_before_the_first_training(small, monkeypatch):
     FLeCS(small).train(max_epochs=1, warm_start="ot_pairs", **FAST)  # 300 by default
     FLeCS(small).train(max_epochs=1, warm_start=None, velocity_init=20, **FAST)  # none
     assert calls == [
-        ("fit_linear", None),  # linear, then 20 iterations on the velocities
+        ("fit_linear_blocks", None),  # linear, then 20 iterations on the velocities
         ("fit_velocities", 20),
-        ("fit_linear", None),  # velocity_init=0: the closed-form start only
+        ("fit_linear_blocks", None),  # velocity_init=0: the closed-form start only
         ("fit_velocities", 20),
         ("fit_pairs", 20),
-        ("fit_linear", None),
+        ("fit_linear_blocks", None),
         ("fit_velocities", 500),
         ("fit_pairs", 300),
     ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
@@ -9,22 +11,31 @@ from torch.utils.data import DataLoader, Dataset
 
 
 class _TensorDictDataset(Dataset):
-    """Samples of a dict of tensors; a minibatch is one indexing of every tensor."""
+    """Samples of a dict of tensors; a minibatch is one indexing of every tensor.
 
-    def __init__(self, tensors: dict[str, torch.Tensor], indices: np.ndarray):
+    ``transform`` (if given) turns each indexed sample or minibatch into the model's tensors.
+    """
+
+    def __init__(
+        self,
+        tensors: dict[str, torch.Tensor],
+        indices: np.ndarray,
+        transform: Callable[[dict], dict] | None = None,
+    ):
         self.tensors = tensors
         self.indices = torch.as_tensor(indices, dtype=torch.long)
+        self.transform = transform or _as_batch
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         j = self.indices[i]
-        return {key: value[j] for key, value in self.tensors.items()}
+        return self.transform({key: value[j] for key, value in self.tensors.items()})
 
     def __getitems__(self, batch: list[int]) -> dict[str, torch.Tensor]:
         j = self.indices[torch.as_tensor(batch, dtype=torch.long)]
-        return {key: value[j] for key, value in self.tensors.items()}
+        return self.transform({key: value[j] for key, value in self.tensors.items()})
 
 
 def _as_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -55,6 +66,10 @@ class TensorDataModule(LightningDataModule):
         Fraction of samples held out for validation (early stopping, model selection).
     random_state
         Seed of the split.
+    transform
+        Turns each minibatch (the dict of indexed tensors) into the model's tensors, e.g.
+        cell positions into their expression read from disk
+        (:meth:`~celldyn.models._rows.ExpressionRows.gather`); ``None``: as they are.
     """
 
     def __init__(
@@ -64,6 +79,7 @@ class TensorDataModule(LightningDataModule):
         batch_size: int = 128,
         validation_size: float = 0.1,
         random_state: int = 0,
+        transform: Callable[[dict], dict] | None = None,
     ):
         super().__init__()
         lengths = {len(v) for v in tensors.values()}
@@ -77,16 +93,19 @@ class TensorDataModule(LightningDataModule):
         order = np.random.default_rng(random_state).permutation(n)
         n_val = int(round(validation_size * n)) if n > 1 else 0
         self.tensors = tensors
+        self.transform = transform
         self.batch_size = batch_size
         self.val_idx, self.train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
         self.n_train, self.n_val = len(self.train_idx), len(self.val_idx)
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled training minibatches."""
-        return _loader(_TensorDictDataset(self.tensors, self.train_idx), self.batch_size, True)
+        dataset = _TensorDictDataset(self.tensors, self.train_idx, self.transform)
+        return _loader(dataset, self.batch_size, True)
 
     def val_dataloader(self) -> DataLoader | list:
         """Return validation minibatches (empty when ``validation_size=0``)."""
         if self.n_val == 0:
             return []
-        return _loader(_TensorDictDataset(self.tensors, self.val_idx), self.batch_size, False)
+        dataset = _TensorDictDataset(self.tensors, self.val_idx, self.transform)
+        return _loader(dataset, self.batch_size, False)

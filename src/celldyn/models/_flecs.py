@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import numpy as np
 import scipy.sparse as sp
@@ -24,22 +25,22 @@ from .._validate import (
     check_layer,
     check_var_names,
     get_rep,
-    in_memory,
 )
 from ..module._flecs import (
     TRAIN_MAX_NUM_STEPS,
     FLeCSModule,
-    chord_velocities,
-    fit_linear,
+    fit_linear_blocks,
     fit_pairs,
     fit_velocities,
 )
 from ..nn import GRNVectorField, SolverDivergedError
-from ..pp._ot_velocities import ot_barycentres, ot_velocities
+from ..pp._ot_velocities import ot_partners
+from ._cell_pairs import CellPairs
 from ._data import TensorDataModule
 from ._inference import batched, check_indices
 from ._responses import PerturbationResponses, field_responses, gene_positions
 from ._results import FitResults
+from ._rows import ExpressionRows, registered_rows
 from ._training import TrainingMixin, lightning_options
 
 VELOCITY_TARGETS = ("ot", "chords")
@@ -48,12 +49,21 @@ WARM_START_ITERATIONS = {"linear": 0, "ot_pairs": 300, "velocities": 500}
 """Warm starts of :meth:`FLeCS.train` and their default L-BFGS iterations."""
 
 
-def _linear_then_velocities(field, points, velocities, *, max_iter: int) -> float:
-    """:func:`fit_linear`, then ``max_iter`` L-BFGS iterations of :func:`fit_velocities`."""
-    error = fit_linear(field, points, velocities)
+def _fit_velocities(field: GRNVectorField, targets: CellPairs, *, max_iter: int) -> None:
+    """:func:`fit_velocities` to all the velocity ``targets`` (held in memory)."""
+    points, velocities = targets.batch(np.arange(len(targets)))
+    device = field.decay.device
+    fit_velocities(field, points.to(device), velocities.to(device), max_iter=max_iter)
+
+
+def _linear_then_velocities(field: GRNVectorField, targets: CellPairs, *, max_iter: int) -> None:
+    """:func:`fit_linear_blocks`, then ``max_iter`` L-BFGS iterations of :func:`fit_velocities`.
+
+    The linear fit reads the targets block by block; the iterations hold them all.
+    """
+    fit_linear_blocks(field, targets.blocks)
     if max_iter:
-        error = fit_velocities(field, points, velocities, max_iter=max_iter)
-    return error
+        _fit_velocities(field, targets, max_iter=max_iter)
 
 
 class FLeCS(TrainingMixin, BaseModelClass):
@@ -75,6 +85,10 @@ class FLeCS(TrainingMixin, BaseModelClass):
     the adjoint method, random sub-windows (a mixture of trajectory lengths), the paper's
     flow-matching-style augmentation and an L1 penalty on ``W``
     (:class:`~celldyn.module.FLeCSModule`).
+
+    The expression is read on demand, a minibatch or a block of cells at a time, and never
+    copied whole: from an AnnData opened in backed mode (``read_h5ad(path, backed='r')``)
+    the fit equals the one in memory without holding the matrix in memory.
 
     Parameters
     ----------
@@ -161,14 +175,15 @@ class FLeCS(TrainingMixin, BaseModelClass):
         check_var_names(adata, genes, "the model")
         check_expression(adata, setup_args(self)["layer"])
 
-    def _expression(self, adata: AnnData) -> np.ndarray:
-        manager = self.get_anndata_manager(adata, required=True)
-        x = in_memory(manager.get_from_registry(REGISTRY_KEYS.X_KEY))
-        x = x.toarray() if sp.issparse(x) else np.asarray(x)
-        x = x.astype(np.float32, copy=False)
-        if not np.all(np.isfinite(x)):
-            raise ValueError("The expression (adata.X or the registered layer) has NaN values.")
-        return x
+    def _rows(self, adata: AnnData, *, check: bool = False) -> ExpressionRows:
+        """Return the registered expression rows of ``adata``, read on demand.
+
+        ``check`` raises a :class:`ValueError` naming ``adata.X`` or the layer if it holds
+        NaN or infinite values (a backed matrix is checked block by block).
+        """
+        if check:
+            check_expression(adata, setup_args(self)["layer"])
+        return registered_rows(self, adata)
 
     @fill_doc
     def train(
@@ -227,7 +242,10 @@ class FLeCS(TrainingMixin, BaseModelClass):
             ``max_num_steps``; one solve per gap and iteration, on the time groups and
             ``rep`` of the trajectories); the flow over a whole gap also carries regulation
             that acts with a delay or settles within the gap. ``None``: no warm start. Which
-            start recovers more of a network across data: benchmarks README, "FLeCS".
+            start recovers more of a network across data: benchmarks README, "FLeCS". The
+            linear fit reads the targets' cells block by block (an AnnData in backed mode
+            stays on disk); L-BFGS iterations and ``'ot_pairs'`` hold all the targets in
+            memory (two cells × genes arrays).
         velocity_target
             Velocities of the velocity warm start and of the velocity term: ``'ot'``
             (default), the barycentric OT velocities between the consecutive time groups the
@@ -289,7 +307,7 @@ class FLeCS(TrainingMixin, BaseModelClass):
         if velocity_bootstrap is not None:
             velocity_bootstrap = check_int(velocity_bootstrap, "velocity_bootstrap", 0)
         trajectories = read_trajectories(self.adata, self.trajectories_key)
-        x = torch.from_numpy(self._expression(self.adata))
+        rows = self._rows(self.adata, check=True)
         self.module.configure(
             method=method,
             rtol=rtol,
@@ -306,12 +324,13 @@ class FLeCS(TrainingMixin, BaseModelClass):
         )
         datamodule = TensorDataModule(
             {
-                "x": x[torch.from_numpy(trajectories.indices)],
+                "cells": torch.from_numpy(trajectories.indices),
                 "t": torch.as_tensor(trajectories.times, dtype=torch.float32),
             },
             batch_size=int(batch_size),
             validation_size=validation_size,
             random_state=random_state,
+            transform=rows.gather,
         )
         warm = warm_start is not None and not self.is_trained_
         warm = warm and bool(velocity_init or warm_start == "linear")
@@ -321,30 +340,29 @@ class FLeCS(TrainingMixin, BaseModelClass):
             bootstrap = np.random.default_rng(velocity_bootstrap)
         if velocity_weight or on_velocities:
             if velocity_target == "ot":
-                points, velocities = self._ot_velocities(x.numpy(), random_state)
+                targets = self._ot_targets(rows, random_state)
             else:
-                train_idx = torch.from_numpy(datamodule.train_idx)
-                points, velocities = chord_velocities(
-                    datamodule.tensors["x"][train_idx], datamodule.tensors["t"][train_idx]
+                train = datamodule.train_idx
+                targets = CellPairs.chords(
+                    rows, trajectories.indices[train], trajectories.times[train]
                 )
             if bootstrap is not None:
-                rows = bootstrap.integers(0, len(points), len(points))
-                points, velocities = points[rows], velocities[rows]
-            self.module.set_velocity_targets(points, velocities)
+                targets = targets.resample(bootstrap.integers(0, len(targets), len(targets)))
+            self.module.set_velocity_sampler(
+                lambda picks: targets.batch(picks.numpy()),
+                len(targets),
+                (velocities for _, velocities in targets.blocks()),
+            )
         if on_velocities:
-            fit = _linear_then_velocities if warm_start == "linear" else fit_velocities
-            self._warm_start(fit, (points, velocities), velocity_init, options["accelerator"])
+            fit = _linear_then_velocities if warm_start == "linear" else _fit_velocities
+            fit = partial(fit, targets=targets, max_iter=velocity_init)
+            self._warm_start(fit, len(targets), options["accelerator"])
         elif warm:
-            pairs = self._ot_pairs(x.numpy(), random_state)
+            pairs = self._ot_targets(rows, random_state)
             if bootstrap is not None:
-                rows = bootstrap.integers(0, len(pairs[0]), len(pairs[0]))
-                pairs = tuple(part[rows] for part in pairs)
+                pairs = pairs.resample(bootstrap.integers(0, len(pairs), len(pairs)))
             self._warm_start(
-                fit_pairs,
-                pairs,
-                velocity_init,
-                options["accelerator"],
-                **self.module.solver_kwargs(),
+                partial(self._fit_pairs, pairs, velocity_init), len(pairs), options["accelerator"]
             )
         try:
             self._fit(
@@ -371,32 +389,31 @@ class FLeCS(TrainingMixin, BaseModelClass):
             )
         return get_rep(self.adata, params["rep"]), read_time_groups(self.adata, params["time_key"])
 
-    def _ot_velocities(self, x: np.ndarray, random_state: int) -> tuple[torch.Tensor, ...]:
-        """OT midpoints and velocities (:func:`~celldyn.pp._ot_velocities.ot_velocities`)."""
-        _, velocities, midpoints = ot_velocities(x, *self._ot_inputs(), random_state)
-        return (
-            torch.as_tensor(midpoints, dtype=torch.float32),
-            torch.as_tensor(velocities, dtype=torch.float32),
+    def _ot_targets(self, rows: ExpressionRows, random_state: int) -> CellPairs:
+        """Every cell with a later time group and its OT partners there (:func:`ot_partners`)."""
+        z, groups = self._ot_inputs()
+        return CellPairs(rows, *ot_partners(z, groups, random_state))
+
+    def _fit_pairs(self, pairs: CellPairs, max_iter: int, field: GRNVectorField) -> None:
+        """:func:`fit_pairs` from every start cell to its OT barycentre (held in memory)."""
+        starts, ends = pairs.ends(np.arange(len(pairs)))
+        device = field.decay.device
+        fit_pairs(
+            field,
+            *(torch.as_tensor(a, dtype=torch.float32, device=device) for a in (starts, ends)),
+            torch.as_tensor(pairs.gaps, dtype=torch.float32, device=device),
+            max_iter=max_iter,
+            **self.module.solver_kwargs(),
         )
 
-    def _ot_pairs(self, x: np.ndarray, random_state: int) -> tuple[torch.Tensor, ...]:
-        """Start cells, their OT barycentres at the next time group and the gaps."""
-        cells, barycentres, gaps = ot_barycentres(x, *self._ot_inputs(), random_state)
-        return (
-            torch.as_tensor(x[cells], dtype=torch.float32),
-            torch.as_tensor(barycentres, dtype=torch.float32),
-            torch.as_tensor(gaps, dtype=torch.float32),
-        )
-
-    def _warm_start(self, fit, targets: tuple, max_iter: int, accelerator: str, **kwargs) -> None:
-        """Fit the field to ``targets`` with ``fit`` (L-BFGS; on the GPU when allowed)."""
-        if not len(targets[0]):  # no cell has a later time group
+    def _warm_start(self, fit, n_targets: int, accelerator: str) -> None:
+        """Run ``fit(field)`` (on the GPU when allowed); nothing without targets."""
+        if not n_targets:  # no cell has a later time group
             return
         use_gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
-        device = torch.device("cuda" if use_gpu else "cpu")
-        field = self.module.field.to(device)
+        field = self.module.field.to(torch.device("cuda" if use_gpu else "cpu"))
         try:
-            fit(field, *(part.to(device) for part in targets), max_iter=max_iter, **kwargs)
+            fit(field)
         finally:
             self.module.field.cpu()
 
@@ -422,7 +439,7 @@ class FLeCS(TrainingMixin, BaseModelClass):
         {batch_size}
         """
         with registered(self, adata, self._check_adata) as adata:
-            x = self._expression(adata)[check_indices(indices, adata.n_obs)]
+            x = self._rows(adata).subset(check_indices(indices, adata.n_obs))
             field = self.module.field.eval()
             velocity = batched(
                 field.gene_velocity, x, device=self.device, batch_size=batch_size
@@ -464,7 +481,7 @@ class FLeCS(TrainingMixin, BaseModelClass):
             Cells per block of the computation (default 4096).
         """
         with registered(self, adata, self._check_adata) as adata:
-            x = self._expression(adata)
+            x = self._rows(adata)
             field = self.module.field.eval()
             block_sums = batched(
                 lambda xb: field.production_slope(xb).sum(0, keepdim=True),
@@ -475,7 +492,7 @@ class FLeCS(TrainingMixin, BaseModelClass):
             slope = torch.from_numpy(block_sums).double().sum(0) / len(x)
             weights = self.get_weights().tocoo()
             gain = field.regulator_gain().cpu().double().numpy()
-            scale = x.std(0, dtype=np.float64) * gain
+            scale = x.moments().var(ddof=0).sqrt().numpy() * gain
             effects = weights.data * scale[weights.row] * slope.numpy()[weights.col]
             if not np.all(np.isfinite(effects)):
                 raise SolverDivergedError("The FLeCS edge effects have NaN or infinite values.")
@@ -523,7 +540,7 @@ class FLeCS(TrainingMixin, BaseModelClass):
         positions = gene_positions(genes, perturbations)
         labels = [str(genes[p]) for p in positions]
         if start is None:
-            start = self._expression(self.adata).mean(0)
+            start = self._rows(self.adata, check=True).moments().mean.numpy()
         start = np.asarray(start, dtype=np.float64)
         if start.shape != (len(genes),) or not np.all(np.isfinite(start)):
             raise ValueError(f"`start` must be a finite vector of length {len(genes)}.")

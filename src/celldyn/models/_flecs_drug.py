@@ -162,7 +162,7 @@ class FLeCSDrug(TrainingMixin, BaseModelClass):
         fields = [LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=False)]
         cls._register_fields(adata, fields, setup_method_args, **kwargs)
 
-    _expression = FLeCS._expression  # registered expression as checked float32
+    _rows = FLeCS._rows  # registered expression rows, read on demand
 
     def _check_adata(self, adata: AnnData) -> None:
         """Check an AnnData for a getter before it is registered.
@@ -268,17 +268,18 @@ class FLeCSDrug(TrainingMixin, BaseModelClass):
         indices, times = trajectories.indices[treated], trajectories.times[treated]
         conditions = conditions[treated]
         self.trained_conditions_ = sorted(set(conditions.tolist()))
-        x = torch.from_numpy(self._expression(self.adata))
+        rows = self._rows(self.adata, check=True)
         self.module.method, self.module.rtol, self.module.atol = method, rtol, atol
         datamodule = TensorDataModule(
             {
-                "x": x[torch.from_numpy(indices)],
+                "cells": torch.from_numpy(indices),
                 "t": torch.as_tensor(times, dtype=torch.float32),
                 "features": self._feature_rows(conditions),
             },
             batch_size=int(batch_size),
             validation_size=validation_size,
             random_state=random_state,
+            transform=rows.gather,
         )
         self._fit(
             datamodule, max_epochs=max_epochs, lr=lr, weight_decay=weight_decay, **lightning_kwargs
@@ -333,7 +334,7 @@ class FLeCSDrug(TrainingMixin, BaseModelClass):
         """
         with registered(self, adata, self._check_adata) as adata:
             cells = check_indices(indices, adata.n_obs)
-            x = self._expression(adata)[cells]
+            x = self._rows(adata).subset(cells)
             labels = self._cell_conditions(adata)[cells]
             module = self.module.eval()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from scvi.module.base import BaseModuleClass, LossOutput
@@ -10,6 +10,8 @@ from scvi.module.base import BaseModuleClass, LossOutput
 from .._validate import check_int
 from ..nn import GRNVectorField, SolverDivergedError, integrate
 from ..nn._ode import ADAPTIVE_METHODS
+from ..pp._ot_velocities import secants
+from ._moments import ColumnMoments
 
 VELOCITY_BATCH = 256
 """Velocity targets drawn per training step for the velocity term of the FLeCS loss."""
@@ -168,9 +170,7 @@ def chord_velocities(x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, to
     """
     duration = t[:, 1:] - t[:, :-1]
     keep = duration > 0
-    step = x[:, 1:] - x[:, :-1]
-    midpoints = x[:, :-1] + 0.5 * step
-    return midpoints[keep], step[keep] / duration[keep][:, None].to(x.dtype)
+    return secants(x[:, :-1][keep], x[:, 1:][keep], duration[keep].to(x.dtype))
 
 
 def velocity_mse(
@@ -212,7 +212,6 @@ def fit_velocities(
     return _lbfgs(field, lambda: velocity_mse(field, points, velocities), max_iter, "velocity")
 
 
-@torch.no_grad()
 def fit_linear(
     field: GRNVectorField,
     points: torch.Tensor,
@@ -235,13 +234,14 @@ def fit_linear(
     ``protein_proxy``, and the bias that gives :math:`p_i` at the mean expression. Latent
     nodes and edges are left as they are. It ranks edges like a ridge regression of the same
     velocities and needs no iterations; :func:`fit_velocities` can refine it.
+    :func:`fit_linear_blocks` fits the same from blocks of points read one at a time.
 
     Parameters
     ----------
     field
         The vector field, updated in place.
     points, velocities
-        Expression and velocity ``(n_points, n_genes)`` on the field's device.
+        Expression and velocity ``(n_points, n_genes)``.
     ridge
         Ridge penalty on the standardised coefficients, relative to the number of points
         (positive: collinear regulators share their effect).
@@ -260,53 +260,116 @@ def fit_linear(
         If ``points`` or ``velocities`` hold NaN or infinite values, or ``ridge``,
         ``min_decay`` or ``level`` are out of range (the field is unchanged).
     """
+    return fit_linear_blocks(
+        field, lambda: [(points, velocities)], ridge=ridge, min_decay=min_decay, level=level
+    )
+
+
+@torch.no_grad()
+def fit_linear_blocks(
+    field: GRNVectorField,
+    blocks: Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]],
+    *,
+    ridge: float = 1e-3,
+    min_decay: float = 1e-3,
+    level: tuple[float, float] = (0.05, 0.95),
+) -> float:
+    """:func:`fit_linear` on points and velocities given as row blocks, one at a time.
+
+    ``blocks()`` yields the ``(points, velocities)`` blocks anew on every call (three
+    passes: the genes' means and standard deviations, the regressions' Gram matrices, the
+    final error); blocks are moved to the field's device. Memory holds one block and the
+    Gram matrices (of all genes at once for dense priors), never all the points.
+
+    Parameters
+    ----------
+    field
+        The vector field, updated in place.
+    blocks
+        Returns an iterable of blocks ``(points, velocities)``, each ``(n_rows, n_genes)``.
+    ridge, min_decay, level
+        As in :func:`fit_linear`.
+
+    Returns
+    -------
+    The mean squared error of the field's velocity to the velocities after the fit.
+
+    Raises
+    ------
+    ValueError
+        As :func:`fit_linear` (a block that is not finite; the field is unchanged).
+    """
     if not 0.0 < level[0] < level[1] < 1.0:
         raise ValueError(f"`level` must satisfy 0 < low < high < 1, got {level!r}.")
     if not (ridge > 0 and min_decay > 0):
         raise ValueError(f"`ridge` and `min_decay` must be positive, got {ridge!r}, {min_decay!r}.")
-    if not bool(torch.isfinite(points).all() and torch.isfinite(velocities).all()):
-        raise ValueError("`points` and `velocities` of `fit_linear` must be finite.")
-    n, n_genes = points.shape
-    mean, sd = points.mean(0, dtype=torch.float64), points.std(0).double()
+    device = field.decay.device
+
+    def on_device():
+        for points, velocities in blocks():
+            yield points.to(device), velocities.to(device)
+
+    point_moments, velocity_moments = ColumnMoments(), ColumnMoments()
+    for points, velocities in on_device():
+        if not bool(torch.isfinite(points).all() and torch.isfinite(velocities).all()):
+            raise ValueError("`points` and `velocities` of `fit_linear` must be finite.")
+        point_moments.update(points)
+        velocity_moments.update(velocities)
+    n, n_genes = point_moments.n, field.n_genes
+    mean, v_mean = point_moments.mean, velocity_moments.mean
+    sd = point_moments.var().sqrt()
     sd = torch.where(sd > 0, sd, torch.ones_like(sd))  # constant genes: coefficient 0
-    v_mean = velocities.mean(0, dtype=torch.float64)
     src = field.src[: field.n_prior_edges].cpu()
     dst = field.dst[: field.n_prior_edges].cpu()
-    coef = torch.zeros(field.n_prior_edges, dtype=torch.float64, device=points.device)
-    gamma = torch.zeros(n_genes, dtype=torch.float64, device=points.device)
     order = torch.argsort(dst, stable=True)
     starts = torch.searchsorted(dst[order], torch.arange(n_genes + 1))
-    columns_per_target = torch.diff(starts).double() + 1
-    # one Gram matrix of all genes when that costs less than one per target (dense priors)
-    whole = None
-    if float(columns_per_target.square().sum()) > WHOLE_GRAM_RATIO * n_genes**2:
-        standard = (points - mean.float()) / sd.float()
-        whole = (standard.T @ standard).double()
-        del standard
-    for target in range(n_genes):  # one small float64 solve per target
+    targets = []  # per target: its prior edges (no self loop) and its design columns
+    for target in range(n_genes):
         edges = order[starts[target] : starts[target + 1]]
         others = src[edges] != target
-        columns = torch.cat([src[edges][others], torch.tensor([target])]).to(points.device)
-        design = (points[:, columns].double() - mean[columns]) / sd[columns]
-        gram = design.T @ design if whole is None else whole[columns][:, columns]
+        columns = torch.cat([src[edges][others], torch.tensor([target])]).to(device)
+        targets.append((edges[others].to(device), columns))
+    # one Gram matrix of all genes when that costs less than one per target (dense priors)
+    whole = None
+    if sum(len(columns) ** 2 for _, columns in targets) > WHOLE_GRAM_RATIO * n_genes**2:
+        whole = torch.zeros(n_genes, n_genes, device=device)
+    grams, rhs = [0.0] * len(targets), [0.0] * len(targets)  # grams: without `whole`
+    for points, velocities in on_device():
+        if whole is not None:
+            standard = (points - mean.float()) / sd.float()
+            whole.addmm_(standard.T, standard)
+            del standard
+        for target, (_, columns) in enumerate(targets):
+            design = (points[:, columns].double() - mean[columns]) / sd[columns]
+            if whole is None:
+                grams[target] = grams[target] + design.T @ design
+            rhs[target] = rhs[target] + design.T @ (velocities[:, target].double() - v_mean[target])
+    whole = None if whole is None else whole.double()
+    coef = torch.zeros(field.n_prior_edges, dtype=torch.float64, device=device)
+    gamma = torch.zeros(n_genes, dtype=torch.float64, device=device)
+    for target, (edges, columns) in enumerate(targets):  # one small float64 solve per target
+        gram = whole[columns][:, columns] if whole is not None else grams[target]
         gram.diagonal().add_(ridge * n)
-        rhs = design.T @ (velocities[:, target].double() - v_mean[target])
-        beta = torch.linalg.solve(gram, rhs) / sd[columns]
-        coef[edges[others].to(points.device)] = beta[:-1]
+        beta = torch.linalg.solve(gram, rhs[target]) / sd[columns]
+        coef[edges] = beta[:-1]
         gamma[target] = beta[-1]
     decay = torch.clamp(-gamma, min=min_decay)
     production = torch.clamp(v_mean + decay * mean, *level)
     slope = production * (1.0 - production)
-    src_d, dst_d = src.to(points.device), dst.to(points.device)
+    src_d, dst_d = src.to(device), dst.to(device)
     self_loop = src_d == dst_d
     coef = torch.where(self_loop, gamma[dst_d] + decay[dst_d], coef)
     effect = coef / slope[dst_d]  # weight times the regulator's protein gain
-    drive = torch.zeros(n_genes, dtype=torch.float64, device=points.device)
+    drive = torch.zeros(n_genes, dtype=torch.float64, device=device)
     drive.index_add_(0, dst_d, effect * mean[src_d])
     weight = effect / field.regulator_gain().double()[src_d]
     bias = torch.logit(production) - drive
     field.set_gene_parameters(weights=weight, bias=bias, decay=decay)
-    return float(velocity_mse(field, points, velocities))
+    squared = sum(
+        float((field.gene_velocity(points) - velocities).square().sum())
+        for points, velocities in on_device()
+    )
+    return squared / (n * n_genes)
 
 
 def fit_pairs(
@@ -436,10 +499,11 @@ class FLeCSModule(BaseModuleClass):
     every distinct later time counts once. Only gene variables enter the loss (not proteins
     or latents). An optional L1 penalty ``l1 · mean|W|`` on the prior edge weights is added.
 
-    In training, with velocity targets set (:meth:`set_velocity_targets`) and
-    ``velocity_weight > 0``, every step also adds ``velocity_weight`` times the relative
-    velocity error ``mean|f(p) - v|^2 / mean var(v)`` on :data:`VELOCITY_BATCH` random target
-    points (:func:`velocity_mse`): the velocity fit of the warm start stays part of the loss.
+    In training, with velocity targets set (:meth:`set_velocity_targets`, or drawn on demand
+    by :meth:`set_velocity_sampler`) and ``velocity_weight > 0``, every step also adds
+    ``velocity_weight`` times the relative velocity error ``mean|f(p) - v|^2 / mean var(v)``
+    on :data:`VELOCITY_BATCH` random target points (:func:`velocity_mse`): the velocity fit
+    of the warm start stays part of the loss.
 
     In training mode two augmentations can replace the full trajectories (validation always
     uses them): ``windows`` (a random sub-window of every trajectory, see
@@ -496,9 +560,7 @@ class FLeCSModule(BaseModuleClass):
     ):
         super().__init__()
         self.field = GRNVectorField(n_genes, src, dst, **field_kwargs)
-        self.register_buffer("velocity_points", torch.zeros(0, n_genes), persistent=False)
-        self.register_buffer("velocity_targets", torch.zeros(0, n_genes), persistent=False)
-        self.velocity_scale = 0.0
+        self.velocity_count, self.velocity_scale, self._sample_velocities = 0, 0.0, None
         self.configure(
             method=method,
             rtol=rtol,
@@ -555,20 +617,43 @@ class FLeCSModule(BaseModuleClass):
 
     def set_velocity_targets(self, points: torch.Tensor, velocities: torch.Tensor) -> None:
         """Velocities ``(n_points, n_genes)`` at ``points`` for the velocity term of the loss."""
-        device = self.velocity_points.device
-        self.velocity_points = points.to(device, torch.float32)
-        self.velocity_targets = velocities.to(device, torch.float32)
-        self.velocity_scale = float(velocities.var(0).mean()) if len(velocities) > 1 else 0.0
+        points, velocities = points.float(), velocities.float()
+        self.set_velocity_sampler(
+            lambda picks: (points[picks], velocities[picks]), len(points), [velocities]
+        )
+
+    def set_velocity_sampler(
+        self,
+        sample: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+        n_targets: int,
+        velocity_blocks: Iterable[torch.Tensor],
+    ) -> None:
+        """Velocity targets of the loss drawn on demand (e.g. read from disk at each step).
+
+        Parameters
+        ----------
+        sample
+            Returns the points and velocities ``(n_picks, n_genes)`` of target rows ``picks``
+            (a long tensor on the CPU).
+        n_targets
+            Number of target rows.
+        velocity_blocks
+            Row blocks of all the velocities, for the error's scale ``mean var(v)``.
+        """
+        moments = ColumnMoments()
+        for block in velocity_blocks:
+            moments.update(block)
+        self._sample_velocities, self.velocity_count = sample, int(n_targets)
+        self.velocity_scale = float(moments.var().mean()) if moments.n > 1 else 0.0
 
     def velocity_loss(self) -> torch.Tensor | None:
         """Relative velocity error on a random batch of the targets (``None`` without them)."""
-        if not (self.velocity_weight > 0 and len(self.velocity_points) and self.velocity_scale):
+        if not (self.velocity_weight > 0 and self.velocity_count and self.velocity_scale):
             return None
-        pick = torch.randint(
-            0, len(self.velocity_points), (VELOCITY_BATCH,), device=self.velocity_points.device
-        )
-        error = velocity_mse(self.field, self.velocity_points[pick], self.velocity_targets[pick])
-        return error / self.velocity_scale
+        picks = torch.randint(0, self.velocity_count, (VELOCITY_BATCH,))
+        device = self.field.decay.device
+        points, velocities = (part.to(device) for part in self._sample_velocities(picks))
+        return velocity_mse(self.field, points, velocities) / self.velocity_scale
 
     def solver_kwargs(self) -> dict:
         """Keyword arguments of :func:`~celldyn.nn.integrate` for the current settings."""
