@@ -125,6 +125,7 @@ def fit_cellmnn(z, t, times, k, seed, cfg):
         internal_scale=cfg["internal_scale"],
         max_rate=cfg["max_rate"],
         lambda_marginal=cfg["lambda_marginal"],
+        lambda_mean_path=cfg["lambda_mean_path"],
     )
     start = time.perf_counter()
     model.train(
@@ -495,6 +496,9 @@ def main() -> None:
         "--lambda-marginal", type=float, default=0.0, help="CellMNN(lambda_marginal=...)"
     )
     parser.add_argument(
+        "--lambda-mean-path", type=float, default=0.0, help="CellMNN(lambda_mean_path=...)"
+    )
+    parser.add_argument(
         "--validation-smoothing",
         type=float,
         default=0.9,
@@ -558,6 +562,7 @@ def main() -> None:
         "internal_scale": args.internal_scale,
         "max_rate": args.max_rate,
         "lambda_marginal": args.lambda_marginal,
+        "lambda_mean_path": args.lambda_mean_path,
         "validation_smoothing": args.validation_smoothing,
     }
     rows = []

@@ -10,6 +10,7 @@ import scipy.sparse as sp
 import torch
 from anndata import AnnData
 from lightning.pytorch import Callback, LightningDataModule
+from scipy.interpolate import CubicSpline
 from scvi import REGISTRY_KEYS
 from scvi.data.fields import CategoricalObsField, ObsmField
 from scvi.model.base import BaseModelClass
@@ -26,7 +27,7 @@ from .._validate import (
     check_positive,
     get_rep,
 )
-from ..module._cellmnn import CellMNNModule
+from ..module._cellmnn import MEAN_PATH_POINTS, CellMNNModule
 from ..nn import SolverDivergedError
 from ..nn._operator_mlp import propagate
 from ._inference import batched, check_indices
@@ -154,7 +155,12 @@ class _SnapshotDataModule(LightningDataModule):
 
     Cells of every training time (and condition) are split into a training and a validation
     part (``validation_size``); validation start cells are compared with validation partners
-    only, so model selection never sees the held-out times nor the training cells.
+    only, so model selection never sees the held-out times nor the training cells. With
+    ``mean_path_points``, every minibatch also holds the natural cubic spline through the
+    means of the training times of each condition (all their cells) at that many times
+    strictly inside each interval between consecutive training times (``path_times``,
+    ``path_means``, indexed by the interval's start time; see
+    :func:`~celldyn.module._cellmnn.mean_path_error`).
     """
 
     def __init__(
@@ -169,6 +175,7 @@ class _SnapshotDataModule(LightningDataModule):
         n_partners: int,
         validation_size: float,
         random_state: int,
+        mean_path_points: int = 0,
     ):
         super().__init__()
         n_cond, n_groups = int(condition.max()) + 1, len(times)
@@ -198,6 +205,9 @@ class _SnapshotDataModule(LightningDataModule):
                         if g != present[-1]:
                             starts[part].append(idx)
         self.pools = pools
+        self.path = None
+        if mean_path_points:
+            self.path = self._mean_path(z, codes, condition, times, mean_path_points)
         self.train_idx, self.val_idx = (
             np.sort(np.concatenate(starts[p])) if starts[p] else np.zeros(0, dtype=np.int64)
             for p in ("train", "val")
@@ -209,6 +219,24 @@ class _SnapshotDataModule(LightningDataModule):
             self._collate(self.val_idx[s : s + batch_size], "val", rng)
             for s in range(0, self.n_val, batch_size)
         ]
+
+    def _mean_path(self, z, codes, condition, times, n_points: int) -> dict:
+        """Spline of the training times' means at ``n_points`` times inside every interval."""
+        n_cond, n_groups = self.rank.shape
+        path_times = torch.zeros(n_cond, n_groups, n_points)
+        path_means = torch.zeros(n_cond, n_groups, n_points, z.shape[1])
+        inside = np.arange(1, n_points + 1) / (n_points + 1)
+        for c in range(n_cond):
+            present = np.flatnonzero(self.rank[c].numpy() >= 0)
+            if len(present) < 2:
+                continue
+            means = [z[(codes == g) & (condition == c)].mean(0) for g in present]
+            spline = CubicSpline(times[present], np.stack(means), bc_type="natural")
+            for s, g in zip(present[:-1], present[1:], strict=True):
+                grid = times[s] + inside * (times[g] - times[s])
+                path_times[c, s] = torch.as_tensor(grid)
+                path_means[c, s] = torch.as_tensor(spline(grid))
+        return {"path_times": path_times, "path_means": path_means}
 
     def _collate(self, indices, part: str, rng: np.random.Generator) -> dict:
         idx = torch.as_tensor(np.asarray(indices, dtype=np.int64))
@@ -227,6 +255,7 @@ class _SnapshotDataModule(LightningDataModule):
             "partner_times": self.times,
             "rank": self.rank,
             "available": available,
+            **(self.path or {}),
         }
 
     def setup(self, stage: str) -> None:
@@ -344,6 +373,15 @@ class CellMNN(TrainingMixin, BaseModelClass):
         this term matches every component's distribution, small ones included (``0``: off).
         It can match the marginals at the expense of the joint dynamics, so it is not the
         default (measurements in the Cell-MNN user guide and benchmarks/README.md).
+    lambda_mean_path
+        Weight of a term that asks the mean of the pushed cells at 8 times
+        (``MEAN_PATH_POINTS`` of :mod:`celldyn.module._cellmnn`) strictly inside every
+        interval between consecutive training times to follow the natural cubic spline
+        through the means of the training times (per dataset, held-out times excluded; a
+        straight line with two training times): the mean over components of the squared
+        distance in internal units, where a component's variance averages 1, so the weight
+        is unit-free (``0``: off). Under evaluation, not the default (benchmarks/README.md,
+        "EB: a mean-path term").
     init_scale
         Scale of the MLP's output layer at initialisation (``A`` starts near 0).
     affine
@@ -376,6 +414,7 @@ class CellMNN(TrainingMixin, BaseModelClass):
         lambda_kinetic: float = 1e-3,
         lambda_invertibility: float = 0.01,
         lambda_marginal: float = 0.0,
+        lambda_mean_path: float = 0.0,
         init_scale: float = 0.01,
         affine: bool = True,
         internal_scale: str = "common",
@@ -393,6 +432,7 @@ class CellMNN(TrainingMixin, BaseModelClass):
             lambda_kinetic=lambda_kinetic,
             lambda_invertibility=lambda_invertibility,
             lambda_marginal=lambda_marginal,
+            lambda_mean_path=lambda_mean_path,
             n_hidden=n_hidden,
             n_layers=n_layers,
             parametrization=parametrization,
@@ -636,6 +676,7 @@ class CellMNN(TrainingMixin, BaseModelClass):
             n_partners=int(n_partners or batch_size),
             validation_size=validation_size,
             random_state=random_state,
+            mean_path_points=MEAN_PATH_POINTS if self.module.lambda_mean_path else 0,
         )
         selection = None  # without a validation split `_fit` refuses early stopping
         if datamodule.n_val > 0:

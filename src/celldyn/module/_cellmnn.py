@@ -10,6 +10,8 @@ from ..nn._operator_mlp import OperatorMLP, invertibility_penalty, propagate
 
 BANDWIDTH_FACTOR = 0.5
 """MMD bandwidth: this factor times the median distance between pushed and partner cells."""
+MEAN_PATH_POINTS = 8
+"""Times strictly inside each interval between training times where the mean path is asked."""
 
 
 def population_mmd(x: torch.Tensor, y: torch.Tensor, kernels: tuple[str, ...]) -> torch.Tensor:
@@ -82,6 +84,41 @@ def snapshot_mmd(
     return mmd / max(total_weight, 1e-12), valid
 
 
+def mean_path_error(
+    matrix: torch.Tensor,
+    z: torch.Tensor,
+    drift: torch.Tensor | None,
+    tensors: dict[str, torch.Tensor],
+) -> torch.Tensor:
+    """Squared distance of the pushed population's mean to the spline of the means.
+
+    The minibatch cells of every start time ``s`` (and condition) are pushed to the times
+    ``path_times[c, s]`` strictly between ``s`` and the next training time; the mean over
+    components of the squared difference between their mean and ``path_means[c, s]`` (the
+    natural cubic spline through the means of the training times, internal units) is
+    averaged over the grid times and the start groups.
+
+    Parameters
+    ----------
+    matrix, z, drift
+        Internal operators ``(batch, d, d)``, states ``(batch, d)`` and drifts ``(batch, d)``
+        or ``None`` of the start cells.
+    tensors
+        A minibatch with ``t``, ``group``, ``condition``, ``path_times``
+        ``(n_conditions, n_groups, n_points)`` and ``path_means``
+        ``(n_conditions, n_groups, n_points, d)``.
+    """
+    group, condition = tensors["group"].long(), tensors["condition"].long()
+    dt = tensors["path_times"][condition, group] - tensors["t"][:, None]
+    pushed = propagate(matrix, z, dt, drift)
+    errors = []
+    for c, s in torch.unique(torch.stack([condition, group], 1), dim=0).tolist():
+        cells = (condition == c) & (group == s)
+        mean = pushed[cells].mean(0)
+        errors.append((mean - tensors["path_means"][c, s]).square().mean())
+    return torch.stack(errors).mean()
+
+
 class CellMNNModule(BaseModuleClass):
     """Cell-MNN: an MLP maps a cell's state and time to a local operator ``A``.
 
@@ -99,7 +136,9 @@ class CellMNNModule(BaseModuleClass):
     weights (plus ``lambda_marginal`` times the energy distance of the 1-D marginals, see
     :func:`snapshot_mmd`); plus ``lambda_kinetic`` times the mean kinetic energy
     ``‖A z + b‖²`` at the start and pushed states, plus (``'eigen'`` only)
-    ``lambda_invertibility`` times the invertibility penalty of the eigenbasis.
+    ``lambda_invertibility`` times the invertibility penalty of the eigenbasis, plus
+    ``lambda_mean_path`` times :func:`mean_path_error` when the minibatch holds the spline
+    of the means (``path_times``, ``path_means``).
 
     Parameters
     ----------
@@ -115,6 +154,8 @@ class CellMNNModule(BaseModuleClass):
         Weight of the eigenbasis invertibility penalty (``'eigen'`` only).
     lambda_marginal
         Weight of the energy distance of the 1-D marginals, added to every MMD term.
+    lambda_mean_path
+        Weight of :func:`mean_path_error` (``0``: off).
     kernels
         MMD kernels (``'laplace'``, ``'gaussian'``); the bandwidth is
         :data:`BANDWIDTH_FACTOR` times the median distance between pushed and observed cells
@@ -133,6 +174,7 @@ class CellMNNModule(BaseModuleClass):
         lambda_kinetic: float = 1e-3,
         lambda_invertibility: float = 0.01,
         lambda_marginal: float = 0.0,
+        lambda_mean_path: float = 0.0,
         kernels: tuple[str, ...] = ("laplace", "rbf"),
         **mlp_kwargs,
     ):
@@ -144,11 +186,16 @@ class CellMNNModule(BaseModuleClass):
             raise ValueError(f"`gamma` must be in (0, 1], got {gamma}.")
         if not lambda_marginal >= 0:
             raise ValueError(f"`lambda_marginal` must be >= 0, got {lambda_marginal!r}.")
+        if not 0 <= lambda_mean_path < float("inf"):
+            raise ValueError(
+                f"`lambda_mean_path` must be a finite number >= 0, got {lambda_mean_path!r}."
+            )
         self.operator_net = OperatorMLP(n_latent, n_conditions=n_conditions, **mlp_kwargs)
         self.gamma = float(gamma)
         self.lambda_kinetic = float(lambda_kinetic)
         self.lambda_invertibility = float(lambda_invertibility)
         self.lambda_marginal = float(lambda_marginal)
+        self.lambda_mean_path = float(lambda_mean_path)
         self.kernels = tuple(kernels)
         self.register_buffer("z_scale", torch.ones(n_latent))
         self.register_buffer("input_shift", torch.zeros(n_latent))
@@ -188,7 +235,8 @@ class CellMNNModule(BaseModuleClass):
         ``partners`` ``(n_conditions, n_groups, n_partners, d)`` observed at
         ``partner_times`` ``(n_groups,)``, ``rank`` ``(n_conditions, n_groups)`` (position
         among the training times of the condition, ``-1`` if not a training time) and
-        ``available`` ``(n_conditions, n_groups)`` (partners present).
+        ``available`` ``(n_conditions, n_groups)`` (partners present); with
+        ``lambda_mean_path``, ``path_times`` and ``path_means`` (:func:`mean_path_error`).
         """
         z, matrix, drift = tensors["z"], inference_outputs["operator"], inference_outputs["drift"]
         dt = tensors["partner_times"][None, :] - tensors["t"][:, None]
@@ -213,6 +261,10 @@ class CellMNNModule(BaseModuleClass):
             penalty = invertibility_penalty(inference_outputs["basis"])
             loss = loss + self.lambda_invertibility * penalty
             extra["invertibility"] = penalty.detach()
+        if self.lambda_mean_path:
+            path = mean_path_error(matrix, z, drift, tensors)
+            loss = loss + self.lambda_mean_path * path
+            extra["mean_path"] = path.detach()
         return LossOutput(
             loss=loss, reconstruction_loss=mmd.detach().expand(z.shape[0]), extra_metrics=extra
         )
