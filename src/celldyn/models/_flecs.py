@@ -33,6 +33,7 @@ from ..module._flecs import (
     fit_pairs,
     fit_velocities,
 )
+from ..module._moments import ColumnMoments
 from ..nn import GRNVectorField, SolverDivergedError
 from ..pp._ot_velocities import ot_partners
 from ._cell_pairs import CellPairs
@@ -483,16 +484,17 @@ class FLeCS(TrainingMixin, BaseModelClass):
         with registered(self, adata, self._check_adata) as adata:
             x = self._rows(adata)
             field = self.module.field.eval()
-            block_sums = batched(
-                lambda xb: field.production_slope(xb).sum(0, keepdim=True),
-                x,
-                device=self.device,
-                batch_size=batch_size,
-            )
+            moments = ColumnMoments()  # the regulators' sd, in the same pass over the cells
+
+            def slope_sum(xb: torch.Tensor) -> torch.Tensor:
+                moments.update(xb)
+                return field.production_slope(xb).sum(0, keepdim=True)
+
+            block_sums = batched(slope_sum, x, device=self.device, batch_size=batch_size)
             slope = torch.from_numpy(block_sums).double().sum(0) / len(x)
             weights = self.get_weights().tocoo()
             gain = field.regulator_gain().cpu().double().numpy()
-            scale = x.moments().var(ddof=0).sqrt().numpy() * gain
+            scale = moments.var(ddof=0).sqrt().cpu().numpy() * gain
             effects = weights.data * scale[weights.row] * slope.numpy()[weights.col]
             if not np.all(np.isfinite(effects)):
                 raise SolverDivergedError("The FLeCS edge effects have NaN or infinite values.")
