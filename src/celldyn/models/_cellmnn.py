@@ -380,8 +380,9 @@ class CellMNN(TrainingMixin, BaseModelClass):
         through the means of the training times (per dataset, held-out times excluded; a
         straight line with two training times): the mean over components of the squared
         distance in internal units, where a component's variance averages 1, so the weight
-        is unit-free (``0``: off). Under evaluation, not the default (benchmarks/README.md,
-        "EB: a mean-path term").
+        is unit-free (``0``: off). Not the default: it helps on the embryoid body and loses
+        on simulated time courses (benchmarks/README.md, "EB: a mean-path term", "EB and
+        dyngen").
     init_scale
         Scale of the MLP's output layer at initialisation (``A`` starts near 0).
     affine
