@@ -186,6 +186,12 @@ class _CosineDecay(Callback):
             scheduler.step()
 
 
+def _condition_design(codes: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cells per condition ``(Q,)`` and the design ``[1, mask_q]`` ``(Q, 1 + n_perturbable)``."""
+    sizes = np.bincount(codes, minlength=len(mask)).astype(np.float64)
+    return sizes, np.concatenate([np.ones((len(mask), 1)), mask], axis=1)
+
+
 def _gaussian_base(
     states: np.ndarray, codes: np.ndarray, mask: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -210,16 +216,14 @@ def _gaussian_base(
     ``m_0`` ``(G,)``, ``M`` ``(n_perturbable, G)``, ``v`` ``(G,)``.
     """
     states = states.reshape(len(codes), -1, states.shape[-1])
-    n_conditions = len(mask)
-    sizes = np.bincount(codes, minlength=n_conditions).astype(np.float64)
-    means = np.zeros((n_conditions, states.shape[-1]))
+    sizes, design = _condition_design(codes, mask)
+    means = np.zeros((len(mask), states.shape[-1]))
     squares = np.zeros(states.shape[-1])
     for q in np.flatnonzero(sizes):
         cells = states[codes == q]
         means[q] = cells.mean((0, 1))
         squares += ((cells - means[q]) ** 2).sum((0, 1))
     var = squares / states.shape[1] / len(codes)
-    design = np.concatenate([np.ones((n_conditions, 1)), mask], axis=1)
     weight = np.sqrt(sizes)[:, None]
     coef = np.linalg.lstsq(weight * design, weight * means, rcond=None)[0]
     return coef[0], coef[1:], var
@@ -242,10 +246,8 @@ def _library_shifts(library: np.ndarray, codes: np.ndarray, mask: np.ndarray) ->
     ----------
     library
         ``(n,)`` positive library sizes of the training cells.
-    codes
-        ``(n,)`` condition codes.
-    mask
-        ``(Q, n_perturbable)`` perturbed genes of every condition.
+    codes, mask
+        As in :func:`_gaussian_base`.
 
     Returns
     -------
@@ -255,8 +257,7 @@ def _library_shifts(library: np.ndarray, codes: np.ndarray, mask: np.ndarray) ->
     shift = shift[:, 0]
     if not len(shift):
         return shift
-    sizes = np.bincount(codes, minlength=len(mask)).astype(np.float64)
-    design = np.concatenate([np.ones((len(mask), 1)), mask], axis=1)
+    sizes, design = _condition_design(codes, mask)
     se2 = var[0] * np.diag(np.linalg.pinv(design.T @ (sizes[:, None] * design)))[1:]
     prior = max(float(np.mean(shift**2 - se2)), 0.0)
     return np.divide(prior * shift, prior + se2, out=shift.copy(), where=prior + se2 > 0)
