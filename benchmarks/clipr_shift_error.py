@@ -11,7 +11,7 @@ directions) on four estimates of the conditions' mean shifts:
   of a linear SDE) observed through LCD's own count model ``NB(softplus(x) s l, theta)``,
   fitted by marginal likelihood (quadrature over ``x``) at LCD's gene scales ``s``;
 - ``marginal, profiled scale``: the same, at the gene scale (a factor 1/64 ... 1 of LCD's)
-  with the highest marginal likelihood on 100 cells per condition.
+  with the highest marginal likelihood on (up to) 100 cells per condition.
 
 It also prints how the LCD shifts relate to the true ones: the mean per-gene correlation,
 the part of the LCD shifts a per-gene cubic map of the true states does not explain
@@ -125,7 +125,10 @@ def diagnose(folder: str) -> dict:
     log_scale = model.module.log_scale.detach().cpu().numpy().astype(np.float64)
     rng = np.random.default_rng(0)
     subset = np.concatenate(
-        [rng.choice(np.flatnonzero(codes == k), 100, replace=False) for k in range(len(order))]
+        [
+            rng.choice(cells, min(100, len(cells)), replace=False)
+            for cells in (np.flatnonzero(codes == k) for k in range(len(order)))
+        ]
     )
     profile = np.array(
         [
