@@ -2,7 +2,7 @@
 
 Reads LCD fits saved by ``clipr_generators.py --save FOLDER`` (each with its data, which
 holds the simulator's true latent states) and compares, per fit, CLIPR (knockdown
-directions) on four estimates of the conditions' mean shifts:
+directions) on five estimates of the conditions' mean shifts:
 
 - ``lcd``: the shifts of the mean fitted (MAP) states, what ``tl.clipr`` uses;
 - ``oracle``: the shifts of the mean true latent states;
@@ -147,16 +147,15 @@ def diagnose(folder: str, *, marginal: bool = True) -> dict:
         row["oracle, LCD's link"] = auroc(condition_shifts(mapped, labels, conditions))
         row["LCD / true scale"] = float(np.median(ratio))
     if marginal:
-        row.update(marginal_columns(model, codes, order, conditions, auroc, truth))
+        row.update(marginal_columns(model, log_scale, codes, order, conditions, auroc, truth))
     return row
 
 
-def marginal_columns(model, codes, order, conditions, auroc, truth) -> dict:
+def marginal_columns(model, log_scale, codes, order, conditions, auroc, truth) -> dict:
     """CLIPR on the marginal condition means at LCD's and at the profiled gene scales."""
     adata = model.adata
     counts = np.asarray(adata.X, dtype=np.float64)
     library = adata.obs["size_factor"].to_numpy(dtype=np.float64)
-    log_scale = model.module.log_scale.detach().cpu().numpy().astype(np.float64)
     rng = np.random.default_rng(0)
     subset = np.concatenate(
         [
