@@ -137,6 +137,7 @@ def fit_cellmnn(z, t, times, k, seed, cfg):
         early_stopping=True,
         early_stopping_patience=cfg["patience"],
         validation_smoothing=cfg["validation_smoothing"],
+        weight_averaging=cfg["weight_averaging"],
         random_state=seed,
         accelerator="cpu",
         progress=False,
@@ -505,6 +506,13 @@ def main() -> None:
         help="CellMNN.train(validation_smoothing=...): moving average of the validation loss "
         "that early stopping and the restored weights follow (0: the raw loss)",
     )
+    parser.add_argument(
+        "--weight-averaging",
+        type=float,
+        default=0.99,
+        help="CellMNN.train(weight_averaging=...): decay of the moving average of the weights "
+        "(0: the raw weights)",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", help="write all rows to this file")
     parser.add_argument("--merge", nargs="+", help="print the tables of saved --json runs")
@@ -564,6 +572,7 @@ def main() -> None:
         "lambda_marginal": args.lambda_marginal,
         "lambda_mean_path": args.lambda_mean_path,
         "validation_smoothing": args.validation_smoothing,
+        "weight_averaging": args.weight_averaging,
     }
     rows = []
     start = time.perf_counter()

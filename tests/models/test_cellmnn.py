@@ -8,7 +8,12 @@ import scipy.linalg as sl
 import torch
 
 from celldyn.metrics import wasserstein
-from celldyn.models._cellmnn import CellMNN, _SnapshotDataModule, _ValidationSelection
+from celldyn.models._cellmnn import (
+    CellMNN,
+    _SnapshotDataModule,
+    _ValidationSelection,
+    _WeightAverage,
+)
 from celldyn.nn import SolverDivergedError
 from celldyn.nn._operator_mlp import OperatorMLP
 
@@ -376,6 +381,58 @@ def test_validation_selection_follows_the_smoothed_loss():
     assert _select([3.0, 2.0, 1.0, float("nan"), float("nan")], 0.5, 2) == (5, 2)
 
 
+def test_weight_average_is_validated_kept_and_returned():
+    average = _WeightAverage(0.99)
+    selection = _ValidationSelection(0.0, None, restore=True, average=average)
+    trainer, pl_module = _FakeTrainer(), torch.nn.Module()
+    pl_module.module = torch.nn.Linear(1, 1)
+    average.on_validation_epoch_start(trainer, pl_module)  # sanity check: nothing to swap
+    average.on_train_start(trainer, pl_module)
+    expected = pl_module.module.bias.item()
+    seen = []
+    for step, (raw, loss) in enumerate([(4.0, 3.0), (8.0, 1.0), (-2.0, 2.0)], start=1):
+        with torch.no_grad():
+            pl_module.module.bias.fill_(raw)
+        average.on_train_batch_end(trainer, pl_module, None, None, 0)
+        decay = min(0.99, (1 + step) / (10 + step))  # the warm-up
+        expected = decay * expected + (1 - decay) * raw
+        average.on_validation_epoch_start(trainer, pl_module)
+        seen.append(pl_module.module.bias.item())  # validation sees the average
+        average.on_validation_epoch_end(trainer, pl_module)
+        assert pl_module.module.bias.item() == raw  # training goes on from the raw weights
+        trainer.callback_metrics["validation_loss"] = torch.tensor(loss)
+        selection.on_validation_end(trainer, pl_module)
+    np.testing.assert_allclose(seen[-1], expected, rtol=1e-6)
+    average.on_train_end(trainer, pl_module)
+    np.testing.assert_allclose(pl_module.module.bias.item(), expected, rtol=1e-6)
+    selection.on_train_end(trainer, pl_module)  # the average of the best epoch (step 2)
+    np.testing.assert_allclose(pl_module.module.bias.item(), seen[1], rtol=1e-6)
+
+
+def test_weight_averaging_steadies_the_returned_model():
+    """One more epoch moves the averaged model much less than the raw weights."""
+    adata = _linear_adata(A_TRUE, np.array([2.0, 1.5]), np.array([1.0, 0.6]))
+    CellMNN.setup_anndata(adata, time_key="time", n_components=2)
+    moved = {}
+    for decay in (0.0, 0.99):
+        predictions = []
+        for epochs in (20, 21):
+            torch.manual_seed(0)
+            model = CellMNN(adata)
+            model.train(
+                holdout=[2.0],
+                max_epochs=epochs,
+                batch_size=64,
+                restore_best=False,
+                weight_averaging=decay,
+                **TRAIN,
+            )
+            predictions.append(model.predict(1.0, 2.0))
+        moved[decay] = np.abs(predictions[1] - predictions[0]).mean()
+    # measured 0.0026 averaged vs 0.046 raw (5 minibatches per epoch)
+    assert moved[0.99] < 0.3 * moved[0.0]
+
+
 def _small_adata():
     rng = np.random.default_rng(0)
     adata = ad.AnnData(rng.normal(size=(60, 4)).astype(np.float32))
@@ -458,6 +515,8 @@ def test_bad_holdout_and_times(small_adata):
     for smoothing in (1.0, -0.1):
         with pytest.raises(ValueError, match="validation_smoothing"):
             model.train(max_epochs=1, validation_smoothing=smoothing, **TRAIN)
+        with pytest.raises(ValueError, match="weight_averaging"):
+            model.train(max_epochs=1, weight_averaging=smoothing, **TRAIN)
     with pytest.raises(ValueError, match="early_stopping_patience"):
         model.train(max_epochs=1, early_stopping=True, early_stopping_patience=0, **TRAIN)
     with pytest.raises(ValueError, match="validation split"):

@@ -280,6 +280,61 @@ class _SnapshotDataModule(LightningDataModule):
         return DataLoader(self._val_batches, batch_size=None)
 
 
+class _WeightAverage(Callback):
+    """Exponential moving average of the module's parameters, validated and returned.
+
+    After every training step ``w̄ ← d w̄ + (1 − d) w`` with ``d = min(decay, (1 + n) /
+    (10 + n))`` after ``n`` steps (the warm-up lets the average leave the initial weights
+    quickly). Validation runs with ``w̄`` swapped in, and the fit ends with ``w̄`` in the
+    module (then :class:`_ValidationSelection` may restore an earlier average).
+
+    Parameters
+    ----------
+    decay
+        ``decay`` in ``(0, 1)``.
+    """
+
+    def __init__(self, decay: float):
+        self.decay, self.steps = decay, 0
+        self.average: dict[str, torch.Tensor] | None = None
+        self._raw: dict[str, torch.Tensor] | None = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        params = pl_module.module.named_parameters()
+        self.average = {name: p.detach().clone() for name, p in params}
+
+    @torch.no_grad()
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.steps += 1
+        weight = 1.0 - min(self.decay, (1 + self.steps) / (10 + self.steps))
+        for name, p in pl_module.module.named_parameters():
+            self.average[name].lerp_(p.detach(), weight)
+
+    def averaged_state(self, module) -> dict[str, torch.Tensor]:
+        """Return a copy of ``module.state_dict()`` with the averaged parameters."""
+        return {k: self.average.get(k, v).detach().clone() for k, v in module.state_dict().items()}
+
+    @torch.no_grad()
+    def _load(self, module, values: dict[str, torch.Tensor]) -> None:
+        for name, p in module.named_parameters():
+            p.copy_(values[name])
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        if self.average is not None:  # not during Lightning's sanity check
+            module = pl_module.module
+            self._raw = {name: p.detach().clone() for name, p in module.named_parameters()}
+            self._load(module, self.average)
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if self._raw is not None:
+            self._load(pl_module.module, self._raw)
+            self._raw = None
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.average is not None:
+            self._load(pl_module.module, self.average)
+
+
 class _ValidationSelection(Callback):
     """Early stopping and choice of the returned weights on a smoothed validation loss.
 
@@ -296,10 +351,20 @@ class _ValidationSelection(Callback):
         Stop when the monitor has not improved for that many epochs (``None``: never).
     restore
         Keep the module state of the epoch with the lowest monitor and restore it at the end.
+    average
+        With weight averaging, the :class:`_WeightAverage` whose averaged state was validated
+        and is kept (it runs before this callback).
     """
 
-    def __init__(self, smoothing: float, patience: int | None, restore: bool):
+    def __init__(
+        self,
+        smoothing: float,
+        patience: int | None,
+        restore: bool,
+        average: _WeightAverage | None = None,
+    ):
         self.smoothing, self.patience, self.restore = smoothing, patience, restore
+        self.average = average
         self.best, self.since_best, self.state = float("inf"), 0, None
         self.monitor: list[float] = []
 
@@ -315,7 +380,10 @@ class _ValidationSelection(Callback):
             self.best, self.since_best = value, 0
             if self.restore:
                 module = pl_module.module
-                self.state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+                if self.average is not None:
+                    self.state = self.average.averaged_state(module)
+                else:
+                    self.state = {k: v.detach().clone() for k, v in module.state_dict().items()}
         else:
             self.since_best += 1
             if self.patience is not None and self.since_best >= self.patience:
@@ -600,6 +668,7 @@ class CellMNN(TrainingMixin, BaseModelClass):
         validation_size: float = 0.1,
         restore_best: bool = True,
         validation_smoothing: float = 0.9,
+        weight_averaging: float = 0.99,
         random_state: int = 0,
         **lightning_kwargs,
     ) -> None:
@@ -640,6 +709,12 @@ class CellMNN(TrainingMixin, BaseModelClass):
             ``history['validation_loss_smoothed']``. Cell-MNN's early stopping
             (``early_stopping=True``) watches this average, with
             ``early_stopping_patience=20`` epochs by default.
+        weight_averaging
+            Decay ``d`` in ``[0, 1)`` of an exponential moving average of the weights over
+            the training steps, ``w̄ ← d w̄ + (1 − d) w`` (with a warm-up over the first
+            steps); validation, early stopping, ``restore_best`` and the returned model use
+            ``w̄``. The weights after one step jump around, and so do the interpolations they
+            predict (benchmarks/README.md, "EB: averaged weights"); ``0``: no averaging.
         random_state
             Seed of the validation split and of the partner sampling.
         {lightning_kwargs}
@@ -659,6 +734,8 @@ class CellMNN(TrainingMixin, BaseModelClass):
             raise ValueError(
                 f"`validation_smoothing` must be in [0, 1), got {validation_smoothing!r}."
             )
+        if not 0.0 <= weight_averaging < 1.0:
+            raise ValueError(f"`weight_averaging` must be in [0, 1), got {weight_averaging!r}.")
         in_train = train_groups[groups.codes]
         self._set_units(
             self._latent(self.adata)[in_train],
@@ -679,6 +756,7 @@ class CellMNN(TrainingMixin, BaseModelClass):
             random_state=random_state,
             mean_path_points=MEAN_PATH_POINTS if self.module.lambda_mean_path else 0,
         )
+        average = _WeightAverage(weight_averaging) if weight_averaging > 0 else None
         selection = None  # without a validation split `_fit` refuses early stopping
         if datamodule.n_val > 0:
             patience = options["early_stopping_patience"]
@@ -687,6 +765,7 @@ class CellMNN(TrainingMixin, BaseModelClass):
                 validation_smoothing,
                 patience if options["early_stopping"] else None,
                 restore_best,
+                average,
             )
         if max_epochs is None:
             max_epochs = default_max_epochs(datamodule.n_train, int(batch_size))
@@ -695,6 +774,7 @@ class CellMNN(TrainingMixin, BaseModelClass):
             max_epochs=max_epochs,
             lr=lr,
             weight_decay=weight_decay,
+            model_callbacks=[] if average is None else [average],
             selection=selection,
             **options,
         )
