@@ -79,22 +79,24 @@ def test_cellmnn_scode_hesc_beats_baselines(shared_data):
     adata = cd.datasets.scode("hESC", path=shared_data("scode_chu2016_hesc_de"))
     z, t = _standardised_pcs(adata.X), adata.obs["time"].to_numpy(float)
     w1 = _held_out_w1(z, t, 36.0, max_epochs=30)
-    # seeds 0/1/2: two-sided 2.342/2.254/2.406 vs OT 2.486/2.442/2.500;
-    # forward 2.468/2.361/2.489 vs nearest-time copy 3.010
+    # seeds 0/1/2 (averaged weights, the default): two-sided 2.317/2.285/2.368 vs OT 2.486;
+    # forward 2.422/2.374/2.434 vs nearest-time copy 3.010 (raw weights: two-sided
+    # 2.342/2.254/2.406, forward 2.468/2.361/2.489)
     assert w1["two_sided"] < w1["ot"] - 0.05
     assert w1["forward"] < 0.9 * w1["nearest"]
 
 
 def test_cellmnn_eb_beats_nearest_copy(shared_data):
-    """EB, 300 cells per time, held-out t = 2: the forward push beats copying a neighbour."""
+    """EB, 300 cells per time, held-out t = 2: the forward push beats a neighbour and OT."""
     adata = cd.datasets.eb(path=shared_data("eb_trajectorynet_pca5"))
     t = adata.obs["time"].to_numpy(float)
     keep = _per_time(t, 300, 0)
     w1 = _held_out_w1(adata.obsm["X_pca"][keep], t[keep], 2.0, max_epochs=30)
-    # seeds 0/1/2: forward 0.895/0.948/0.883, nearest 1.285/1.317/1.280, OT 0.915/0.958/0.878
-    # (level with OT-interpolation here; the full-data figures are in benchmarks/README.md)
+    # seeds 0/1/2 (averaged weights, the default): forward 0.889/0.852/0.850, nearest 1.285,
+    # OT 0.915 (raw weights: forward 0.895/0.948/0.883, level with OT-interpolation); the
+    # full-data figures are in benchmarks/README.md
     assert w1["forward"] < 0.8 * w1["nearest"]
-    assert w1["forward"] < 1.05 * w1["ot"]
+    assert w1["forward"] < w1["ot"]
 
 
 def _beeline_subset(folder, n_genes: int) -> AnnData:
