@@ -287,6 +287,8 @@ class _WeightAverage(Callback):
     (10 + n))`` after ``n`` steps (the warm-up lets the average leave the initial weights
     quickly). Validation runs with ``w̄`` swapped in, and the fit ends with ``w̄`` in the
     module (then :class:`_ValidationSelection` may restore an earlier average).
+    Not Lightning's ``WeightAveraging``: it needs lightning >= 2.5 (celldyn supports 2.0) and
+    keeps no averaged state for the selection to restore.
 
     Parameters
     ----------
