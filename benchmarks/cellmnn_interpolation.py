@@ -15,8 +15,9 @@ prediction and the observed cells, averaged over the held-out times. Methods:
 - ``neural_ode``: an MLP velocity field ``dz/dt = f(z, t)`` with about as many parameters as
   Cell-MNN's operator MLP, same internal units, same minibatches and the same loss
   (``celldyn.module._cellmnn.snapshot_mmd`` plus the same kinetic penalty), integrated with
-  ``celldyn.nn.integrate`` (torchdiffeq, fixed-step RK4), same early stopping; forward and
-  two-sided like Cell-MNN.
+  ``celldyn.nn.integrate`` (torchdiffeq, fixed-step RK4), same early stopping and the same
+  moving average of the weights (``--weight-averaging``); forward and two-sided like
+  Cell-MNN.
 - ``ot_interpolate``: exact OT (``ot.emd``, squared Euclidean cost) between ``t_{k-1}`` and
   ``t_{k+1}``; pairs drawn from the plan, linearly interpolated at ``t_k``.
 - ``mean_interpolation``: the cells of ``t_{k-1}`` shifted by the linear interpolation of the
@@ -164,7 +165,7 @@ def fit_neural_ode(z, t, times, k, seed, cfg, n_params: int):
     import torch
     from torch import nn
 
-    from celldyn.models._cellmnn import _SnapshotDataModule, latent_scale
+    from celldyn.models._cellmnn import _SnapshotDataModule, averaging_weight, latent_scale
     from celldyn.module._cellmnn import snapshot_mmd
     from celldyn.nn import integrate
 
@@ -221,6 +222,9 @@ def fit_neural_ode(z, t, times, k, seed, cfg, n_params: int):
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg["node_lr"], weight_decay=1e-5)
     best, best_state, since_best, epochs, monitor = np.inf, None, 0, 0, None
     beta = cfg["validation_smoothing"]  # the same moving average as CellMNN.train
+    decay, steps = cfg["weight_averaging"], 0  # and the same average of the weights
+    params = list(net.parameters())
+    average = [p.detach().clone() for p in params]
     start = time.perf_counter()
     for _ in range(cfg["max_epochs"]):
         epochs += 1
@@ -228,13 +232,22 @@ def fit_neural_ode(z, t, times, k, seed, cfg, n_params: int):
             optimizer.zero_grad()
             loss(batch).backward()
             optimizer.step()
+            steps += 1
+            with torch.no_grad():
+                for mean, p in zip(average, params, strict=True):
+                    mean.lerp_(p, averaging_weight(decay, steps) if decay else 1.0)
         with torch.no_grad():
+            raw = [p.detach().clone() for p in params]
+            for p, mean in zip(params, average, strict=True):  # validate (and keep) the average
+                p.copy_(mean)
             value = float(np.mean([float(loss(b)) for b in data.val_dataloader()]))
+            state = {n: p.detach().clone() for n, p in net.state_dict().items()}
+            for p, weights in zip(params, raw, strict=True):
+                p.copy_(weights)
         monitor = value if monitor is None else beta * monitor + (1 - beta) * value
         value = monitor
         if value < best:
-            best, since_best = value, 0
-            best_state = {n: p.detach().clone() for n, p in net.state_dict().items()}
+            best, since_best, best_state = value, 0, state
         else:
             since_best += 1
             if since_best >= cfg["patience"]:
@@ -510,8 +523,8 @@ def main() -> None:
         "--weight-averaging",
         type=float,
         default=0.99,
-        help="CellMNN.train(weight_averaging=...): decay of the moving average of the weights "
-        "(0: the raw weights)",
+        help="CellMNN.train(weight_averaging=...), also for the neural ODE: decay of the moving "
+        "average of the weights (0: the raw weights)",
     )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", help="write all rows to this file")

@@ -280,13 +280,21 @@ class _SnapshotDataModule(LightningDataModule):
         return DataLoader(self._val_batches, batch_size=None)
 
 
+def averaging_weight(decay: float, steps: int) -> float:
+    """Weight ``1 − min(decay, (1 + n) / (10 + n))`` of the new weights after ``n`` steps.
+
+    The exponential moving average of :class:`_WeightAverage` (``CellMNN.train(
+    weight_averaging=decay)``); the warm-up lets the average leave the initial weights quickly.
+    """
+    return 1.0 - min(decay, (1 + steps) / (10 + steps))
+
+
 class _WeightAverage(Callback):
     """Exponential moving average of the module's parameters, validated and returned.
 
-    After every training step ``w̄ ← d w̄ + (1 − d) w`` with ``d = min(decay, (1 + n) /
-    (10 + n))`` after ``n`` steps (the warm-up lets the average leave the initial weights
-    quickly). Validation runs with ``w̄`` swapped in, and the fit ends with ``w̄`` in the
-    module (then :class:`_ValidationSelection` may restore an earlier average).
+    After every training step ``w̄ ← w̄ + a (w − w̄)`` with ``a`` from
+    :func:`averaging_weight`. Validation runs with ``w̄`` swapped in, and the fit ends with
+    ``w̄`` in the module (then :class:`_ValidationSelection` may restore an earlier average).
     Not Lightning's ``WeightAveraging``: it needs lightning >= 2.5 (celldyn supports 2.0) and
     keeps no averaged state for the selection to restore.
 
@@ -308,7 +316,7 @@ class _WeightAverage(Callback):
     @torch.no_grad()
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.steps += 1
-        weight = 1.0 - min(self.decay, (1 + self.steps) / (10 + self.steps))
+        weight = averaging_weight(self.decay, self.steps)
         for name, p in pl_module.module.named_parameters():
             self.average[name].lerp_(p.detach(), weight)
 
