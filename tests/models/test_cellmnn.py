@@ -13,6 +13,7 @@ from celldyn.models._cellmnn import (
     _SnapshotDataModule,
     _ValidationSelection,
     _WeightAverage,
+    averaging_weight,
 )
 from celldyn.nn import SolverDivergedError
 from celldyn.nn._operator_mlp import OperatorMLP
@@ -379,6 +380,20 @@ def test_validation_selection_follows_the_smoothed_loss():
     assert _select(losses, 0.5, 4) == (12, 11)
     # a NaN loss (diverging epoch) is never kept
     assert _select([3.0, 2.0, 1.0, float("nan"), float("nan")], 0.5, 2) == (5, 2)
+
+
+def test_averaging_weight_regimes():
+    # first (10 d - 1) / (1 - d) = 890 steps at d = 0.99: weight 9 / (10 + n), which weighs
+    # step k of n by about (k / n)^8 (mean position 0.9 n); then the EMA's 1 - d
+    assert averaging_weight(0.99, 0) == pytest.approx(0.9)
+    assert averaging_weight(0.99, 500) == pytest.approx(9 / 510)
+    assert averaging_weight(0.99, 889) > 0.01
+    assert averaging_weight(0.99, 891) == pytest.approx(0.01)
+    assert averaging_weight(0.9, 1_000) == pytest.approx(0.1)
+    n, weights = 2_000, [averaging_weight(0.9999, k) for k in range(1, 2_001)]
+    kept = np.array([w * np.prod([1 - v for v in weights[k:]]) for k, w in enumerate(weights)])
+    assert kept.sum() == pytest.approx(1.0, abs=0.01)  # the initial weights are forgotten
+    assert np.sum(kept * np.arange(1, n + 1)) / n == pytest.approx(0.9, abs=0.01)
 
 
 def test_weight_average_is_validated_kept_and_returned():
