@@ -235,7 +235,7 @@ def fit_neural_ode(z, t, times, k, seed, cfg, n_params: int):
             steps += 1
             with torch.no_grad():
                 for mean, p in zip(average, params, strict=True):
-                    mean.lerp_(p, averaging_weight(decay, steps) if decay else 1.0)
+                    mean.lerp_(p, averaging_weight(decay, steps))  # 1 at decay 0
         with torch.no_grad():
             raw = [p.detach().clone() for p in params]
             for p, mean in zip(params, average, strict=True):  # validate (and keep) the average

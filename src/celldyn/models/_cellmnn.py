@@ -292,7 +292,7 @@ def averaging_weight(decay: float, steps: int) -> float:
 
 
 class _WeightAverage(Callback):
-    """Exponential moving average of the module's parameters, validated and returned.
+    """Moving average of the module's parameters, validated and returned.
 
     After every training step ``w̄ ← w̄ + a (w − w̄)`` with ``a`` from
     :func:`averaging_weight`. Validation runs with ``w̄`` swapped in, and the fit ends with
@@ -303,7 +303,7 @@ class _WeightAverage(Callback):
     Parameters
     ----------
     decay
-        ``decay`` in ``(0, 1)``.
+        ``decay`` of :func:`averaging_weight`, in ``(0, 1)``.
     """
 
     def __init__(self, decay: float):
