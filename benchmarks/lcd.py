@@ -233,8 +233,8 @@ def unseen_doubles(
     model = fit_lcd(train, epochs, seed, **options)
     predictions = {"LCD": log_normalized(model.predict(test, n_cells, random_state=seed))}
     lcd_seconds = time.perf_counter() - start
-    predictions["LCD, control library sizes"] = log_normalized(
-        model.predict(test, n_cells, library_sizes="control", random_state=seed)
+    predictions["LCD, independent draws"] = log_normalized(
+        model.predict(test, n_cells, sampling="independent", random_state=seed)
     )
     train_ln = log_normalized(train)
     for method in ("additive", "mean", "no_change"):

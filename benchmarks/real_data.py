@@ -303,9 +303,10 @@ def norman_rows(adata, quick: bool, seeds=(0,)) -> list[dict]:
 
     Every method is scored on ``log1p`` of the counts scaled to 10⁴ per cell over the 500
     genes (the shipped ``X`` was normalised over the whole transcriptome, which LCD's
-    generated counts do not have). Each LCD fit also predicts with the control cells'
-    library sizes for every condition (``library_sizes='control'``, the rule before session
-    15), from the same fit.
+    generated counts do not have). Each LCD fit also predicts with independent draws
+    (``sampling='independent'``, the default before session 20) and, with them, the control
+    cells' library sizes for every condition (``library_sizes='control'``, the rule before
+    session 15), from the same fit.
     """
     import anndata as ad
 
@@ -331,9 +332,19 @@ def norman_rows(adata, quick: bool, seeds=(0,)) -> list[dict]:
     for seed in seeds:
         start = time.perf_counter()
         model = lcd_fit(train, epochs, seed)
-        for library, suffix in (("shifted", ""), ("control", ", control library sizes")):
+        for library, sampling, suffix in (
+            ("shifted", "representative", ""),
+            ("shifted", "independent", ", independent draws"),
+            ("control", "independent", ", control library sizes"),
+        ):
             generated = [
-                model.predict([q], int(sizes[q]), library_sizes=library, random_state=seed + i)
+                model.predict(
+                    [q],
+                    int(sizes[q]),
+                    library_sizes=library,
+                    sampling=sampling,
+                    random_state=seed + i,
+                )
                 for i, q in enumerate(held_out)
             ]
             lcd = ad.concat(generated)
@@ -443,11 +454,15 @@ def sachs_rows(data: Path, quick: bool) -> dict[str, list[dict]]:
     targets = {**adata.uns["perturbation_targets"], "ICAM2": None}
     model = lcd_fit(train, 20 if quick else 300, targets=targets)
     sizes = labels.value_counts()
-    generated = ad.concat(
-        [model.predict([q], int(sizes[q]), random_state=i) for i, q in enumerate(held_out)]
-    )
-    generated.X = np.log1p(generated.layers["counts"])
-    predictions["LCD"] = generated
+    for sampling, label in (("representative", "LCD"), ("independent", "LCD, independent draws")):
+        generated = ad.concat(
+            [
+                model.predict([q], int(sizes[q]), sampling=sampling, random_state=i)
+                for i, q in enumerate(held_out)
+            ]
+        )
+        generated.X = np.log1p(generated.layers["counts"])
+        predictions[label] = generated
     cd.tl.clipr(train, model=model)
     seconds = time.perf_counter() - start
     doubles = []
