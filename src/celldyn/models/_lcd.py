@@ -992,35 +992,19 @@ class LCD(TrainingMixin, BaseModelClass):
             factors = self._library_factors(perturbations, library)
         library = library[self._codes == 0]
         rng = np.random.default_rng(random_state)
-        latent = np.concatenate(
-            [
-                self.sample_latent(
-                    p, n_pool, n_steps=n_steps, step_size=step_size, random_state=random_state + i
-                )
-                for i, p in enumerate(perturbations)
-            ]
-        )
-        lib = rng.choice(library, len(latent)) * np.repeat(factors, n_pool)
-        lib = torch.as_tensor(lib, dtype=torch.float32, device=self.device)
-        x = torch.as_tensor(latent, dtype=torch.float32, device=self.device)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(random_state)
-            counts = self.module.observation(x, lib).sample().cpu().numpy().astype(np.float32)
-        total = np.maximum(counts.sum(1, keepdims=True), 1.0)
-        log_normalized = np.log1p(counts / total * _TARGET_SUM).astype(np.float32)
-        if n_pool > n_cells:
-            keep = np.concatenate(
-                [
-                    i * n_pool
-                    + representative_subset(
-                        log_normalized[i * n_pool : (i + 1) * n_pool],
-                        n_cells,
-                        random_state=random_state + i,
-                    )
-                    for i in range(len(perturbations))
-                ]
+        parts = [
+            self._generate(
+                p,
+                n_cells,
+                n_pool,
+                factor * rng.choice(library, n_pool),
+                n_steps=n_steps,
+                step_size=step_size,
+                random_state=random_state + i,
             )
-            counts, log_normalized, latent = counts[keep], log_normalized[keep], latent[keep]
+            for i, (p, factor) in enumerate(zip(perturbations, factors, strict=True))
+        ]
+        counts, log_normalized, latent = (np.concatenate(part) for part in zip(*parts, strict=True))
         obs = pd.DataFrame(
             {
                 _keys.PERTURBATION: pd.Categorical(
@@ -1036,9 +1020,39 @@ class LCD(TrainingMixin, BaseModelClass):
             layers={
                 _keys.COUNTS: counts.copy(),
                 _keys.LOG_NORMALIZED: log_normalized,
-                _keys.LATENT: latent.astype(np.float32),
+                _keys.LATENT: latent,
             },
         )
+
+    def _generate(
+        self,
+        perturbation: str,
+        n_cells: int,
+        n_pool: int,
+        library: np.ndarray,
+        *,
+        n_steps: int,
+        step_size: float,
+        random_state: int,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Generate one condition's cells: counts, ``log1p`` of counts per 10⁴, latent states.
+
+        ``n_pool`` cells are generated with library sizes ``library``; of more than
+        ``n_cells`` the most representative are kept (:func:`representative_subset`), one
+        condition at a time, so the pool never has to fit in memory for all conditions.
+        """
+        latent = self.sample_latent(
+            perturbation, n_pool, n_steps=n_steps, step_size=step_size, random_state=random_state
+        )
+        lib = torch.as_tensor(library, dtype=torch.float32, device=self.device)
+        x = torch.as_tensor(latent, dtype=torch.float32, device=self.device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(random_state)
+            counts = self.module.observation(x, lib).sample().cpu().numpy().astype(np.float32)
+        total = np.maximum(counts.sum(1, keepdims=True), 1.0)
+        log_normalized = np.log1p(counts / total * _TARGET_SUM).astype(np.float32)
+        keep = representative_subset(log_normalized, n_cells, random_state=random_state)
+        return counts[keep], log_normalized[keep], latent[keep].astype(np.float32)
 
     def _library_factors(self, perturbations: Sequence[str], library: np.ndarray) -> np.ndarray:
         """Library-size factors ``exp(Σ_{g∈q} δ_g)`` of conditions (:func:`_library_shifts`).
