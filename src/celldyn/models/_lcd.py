@@ -1051,7 +1051,8 @@ class LCD(TrainingMixin, BaseModelClass):
             counts = self.module.observation(x, lib).sample().cpu().numpy().astype(np.float32)
         total = np.maximum(counts.sum(1, keepdims=True), 1.0)
         log_normalized = np.log1p(counts / total * _TARGET_SUM).astype(np.float32)
-        keep = representative_subset(log_normalized, n_cells, random_state=random_state)
+        points = torch.as_tensor(log_normalized, device=self.device)
+        keep = representative_subset(points, n_cells, random_state=random_state)
         return counts[keep], log_normalized[keep], latent[keep].astype(np.float32)
 
     def _library_factors(self, perturbations: Sequence[str], library: np.ndarray) -> np.ndarray:
