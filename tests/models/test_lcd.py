@@ -493,7 +493,7 @@ def test_predicted_counts_of_trained_conditions_spread_as_observed(trained):
     labels = train.obs["perturbation"].astype(str).to_numpy()
     counts = np.asarray(train.X)
     observed = np.log1p(counts / counts.sum(1, keepdims=True) * 1e4)
-    predicted = model.predict(model.perturbation_labels_, n_cells=500)
+    predicted = model.predict(model.perturbation_labels_, n_cells=500, sampling="independent")
     pred_labels = predicted.obs["perturbation"].astype(str).to_numpy()
     ratios, zeros = [], []
     for q in model.perturbation_labels_:
@@ -501,7 +501,8 @@ def test_predicted_counts_of_trained_conditions_spread_as_observed(trained):
         ratios.append(np.mean(pred.std(0) / observed[labels == q].std(0)))
         zeros.append((predicted.layers["counts"][pred_labels == q] == 0).mean())
     zero_ratio = np.mean(zeros) / (counts == 0).mean()
-    # measured: spread ratio 0.90, zero fraction 0.087 vs 0.105 observed, ratio 0.83
+    # measured: spread ratio 0.91, zero fraction ratio 0.84 (the representative cells of
+    # `predict`'s default: 0.89 and 0.81)
     assert np.mean(ratios) > 0.87, ratios
     assert zero_ratio > 0.72, zero_ratio
 

@@ -954,8 +954,9 @@ class LCD(TrainingMixin, BaseModelClass):
             next cell is the one that most lowers the energy distance between the kept cells
             and the pool). Every kept cell is a generated cell, unchanged;
             the sample's mean carries far less Monte Carlo noise than ``n_cells`` independent
-            draws, at the same spread, so scores against observed cells measure the model
-            rather than the draw (benchmarks/README.md, "Representative cells"). The kept cells
+            draws, at nearly the same spread (a few per cent less), so scores against
+            observed cells measure the model rather than the draw (benchmarks/README.md,
+            "Representative cells"). The kept cells
             are not independent: for anything that needs independent draws (e.g. resampling
             a statistic) use ``'independent'``, ``n_cells`` independent draws.
         pool_factor

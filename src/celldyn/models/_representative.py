@@ -20,8 +20,9 @@ def representative_subset(
     is picked when it minimises ``a_i − w_i / (k + 1)``, with ``a_i`` its mean distance to
     the rows of ``x`` (estimated on :data:`REFERENCE_SIZE` random rows when ``x`` has more)
     and ``w_i`` its summed distance to the ``k`` rows picked so far. The mean of the picked
-    rows then lies much closer to the mean of ``x`` than that of ``n`` random rows, at about
-    the same spread. Cost ``O(len(x) · (n + REFERENCE_SIZE) · n_columns)``.
+    rows then lies much closer to the mean of ``x`` than that of ``n`` random rows, at nearly
+    the same spread (the first picks are central ones, so a few per cent less). Cost
+    ``O(len(x) · (n + REFERENCE_SIZE) · n_columns)``.
 
     Parameters
     ----------
