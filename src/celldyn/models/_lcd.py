@@ -952,13 +952,13 @@ class LCD(TrainingMixin, BaseModelClass):
             condition (at most ``max(n_cells, 20000)``) and keep the ``n_cells`` whose
             ``log_normalized`` values best represent the pool (greedy support points: each
             next cell is the one that most lowers the energy distance between the kept cells
-            and the pool). Every kept cell is a generated cell, unchanged;
-            the sample's mean carries far less Monte Carlo noise than ``n_cells`` independent
-            draws, at nearly the same spread (a few per cent less), so scores against
-            observed cells measure the model rather than the draw (benchmarks/README.md,
-            "Representative cells"). The kept cells
-            are not independent: for anything that needs independent draws (e.g. resampling
-            a statistic) use ``'independent'``, ``n_cells`` independent draws.
+            and the pool). Every kept cell is a generated cell, unchanged; the sample's mean
+            carries far less Monte Carlo noise than ``n_cells`` independent draws, at nearly
+            the same spread (a few per cent less), so scores against observed cells measure
+            the model rather than the draw (benchmarks/README.md, "Representative cells").
+            The kept cells are not independent: for anything that needs independent draws
+            (e.g. resampling a statistic) use ``'independent'``, ``n_cells`` independent
+            draws.
         pool_factor
             Pool size per kept cell of ``'representative'`` (>= 1).
         random_state
