@@ -898,8 +898,8 @@ def test_load_corrupted_model_file_names_the_file(small_model, tmp_path, damage)
 
 def test_representative_cells_carry_less_monte_carlo_noise(trained):
     """``sampling='representative'`` keeps generated cells whose mean lies closer to the
-    model's own mean (a large independent sample) than independent draws do, at the same
-    spread; every kept cell is a generated cell (integer counts)."""
+    model's own mean (a large independent sample) than independent draws do, at nearly the
+    same spread; every kept cell is a generated cell (integer counts)."""
     model, _ = trained
     reference = model.predict(["G1+G2"], 5000, sampling="independent", random_state=99)
     truth = reference.layers["log_normalized"].mean(0)
