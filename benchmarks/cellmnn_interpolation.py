@@ -20,12 +20,14 @@ prediction and the observed cells, averaged over the held-out times. Methods:
   Cell-MNN.
 - ``ot_interpolate``: exact OT (``ot.emd``, squared Euclidean cost) between ``t_{k-1}`` and
   ``t_{k+1}``; pairs drawn from the plan, linearly interpolated at ``t_k``.
+- ``unbalanced_ot_interpolate``: the same with unbalanced OT, the marginal relaxation chosen
+  on the training times (``interpolation_baseline(..., 'unbalanced')``).
 - ``mean_interpolation``: the cells of ``t_{k-1}`` shifted by the linear interpolation of the
   population means of ``t_{k-1}`` and ``t_{k+1}``.
 - ``nearest_copy``: the cells of the nearest observed time (the earlier one on ties).
 
-The three baselines are ``celldyn.tl.interpolation_baseline`` (methods ``'ot'``, ``'mean'``,
-``'nearest'``).
+The four baselines are ``celldyn.tl.interpolation_baseline`` (methods ``'ot'``,
+``'unbalanced'``, ``'mean'``, ``'nearest'``).
 
     python benchmarks/cellmnn_interpolation.py            # 5 seeds x {5, 50} dims
     python benchmarks/cellmnn_interpolation.py --quick    # 1 seed x 5 dims, ~1 min
@@ -56,6 +58,7 @@ METHODS = (
     "neural_ode",
     "neural_ode_two_sided",
     "ot_interpolate",
+    "unbalanced_ot_interpolate",
     "mean_interpolation",
     "nearest_copy",
 )
@@ -76,7 +79,12 @@ def simulate(seed: int, *, n_genes: int, n_timepoints: int, cells_per_time: int,
 
 
 # ----------------------------------------------------------------------------- baselines
-BASELINES = {"ot_interpolate": "ot", "mean_interpolation": "mean", "nearest_copy": "nearest"}
+BASELINES = {
+    "ot_interpolate": "ot",
+    "unbalanced_ot_interpolate": "unbalanced",
+    "mean_interpolation": "mean",
+    "nearest_copy": "nearest",
+}
 """Benchmark names of the ``celldyn.tl.interpolation_baseline`` methods."""
 
 

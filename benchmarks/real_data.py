@@ -123,11 +123,15 @@ def cellmnn_rows(name, z, t, held_out, seeds, train) -> list[dict]:
             adata = ad.AnnData(np.zeros((len(z), 1), dtype=np.float32), obsm={"X_pca": z})
             adata.obs["time"] = t
             base = {"dataset": name, "held_out": time_k, "seed": seed}
-            for method in ("ot", "nearest"):
+            for method in ("ot", "unbalanced", "nearest"):
                 pred = cd.tl.interpolation_baseline(
                     adata, time_k, method, time_key="time", rep="X_pca", random_state=seed
                 )
-                label = {"ot": "OT-interpolate", "nearest": "nearest-time copy"}[method]
+                label = {
+                    "ot": "OT-interpolate",
+                    "unbalanced": "unbalanced OT-interpolate",
+                    "nearest": "nearest-time copy",
+                }[method]
                 w1 = cd.metrics.wasserstein(pred, target)
                 rows.append({**base, "method": label, "w1": w1, "seconds": 0.0})
             CellMNN.setup_anndata(adata, time_key="time", rep="X_pca", n_components=z.shape[1])

@@ -133,3 +133,71 @@ def test_one_neighbour_or_nan_is_an_error():
     nan.obsm["X_pca"][0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         interpolation_baseline(nan, 1.0, time_key="time")
+
+
+def _dying_course(seed: int = 0) -> AnnData:
+    """Times 0-4: cluster A moves one unit right per time; cluster B stays and dies.
+
+    B keeps a quarter of its cells per time unit (200, 50, 12, 3, 1 cells), A has 200.
+    """
+    rng = np.random.default_rng(seed)
+    blocks, times = [], []
+    for t, n_b in enumerate([200, 50, 12, 3, 1]):
+        a = rng.normal(scale=0.3, size=(200, 2)) + [t, 0.0]
+        b = rng.normal(scale=0.3, size=(n_b, 2)) + [0.0, 8.0]
+        blocks += [a, b]
+        times += [t] * (200 + n_b)
+    adata = AnnData(np.zeros((len(times), 1), dtype=np.float32), obsm={"X_pca": np.vstack(blocks)})
+    adata.obs["time"] = np.asarray(times, dtype=float)
+    return adata
+
+
+def test_unbalanced_lets_a_dying_population_shrink_in_place():
+    adata = _dying_course()
+    before = adata.copy()
+    observed = _at(adata, 1.0)
+    balanced = interpolation_baseline(adata, 1.0, "ot", time_key="time")
+    chosen = interpolation_baseline(adata, 1.0, "unbalanced", time_key="time")
+    # balanced OT must send 188 of B's 200 cells to A: the midpoints lie half way between
+    # the clusters. Measured W1: 2.23 (balanced) vs 0.19 (reg_m chosen on t = 0, 2, 3, 4)
+    assert wasserstein(balanced, observed) > 1.5
+    assert wasserstein(chosen, observed) < 0.4
+    # the right share of B survives: 50 of 250 observed (0.2); measured 0.18
+    share = np.mean(chosen[:, 1] > 4.0)
+    assert 0.12 < share < 0.28
+    # a large reg_m is close to the balanced interpolation (measured 1.80)
+    loose = interpolation_baseline(adata, 1.0, "unbalanced", time_key="time", reg_m=1e4)
+    assert wasserstein(loose, observed) > 1.5
+    assert_equal(adata, before)
+
+
+def test_unbalanced_never_looks_at_the_predicted_time():
+    adata = _dying_course()
+    pred = interpolation_baseline(adata, 1.0, "unbalanced", time_key="time", random_state=2)
+    moved = adata.copy()
+    moved.obsm["X_pca"][moved.obs["time"].to_numpy() == 1.0] += 100.0
+    np.testing.assert_array_equal(
+        interpolation_baseline(moved, 1.0, "unbalanced", time_key="time", random_state=2), pred
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"method": "ot", "reg_m": 1.0}, "`reg_m` is an option of method='unbalanced'"),
+        ({"method": "unbalanced", "reg_m": 0.0}, "`reg_m` must be"),
+        ({"method": "unbalanced"}, "needs three time groups besides the predicted one"),
+    ],
+)
+def test_unbalanced_bad_input(kwargs, match):
+    adata = _course()  # three time groups: nothing to choose reg_m on
+    before = adata.copy()
+    with pytest.raises(ValueError, match=match):
+        interpolation_baseline(adata, 1.0, time_key="time", **kwargs)
+    assert_equal(adata, before)
+    # with reg_m given, three groups are enough; a translation is nearly exact (measured W1
+    # 0.16, the entropic blur; the nearest copy is off by 3.5)
+    pred = interpolation_baseline(
+        adata, 1.0, "unbalanced", time_key="time", reg_m=10.0, n_cells=20_000
+    )
+    assert wasserstein(pred, _at(adata, 1.0)) < 0.3

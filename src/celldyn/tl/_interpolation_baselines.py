@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from anndata import AnnData
 
 from .. import _keys
 from .._readers import read_time_groups
-from .._validate import check_adata, check_in, check_int, get_rep
+from .._validate import check_adata, check_in, check_int, check_positive, get_rep
 
-INTERPOLATION_BASELINES = ("ot", "nearest", "mean")
+INTERPOLATION_BASELINES = ("ot", "unbalanced", "nearest", "mean")
 """Methods of :func:`interpolation_baseline`."""
+REG_M_GRID = (10.0, 1.0, 0.3, 0.1, 0.03)
+"""Marginal relaxations that ``'unbalanced'`` chooses from with ``reg_m=None``."""
+ENTROPIC_REG = 0.01
+"""Entropic regularisation of ``'unbalanced'``, in units of the median squared distance."""
+SELECTION_SAMPLES = 2000
+"""Cells per set in the W1 that chooses ``reg_m`` (:func:`celldyn.metrics.wasserstein`)."""
 
 
 def interpolation_baseline(
@@ -21,6 +29,7 @@ def interpolation_baseline(
     time_key: str = _keys.TIME,
     rep: str | None = "X_pca",
     n_cells: int | None = None,
+    reg_m: float | None = None,
     random_state: int | np.random.Generator = 0,
 ) -> np.ndarray:
     r"""Predict the cells at an intermediate time from the two neighbouring observed times.
@@ -37,6 +46,16 @@ def interpolation_baseline(
       :math:`t_{next}`; ``n_cells`` pairs :math:`(i, j)` are drawn with probability
       :math:`P_{ij}` and each gives the cell :math:`(1 - a)\,x_i + a\,y_j`. Exact for a
       pure translation or any other motion along straight lines at constant speed.
+    - ``'unbalanced'``: the same with unbalanced OT (:func:`ot.unbalanced.sinkhorn_unbalanced`,
+      squared Euclidean cost divided by its median, entropic regularisation
+      :data:`ENTROPIC_REG`): the cells of :math:`t_{next}` keep their mass, those of
+      :math:`t_{prev}` may change theirs at the price ``reg_m`` times its KL divergence, so
+      cells that divide, die or were sampled in other proportions need not travel. A cell
+      of :math:`t_{prev}` whose plan mass is :math:`g_i` times its share grows
+      geometrically, so pairs are drawn with probability :math:`\propto P_{ij}\,g_i^{a - 1}`.
+      ``reg_m=None`` chooses it from :data:`REG_M_GRID` on the other time groups only:
+      each interior group is predicted from its neighbours among them and the value with
+      the lowest mean W1 is used (the group at ``time`` is never looked at).
     - ``'nearest'``: the cells of the nearer neighbouring time (the previous one on ties).
     - ``'mean'``: the cells of :math:`t_{prev}` shifted by
       :math:`a\,(\bar y - \bar x)`, the linear interpolation of the two population means.
@@ -50,7 +69,7 @@ def interpolation_baseline(
         Time to predict, in the values of the time groups (numbers; for non-numeric ordered
         categories, the category position, see :func:`celldyn.pp.time_groups`).
     method
-        ``'ot'``, ``'nearest'`` or ``'mean'``.
+        ``'ot'``, ``'unbalanced'``, ``'nearest'`` or ``'mean'``.
     time_key
         Column of ``adata.obs`` with ordered time groups.
     rep
@@ -59,8 +78,13 @@ def interpolation_baseline(
         Number of predicted cells of ``'ot'``; default: the number of cells observed at
         ``time``, else the size of the previous group. (``'nearest'`` and ``'mean'`` return
         as many cells as the group they start from.)
+    reg_m
+        ``'unbalanced'`` only: the marginal relaxation (a positive number; larger is closer
+        to ``'ot'``), or ``None`` to choose it as described above (needs three time groups
+        other than the one at ``time``).
     random_state
-        Seed of the pairs drawn by ``'ot'``, or a :class:`numpy.random.Generator` used as is.
+        Seed of the pairs drawn by ``'ot'`` and ``'unbalanced'``, or a
+        :class:`numpy.random.Generator` used as is.
 
     Returns
     -------
@@ -75,6 +99,10 @@ def interpolation_baseline(
         raise ValueError(f"`time` must be finite, got {time!r}.")
     if n_cells is not None:
         n_cells = check_int(n_cells, "n_cells", 1)
+    if reg_m is not None:
+        if method != "unbalanced":
+            raise ValueError(f"`reg_m` is an option of method='unbalanced', not {method!r}.")
+        check_positive(reg_m, "reg_m")
     if not isinstance(random_state, np.random.Generator):
         random_state = check_int(random_state, "random_state", 0)
     groups = read_time_groups(adata, time_key, min_groups=2)
@@ -101,7 +129,13 @@ def interpolation_baseline(
     if n_cells is None:
         held_out = np.flatnonzero(at_time)
         n_cells = len(groups.members(held_out[0])) if len(held_out) else len(x_prev)
-    return _ot_interpolate(x_prev, x_next, a, n_cells, np.random.default_rng(random_state))
+    rng = np.random.default_rng(random_state)
+    if method == "ot":
+        return _ot_interpolate(x_prev, x_next, a, n_cells, rng)
+    if reg_m is None:
+        others = [x[groups.members(k)] for k in np.flatnonzero(~at_time)]
+        reg_m = _choose_reg_m(others, values[~at_time], rng)
+    return _unbalanced_interpolate(x_prev, x_next, a, n_cells, rng, reg_m)
 
 
 def _ot_interpolate(
@@ -116,3 +150,73 @@ def _ot_interpolate(
     )
     pairs = rng.choice(plan.nnz, size=n_cells, p=plan.data / plan.data.sum())
     return (1 - a) * x_prev[plan.row[pairs]] + a * x_next[plan.col[pairs]]
+
+
+def _unbalanced_interpolate(
+    x_prev: np.ndarray,
+    x_next: np.ndarray,
+    a: float,
+    n_cells: int,
+    rng: np.random.Generator,
+    reg_m: float,
+) -> np.ndarray:
+    """``n_cells`` points ``(1 - a) x_i + a y_j``, pairs drawn from the unbalanced plan."""
+    import ot
+
+    from ..nn import SolverDivergedError
+
+    cost = ot.dist(x_prev, x_next)
+    cost /= max(float(np.median(cost)), 1e-300)
+    p = np.full(len(x_prev), 1.0 / len(x_prev))
+    q = np.full(len(x_next), 1.0 / len(x_next))
+    with warnings.catch_warnings():  # overflow is checked below and solved in log domain
+        warnings.filterwarnings("ignore", message=".*(did not converge|numerical errors).*")
+        warnings.filterwarnings("ignore", category=RuntimeWarning)
+        plan = ot.unbalanced.sinkhorn_unbalanced(
+            p, q, cost, ENTROPIC_REG, (reg_m, np.inf), numItermax=5000
+        )
+        if not np.all(np.isfinite(plan)) or plan.sum() <= 0:
+            plan = ot.unbalanced.sinkhorn_unbalanced(
+                p, q, cost, ENTROPIC_REG, (reg_m, np.inf), "sinkhorn_stabilized", 5000
+            )
+    growth = plan.sum(1) * len(x_prev)
+    weights = plan * np.power(np.maximum(growth, 1e-300), a - 1.0)[:, None]
+    if not np.all(np.isfinite(weights)) or weights.sum() <= 0:
+        raise SolverDivergedError(
+            f"The unbalanced OT plan with reg_m={reg_m} has no finite mass; try a larger reg_m."
+        )
+    pairs = rng.choice(weights.size, size=n_cells, p=(weights / weights.sum()).ravel())
+    rows, cols = np.unravel_index(pairs, weights.shape)
+    return (1 - a) * x_prev[rows] + a * x_next[cols]
+
+
+def _choose_reg_m(cells: list[np.ndarray], values: np.ndarray, rng: np.random.Generator) -> float:
+    """Return the value of :data:`REG_M_GRID` that best predicts the interior ``cells``.
+
+    Each group is subsampled to :data:`SELECTION_SAMPLES` cells first, so the choice costs
+    a bounded number of small OT problems.
+    """
+    from ..metrics import wasserstein
+
+    if len(cells) < 3:
+        raise ValueError(
+            "Choosing `reg_m` needs three time groups besides the predicted one (an interior "
+            f"one to test on); there are {len(cells)}. Pass `reg_m`."
+        )
+    cells = [
+        c[np.sort(rng.choice(len(c), SELECTION_SAMPLES, replace=False))]
+        if len(c) > SELECTION_SAMPLES
+        else c
+        for c in cells
+    ]
+    errors = {}
+    for reg_m in REG_M_GRID:
+        scores = []
+        for k in range(1, len(cells) - 1):
+            a = (values[k] - values[k - 1]) / (values[k + 1] - values[k - 1])
+            pred = _unbalanced_interpolate(
+                cells[k - 1], cells[k + 1], a, SELECTION_SAMPLES, rng, reg_m
+            )
+            scores.append(wasserstein(pred, cells[k]))
+        errors[reg_m] = float(np.mean(scores))
+    return min(errors, key=errors.get)
