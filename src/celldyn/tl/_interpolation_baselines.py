@@ -48,11 +48,12 @@ def interpolation_baseline(
       pure translation or any other motion along straight lines at constant speed.
     - ``'unbalanced'``: the same with unbalanced OT (:func:`ot.unbalanced.sinkhorn_unbalanced`,
       squared Euclidean cost divided by its median, entropic regularisation
-      :data:`ENTROPIC_REG`): the cells of :math:`t_{next}` keep their mass, those of
-      :math:`t_{prev}` may change theirs at the price ``reg_m`` times its KL divergence, so
-      cells that divide, die or were sampled in other proportions need not travel. A cell
-      of :math:`t_{prev}` whose plan mass is :math:`g_i` times its share grows
-      geometrically, so pairs are drawn with probability :math:`\propto P_{ij}\,g_i^{a - 1}`.
+      :data:`ENTROPIC_REG`; also one dense problem): the cells of :math:`t_{next}` keep
+      their mass, those of :math:`t_{prev}` may change theirs at the price ``reg_m`` times
+      its KL divergence, so cells that divide, die or were sampled in other proportions need
+      not travel. A cell of :math:`t_{prev}` whose plan mass is :math:`g_i` times its share
+      grows geometrically, so pairs are drawn with probability
+      :math:`\propto P_{ij}\,g_i^{a - 1}`.
       ``reg_m=None`` chooses it from :data:`REG_M_GRID` on the other time groups only:
       each interior group is predicted from its neighbours among them and the value with
       the lowest mean W1 is used (the group at ``time`` is never looked at).
@@ -169,7 +170,7 @@ def _unbalanced_interpolate(
     cost /= max(float(np.median(cost)), 1e-300)
     p = np.full(len(x_prev), 1.0 / len(x_prev))
     q = np.full(len(x_next), 1.0 / len(x_next))
-    with warnings.catch_warnings():  # overflow is checked below and solved in log domain
+    with warnings.catch_warnings():  # overflow is checked and retried with stabilisation
         warnings.filterwarnings("ignore", message=".*(did not converge|numerical errors).*")
         warnings.filterwarnings("ignore", category=RuntimeWarning)
         plan = ot.unbalanced.sinkhorn_unbalanced(
