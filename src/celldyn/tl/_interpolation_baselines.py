@@ -47,14 +47,14 @@ def interpolation_baseline(
       :math:`P_{ij}` and each gives the cell :math:`(1 - a)\,x_i + a\,y_j`. Exact for a
       pure translation or any other motion along straight lines at constant speed.
     - ``'unbalanced'``: the same with unbalanced OT (:func:`ot.unbalanced.sinkhorn_unbalanced`,
-      squared Euclidean cost divided by its median, entropic regularisation
-      :data:`ENTROPIC_REG`; also one dense problem): the cells of :math:`t_{next}` keep
+      squared Euclidean cost divided by its median, entropic regularisation 0.01; also one
+      dense problem): the cells of :math:`t_{next}` keep
       their mass, those of :math:`t_{prev}` may change theirs at the price ``reg_m`` times
       its KL divergence, so cells that divide, die or were sampled in other proportions need
       not travel. A cell of :math:`t_{prev}` whose plan mass is :math:`g_i` times its share
       grows geometrically, so pairs are drawn with probability
       :math:`\propto P_{ij}\,g_i^{a - 1}`.
-      ``reg_m=None`` chooses it from :data:`REG_M_GRID` on the other time groups only:
+      ``reg_m=None`` chooses it from 10, 1, 0.3, 0.1, 0.03 on the other time groups only:
       each interior group is predicted from its neighbours among them and the value with
       the lowest mean W1 is used (the group at ``time`` is never looked at).
     - ``'nearest'``: the cells of the nearer neighbouring time (the previous one on ties).
