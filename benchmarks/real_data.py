@@ -12,7 +12,8 @@ published figure is given where a paper reports one on the same data. Sections:
   (``train(holdout=[t])``, model selection on the training times only), pushed forward from
   the previous time (the paper's protocol) and two-sided (forward and backward mixed by the
   time fraction); baselines
-  ``tl.interpolation_baseline``: OT-interpolation, the nearest-time copy. Published EB rows
+  ``tl.interpolation_baseline``: OT-interpolation, unbalanced OT-interpolation (its
+  relaxation chosen on the training times), the nearest-time copy. Published EB rows
   (von Bassewitz et al. 2025, Table 2): Cell-MNN 0.690, OT-MFM 0.713, OT-interpolate 0.749,
   OT-CFM 0.790.
 - ``flecs``: BEELINE mESC and mDC with the non-specific ChIP-seq network (DoRothEA,
