@@ -76,9 +76,9 @@ def interpolation_baseline(
     rep
         Key of ``adata.obsm`` with the coordinates, or ``None`` (or ``'X'``) for ``adata.X``.
     n_cells
-        Number of predicted cells of ``'ot'``; default: the number of cells observed at
-        ``time``, else the size of the previous group. (``'nearest'`` and ``'mean'`` return
-        as many cells as the group they start from.)
+        Number of predicted cells of ``'ot'`` and ``'unbalanced'``; default: the number of
+        cells observed at ``time``, else the size of the previous group. (``'nearest'`` and
+        ``'mean'`` return as many cells as the group they start from.)
     reg_m
         ``'unbalanced'`` only: the marginal relaxation (a positive number; larger is closer
         to ``'ot'``), or ``None`` to choose it as described above (needs three time groups
@@ -170,16 +170,15 @@ def _unbalanced_interpolate(
     cost /= max(float(np.median(cost)), 1e-300)
     p = np.full(len(x_prev), 1.0 / len(x_prev))
     q = np.full(len(x_next), 1.0 / len(x_next))
-    with warnings.catch_warnings():  # overflow is checked and retried with stabilisation
-        warnings.filterwarnings("ignore", message=".*(did not converge|numerical errors).*")
-        warnings.filterwarnings("ignore", category=RuntimeWarning)
-        plan = ot.unbalanced.sinkhorn_unbalanced(
-            p, q, cost, ENTROPIC_REG, (reg_m, np.inf), numItermax=5000
-        )
-        if not np.all(np.isfinite(plan)) or plan.sum() <= 0:
+    for method in ("sinkhorn", "sinkhorn_stabilized"):  # the second if the first overflows
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*(did not converge|numerical errors).*")
+            warnings.filterwarnings("ignore", category=RuntimeWarning)
             plan = ot.unbalanced.sinkhorn_unbalanced(
-                p, q, cost, ENTROPIC_REG, (reg_m, np.inf), "sinkhorn_stabilized", 5000
+                p, q, cost, ENTROPIC_REG, (reg_m, np.inf), method=method, numItermax=5000
             )
+        if np.all(np.isfinite(plan)) and plan.sum() > 0:
+            break
     growth = plan.sum(1) * len(x_prev)
     weights = plan * np.power(np.maximum(growth, 1e-300), a - 1.0)[:, None]
     if not np.all(np.isfinite(weights)) or weights.sum() <= 0:
